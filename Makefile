@@ -35,17 +35,22 @@ format: deps ## Rewrite files in the house format
 typecheck: deps ## Type-check everything
 	npx tsc -p tsconfig.json
 
+REPORTS := .vitest-reports
+VITEST = npx vitest run --config test/vitest.config.ts --reporter=default --reporter=json
+
 test-unit: deps ## Unit tests (no processes)
-	npx vitest run --config test/vitest.config.ts --project unit
+	$(VITEST) --outputFile.json=$(REPORTS)/unit.json --project unit
 
 test-integration: deps tools ## Integration tests against a real control plane
-	npx vitest run --config test/vitest.config.ts --project integration
+	$(VITEST) --outputFile.json=$(REPORTS)/integration.json --project integration
 
 test: tools deps ## Everything: lint, typecheck, unit and integration tests
+	rm -rf $(REPORTS)
 	$(MAKE) lint
 	$(MAKE) typecheck
 	$(MAKE) test-unit
 	$(MAKE) test-integration
+	node test/tools/test-summary.ts $(REPORTS)/unit.json $(REPORTS)/integration.json
 
 sandbox-up: tools deps ## Start a local control plane in the background (.sandbox/kubeconfig)
 	node test/harness/cli.ts up
@@ -58,4 +63,4 @@ demo: tools deps ## Run the product's main job on its embedded default
 	@exit 1
 
 clean: ## Remove build and test state (not the tool cache)
-	rm -rf .sandbox coverage dist
+	rm -rf .sandbox coverage dist .vitest-reports
