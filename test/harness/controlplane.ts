@@ -32,6 +32,8 @@ export interface ControlPlane {
   userKubeconfig(user: string): string;
   stateDir: string;
   pki: Pki;
+  /** Stops the apiserver, waits `downMs`, starts it again on the same port and waits until ready. */
+  restartApiserver(downMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -266,7 +268,24 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       mode: 0o600,
     });
     if (opts.full !== false) procs.push(...startHelpers(stateDir, pki, kubeconfigPath));
-    return { server, kubeconfigPath, adminToken, userKubeconfig, stateDir, pki, stop: stopAll };
+    const restartApiserver = async (downMs = 0): Promise<void> => {
+      const i = procs.findIndex((m) => m.name === "kube-apiserver");
+      await stopProcess(procs[i]!);
+      await sleep(downMs);
+      const again = startApiserver({ stateDir, pki, etcdPort, port: apiPort, tokenFile });
+      procs[i] = again;
+      await waitReady({ url: `${server}/readyz`, ca, token: adminToken }, again, 90_000);
+    };
+    return {
+      server,
+      kubeconfigPath,
+      adminToken,
+      userKubeconfig,
+      stateDir,
+      pki,
+      restartApiserver,
+      stop: stopAll,
+    };
   } catch (err) {
     await stopAll();
     throw err;
