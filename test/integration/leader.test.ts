@@ -1,0 +1,66 @@
+// Leader election against the real apiserver: one leader among candidates, immediate hand-over on
+// release, and takeover after a leader stops renewing as if it had crashed.
+import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { LeaderElector } from "../../src/k8s/leader.ts";
+import { KubeRest } from "../../src/k8s/rest.ts";
+
+const kc = new KubeConfig();
+kc.loadFromFile(inject("kubeconfigPath"));
+const log = pino({ level: "silent" });
+const namespace = "leader-test";
+
+function elector(identity: string, name: string): LeaderElector {
+  return new LeaderElector({
+    rest: new KubeRest(kc),
+    namespace,
+    name,
+    identity,
+    log,
+    leaseDurationSeconds: 3,
+    renewMs: 500,
+    retryMs: 250,
+    renewDeadlineMs: 2_000,
+  });
+}
+
+describe("LeaderElector", () => {
+  beforeAll(async () => {
+    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+  });
+  afterAll(async () => {
+    await kc.makeApiClient(CoreV1Api).deleteNamespace({ name: namespace });
+  });
+
+  it("elects exactly one leader and hands over at once on release", async () => {
+    const a = elector("a", "handover");
+    const b = elector("b", "handover");
+    expect(await a.acquire()).toBe(true);
+    const bWon = b.acquire();
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect([a.leading, b.leading]).toEqual([true, false]);
+    const t0 = Date.now();
+    await a.stop();
+    expect(await bWon).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    await b.stop();
+  });
+
+  it("takes over after the leader stops renewing without releasing (a crash)", async () => {
+    const a = elector("a", "crash");
+    const b = elector("b", "crash");
+    await a.acquire();
+    const bWon = b.acquire();
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(b.leading).toBe(false);
+    const t0 = Date.now();
+    await a.stop(false);
+    expect(await bWon).toBe(true);
+    const failoverMs = Date.now() - t0;
+    // Lease duration 3 s plus one retry period: well within the 30 s the operator promises.
+    expect(failoverMs).toBeGreaterThan(1_000);
+    expect(failoverMs).toBeLessThan(5_000);
+    await b.stop();
+  });
+});
