@@ -1,0 +1,62 @@
+import { describe, expect, it } from "vitest";
+import { loadOperatorConfig } from "./config.ts";
+
+describe("loadOperatorConfig", () => {
+  it("applies defaults that match AWS's throttling buckets", () => {
+    const c = loadOperatorConfig({ TMO_CLUSTER_NAME: "prod" }, "host-1");
+    expect(c).toMatchObject({
+      clusterName: "prod",
+      identity: "host-1",
+      resyncMs: 300_000,
+      dryRun: false,
+      leaderElection: true,
+      metrics: { host: "0.0.0.0", port: 8080 },
+      health: { host: "0.0.0.0", port: 8081 },
+      rateLimits: { mutating: { rate: 5, burst: 50 }, describe: { rate: 20, burst: 100 } },
+    });
+  });
+
+  it("parses every variable", () => {
+    const c = loadOperatorConfig(
+      {
+        TMO_CLUSTER_NAME: "c",
+        AWS_REGION: "eu-west-2",
+        TMO_POD_NAME: "op-0",
+        TMO_DRY_RUN: "true",
+        TMO_METRICS_ADDR: "127.0.0.1:9090",
+        TMO_HEALTH_ADDR: "[::1]:9091",
+        TMO_EC2_ENDPOINT: "http://127.0.0.1:4566",
+        TMO_APPLY_CONCURRENCY: "8",
+        TMO_RESYNC_SECONDS: "30",
+      },
+      "x",
+    );
+    expect(c).toMatchObject({
+      region: "eu-west-2",
+      identity: "op-0",
+      dryRun: true,
+      metrics: { host: "127.0.0.1", port: 9090 },
+      health: { host: "::1", port: 9091 },
+      ec2Endpoint: "http://127.0.0.1:4566",
+      applyConcurrency: 8,
+      resyncMs: 30_000,
+    });
+  });
+
+  it("names every bad variable in one error", () => {
+    const bad = {
+      TMO_CLUSTER_NAME: "",
+      TMO_DRY_RUN: "maybe",
+      AWS_REGION: "mars",
+      TMO_APPLY_CONCURRENCY: "0",
+    };
+    let error: Error | undefined;
+    try {
+      loadOperatorConfig(bad, "x");
+    } catch (err) {
+      error = err as Error;
+    }
+    expect(error?.message).toMatch(/^invalid operator configuration: /);
+    for (const v of Object.keys(bad)) expect(error?.message).toContain(v);
+  });
+});

@@ -1,0 +1,96 @@
+/**
+ * Operator configuration from the environment, validated at the boundary. This is the only place
+ * that reads `process.env` for the operator (the chart sets these variables).
+ */
+import { z } from "zod";
+
+const bool = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+
+/** `host:port` or `:port`. */
+const listenAddr = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, "must be host:port or :port")
+  .transform((v) => {
+    const i = v.lastIndexOf(":");
+    const host = v.slice(0, i).replace(/^\[|\]$/g, "");
+    return { host: host === "" ? "0.0.0.0" : host, port: Number(v.slice(i + 1)) };
+  });
+
+const positive = z.coerce.number().positive();
+
+/** The environment variables the operator reads, with their defaults. */
+export const OperatorEnvSchema = z.object({
+  TMO_CLUSTER_NAME: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "letters, digits, '-', '_' and '.' only"),
+  AWS_REGION: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "an AWS region such as us-east-1")
+    .optional(),
+  TMO_NAMESPACE: z.string().min(1).default("traffic-mirror-system"),
+  TMO_POD_NAME: z.string().optional(),
+  TMO_RESYNC_SECONDS: positive.default(300),
+  TMO_DRY_RUN: bool.default(false),
+  TMO_METRICS_ADDR: listenAddr.prefault(":8080"),
+  TMO_HEALTH_ADDR: listenAddr.prefault(":8081"),
+  TMO_LEADER_ELECTION: bool.default(true),
+  TMO_EC2_ENDPOINT: z.url().optional(),
+  TMO_MUTATING_RATE: positive.default(5),
+  TMO_MUTATING_BURST: positive.default(50),
+  TMO_DESCRIBE_RATE: positive.default(20),
+  TMO_DESCRIBE_BURST: positive.default(100),
+  TMO_APPLY_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+  TMO_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
+});
+
+/** The operator's validated configuration. */
+export interface OperatorConfig {
+  clusterName: string;
+  region: string | undefined;
+  namespace: string;
+  identity: string;
+  resyncMs: number;
+  dryRun: boolean;
+  metrics: { host: string; port: number };
+  health: { host: string; port: number };
+  leaderElection: boolean;
+  ec2Endpoint: string | undefined;
+  rateLimits: { mutating: { rate: number; burst: number }; describe: { rate: number; burst: number } };
+  applyConcurrency: number;
+  logLevel: string;
+}
+
+/** Reads the configuration; throws one error listing every bad variable. */
+export function loadOperatorConfig(
+  env: Record<string, string | undefined>,
+  fallbackIdentity: string,
+): OperatorConfig {
+  const parsed = OperatorEnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new Error(`invalid operator configuration: ${problems}`);
+  }
+  const e = parsed.data;
+  return {
+    clusterName: e.TMO_CLUSTER_NAME,
+    region: e.AWS_REGION,
+    namespace: e.TMO_NAMESPACE,
+    identity: e.TMO_POD_NAME ?? fallbackIdentity,
+    resyncMs: e.TMO_RESYNC_SECONDS * 1000,
+    dryRun: e.TMO_DRY_RUN,
+    metrics: e.TMO_METRICS_ADDR,
+    health: e.TMO_HEALTH_ADDR,
+    leaderElection: e.TMO_LEADER_ELECTION,
+    ec2Endpoint: e.TMO_EC2_ENDPOINT,
+    rateLimits: {
+      mutating: { rate: e.TMO_MUTATING_RATE, burst: e.TMO_MUTATING_BURST },
+      describe: { rate: e.TMO_DESCRIBE_RATE, burst: e.TMO_DESCRIBE_BURST },
+    },
+    applyConcurrency: e.TMO_APPLY_CONCURRENCY,
+    logLevel: e.TMO_LOG_LEVEL,
+  };
+}
