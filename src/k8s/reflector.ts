@@ -11,7 +11,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 /** A raw Kubernetes object as the apiserver sends it. */
 export interface RawObject {
-  metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string };
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    resourceVersion?: string;
+    uid?: string;
+    [k: string]: unknown;
+  };
   [k: string]: unknown;
 }
 

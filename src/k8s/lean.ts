@@ -1,0 +1,119 @@
+/**
+ * Lean copies of the objects the operator watches: only the fields the planner and the status
+ * writer use, so that 100,000 pods fit comfortably in memory.
+ */
+import type { RawObject } from "./reflector.ts";
+
+/** A pod as the planner sees it. */
+export interface LeanPod {
+  namespace: string;
+  name: string;
+  uid: string;
+  labels: Record<string, string>;
+  nodeName: string | undefined;
+  /** IPv4 and IPv6 pod IPs (empty until assigned). */
+  podIPs: string[];
+  hostNetwork: boolean;
+  phase: string;
+  /** Being deleted: no longer a mirror source. */
+  deleting: boolean;
+}
+
+/** A node as the planner sees it. */
+export interface LeanNode {
+  name: string;
+  uid: string;
+  labels: Record<string, string>;
+  /** `aws:///<zone>/<instance-id>` on EKS. */
+  providerID: string | undefined;
+  internalIP: string | undefined;
+  ready: boolean;
+}
+
+/** A custom resource kept whole but for managed fields (they are small and few). */
+export interface LeanCustom<Spec = unknown, Status = unknown> {
+  namespace: string | undefined;
+  name: string;
+  uid: string;
+  generation: number;
+  resourceVersion: string;
+  finalizers: string[];
+  deleting: boolean;
+  labels: Record<string, string>;
+  spec: Spec;
+  status: Status | undefined;
+}
+
+interface Meta {
+  name?: string;
+  namespace?: string;
+  uid?: string;
+  labels?: Record<string, string>;
+  generation?: number;
+  resourceVersion?: string;
+  finalizers?: string[];
+  deletionTimestamp?: string;
+}
+
+function meta(o: RawObject): Meta {
+  return o.metadata ?? {};
+}
+
+/** Copies a string map so the raw object can be dropped. */
+function copyLabels(labels: Record<string, string> | undefined): Record<string, string> {
+  return labels ? { ...labels } : {};
+}
+
+/** The lean copy of a pod. */
+export function leanPod(o: RawObject): LeanPod {
+  const m = meta(o);
+  const spec = (o.spec ?? {}) as { nodeName?: string; hostNetwork?: boolean };
+  const status = (o.status ?? {}) as { phase?: string; podIP?: string; podIPs?: { ip: string }[] };
+  const ips = status.podIPs?.map((p) => p.ip) ?? (status.podIP ? [status.podIP] : []);
+  return {
+    namespace: m.namespace ?? "",
+    name: m.name ?? "",
+    uid: m.uid ?? "",
+    labels: copyLabels(m.labels),
+    nodeName: spec.nodeName,
+    podIPs: ips,
+    hostNetwork: spec.hostNetwork === true,
+    phase: status.phase ?? "Unknown",
+    deleting: m.deletionTimestamp !== undefined,
+  };
+}
+
+/** The lean copy of a node. */
+export function leanNode(o: RawObject): LeanNode {
+  const m = meta(o);
+  const spec = (o.spec ?? {}) as { providerID?: string };
+  const status = (o.status ?? {}) as {
+    addresses?: { type: string; address: string }[];
+    conditions?: { type: string; status: string }[];
+  };
+  return {
+    name: m.name ?? "",
+    uid: m.uid ?? "",
+    labels: copyLabels(m.labels),
+    providerID: spec.providerID,
+    internalIP: status.addresses?.find((a) => a.type === "InternalIP")?.address,
+    ready: status.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
+  };
+}
+
+/** The lean copy of one of the operator's custom resources (spec validated later, by the caller). */
+export function leanCustom<Spec, Status>(o: RawObject): LeanCustom<Spec, Status> {
+  const m = meta(o);
+  return {
+    namespace: m.namespace,
+    name: m.name ?? "",
+    uid: m.uid ?? "",
+    generation: m.generation ?? 0,
+    resourceVersion: m.resourceVersion ?? "",
+    finalizers: [...(m.finalizers ?? [])],
+    deleting: m.deletionTimestamp !== undefined,
+    labels: copyLabels(m.labels),
+    spec: o.spec as Spec,
+    status: o.status as Status | undefined,
+  };
+}
