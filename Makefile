@@ -64,3 +64,6 @@ demo: tools deps ## Run the product's main job on its embedded default
 
 clean: ## Remove build and test state (not the tool cache)
 	rm -rf .sandbox coverage dist .vitest-reports
+
+manifests: deps ## Generate the CRDs from src/api (crds/ and the chart's copy)
+	node src/api/crd-gen.ts

@@ -1,0 +1,69 @@
+/** Condition types and reasons of the operator's resources: what status says and why. */
+
+/** Condition types. `Ready` is derived from the others. */
+export const ConditionType = {
+  Ready: "Ready",
+  SourcesResolved: "SourcesResolved",
+  SessionsProgrammed: "SessionsProgrammed",
+  WithinLimits: "WithinLimits",
+  Accepted: "Accepted",
+} as const;
+
+/** Why a source (pod or node) or a whole policy is not mirrored, or why a condition is as it is. */
+export const Reason = {
+  // Policy-level
+  Suspended: "Suspended",
+  TargetNotFound: "TargetNotFound",
+  TargetNotReady: "TargetNotReady",
+  NamespaceNotAllowed: "NamespaceNotAllowed",
+  NodeSourcesNotAllowed: "NodeSourcesNotAllowed",
+  InvalidSpec: "InvalidSpec",
+  NoSourcesSelected: "NoSourcesSelected",
+  // Source-level
+  PodNotRunning: "PodNotRunning",
+  PodHasNoIp: "PodHasNoIp",
+  HostNetworkPod: "HostNetworkPod",
+  NodeNotFound: "NodeNotFound",
+  MissingProviderId: "MissingProviderId",
+  InstanceNotFound: "InstanceNotFound",
+  UnsupportedInstanceType: "UnsupportedInstanceType",
+  EniNotFound: "EniNotFound",
+  UnsupportedEniType: "UnsupportedEniType",
+  SourceIsTarget: "SourceIsTarget",
+  EniFull: "EniFull",
+  TargetFull: "TargetFull",
+  FilterTooLarge: "FilterTooLarge",
+  Shadowed: "Shadowed",
+  // Positive
+  Resolved: "Resolved",
+  Programmed: "Programmed",
+  Pending: "Pending",
+  Retrying: "Retrying",
+  DryRun: "DryRun",
+  WithinLimits: "WithinLimits",
+  LimitsReached: "LimitsReached",
+  SourcesUnresolved: "SourcesUnresolved",
+} as const;
+
+/** A reason value. */
+export type ReasonValue = (typeof Reason)[keyof typeof Reason];
+
+/** Reasons that mean "resolving the source failed" (the SourcesResolved condition). */
+export const RESOLUTION_REASONS: ReadonlySet<string> = new Set([
+  Reason.PodHasNoIp,
+  Reason.HostNetworkPod,
+  Reason.NodeNotFound,
+  Reason.MissingProviderId,
+  Reason.InstanceNotFound,
+  Reason.UnsupportedInstanceType,
+  Reason.EniNotFound,
+  Reason.UnsupportedEniType,
+  Reason.SourceIsTarget,
+]);
+
+/** Reasons that mean "an AWS limit was reached" (the WithinLimits condition). */
+export const LIMIT_REASONS: ReadonlySet<string> = new Set([
+  Reason.EniFull,
+  Reason.TargetFull,
+  Reason.FilterTooLarge,
+]);
