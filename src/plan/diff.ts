@@ -1,0 +1,197 @@
+/**
+ * Desired versus actual, matched on the ownership key tag: what to create, modify and delete.
+ * Only resources this cluster's operator owns are ever modified or deleted. `applyDiff` replays a
+ * diff on an inventory the way AWS would, for tests (plan(apply(plan)) must be empty).
+ */
+import type { Ec2Inventory, FilterRule, MirrorFilter, MirrorSession } from "../api/inventory.ts";
+import { ownershipTags } from "../api/tags.ts";
+import { canonicalRule, type DesiredRule } from "./filters.ts";
+import type { InventoryIndex } from "./inventory-index.ts";
+import type {
+  DesiredFilter,
+  DesiredSession,
+  DesiredTarget,
+  PlanDiff,
+  SessionChange,
+  TargetRef,
+} from "./types.ts";
+
+function rulesOf(f: MirrorFilter): DesiredRule[] {
+  return [...f.ingressRules, ...f.egressRules].map(
+    ({ trafficMirrorFilterRuleId: _id, description: _d, ...r }) => r,
+  );
+}
+
+/** Whether an owned filter's rules and services match the desired ones. */
+function sameFilter(actual: MirrorFilter, desired: DesiredFilter): boolean {
+  const a = rulesOf(actual).map(canonicalRule).sort();
+  const d = desired.rules.map(canonicalRule).sort();
+  return (
+    JSON.stringify(a) === JSON.stringify(d) &&
+    JSON.stringify([...actual.networkServices].sort()) === JSON.stringify([...desired.networkServices].sort())
+  );
+}
+
+function resolveTargetId(ref: TargetRef, idx: InventoryIndex): string | undefined {
+  return "id" in ref ? ref.id : idx.ownedTargets.get(ref.key)?.trafficMirrorTargetId;
+}
+
+function sessionChange(
+  actual: MirrorSession,
+  d: DesiredSession,
+  idx: InventoryIndex,
+): SessionChange | undefined {
+  const change: SessionChange = { sessionId: actual.trafficMirrorSessionId, key: d.key };
+  let changed = false;
+  if (resolveTargetId(d.target, idx) !== actual.trafficMirrorTargetId) {
+    change.target = d.target;
+    changed = true;
+  }
+  if (idx.ownedFilters.get(d.filterKey)?.trafficMirrorFilterId !== actual.trafficMirrorFilterId) {
+    change.filterKey = d.filterKey;
+    changed = true;
+  }
+  if (d.sessionNumber !== actual.sessionNumber) {
+    change.sessionNumber = d.sessionNumber;
+    changed = true;
+  }
+  if ((d.packetLength ?? null) !== (actual.packetLength ?? null)) {
+    change.packetLength = d.packetLength ?? null;
+    changed = true;
+  }
+  if (d.virtualNetworkId !== actual.virtualNetworkId) {
+    change.virtualNetworkId = d.virtualNetworkId;
+    changed = true;
+  }
+  return changed ? change : undefined;
+}
+
+/** The changes that take the owned resources in `idx` to `desired`. */
+export function diffAgainstInventory(
+  desired: { targets: DesiredTarget[]; filters: DesiredFilter[]; sessions: DesiredSession[] },
+  idx: InventoryIndex,
+): PlanDiff {
+  const wantSessions = new Set(desired.sessions.map((s) => s.key));
+  const wantFilters = new Set(desired.filters.map((f) => f.key));
+  const wantTargets = new Set(desired.targets.map((t) => t.key));
+  const diff: PlanDiff = {
+    deleteSessions: [],
+    createTargets: desired.targets.filter((t) => !idx.ownedTargets.has(t.key)),
+    createFilters: desired.filters.filter((f) => !idx.ownedFilters.has(f.key)),
+    replaceFilterRules: [],
+    modifySessions: [],
+    createSessions: [],
+    deleteFilters: [],
+    deleteTargets: [],
+  };
+  for (const f of desired.filters) {
+    const actual = idx.ownedFilters.get(f.key);
+    if (actual && !sameFilter(actual, f))
+      diff.replaceFilterRules.push({ filterId: actual.trafficMirrorFilterId, filter: f });
+  }
+  for (const s of desired.sessions) {
+    const actual = idx.ownedSessions.get(s.key);
+    if (!actual) diff.createSessions.push(s);
+    else {
+      const change = sessionChange(actual, s, idx);
+      if (change) diff.modifySessions.push(change);
+    }
+  }
+  const sortKey = <T extends { key: string }>(xs: T[]): T[] => xs.sort((a, b) => a.key.localeCompare(b.key));
+  for (const [key, s] of idx.ownedSessions)
+    if (!wantSessions.has(key)) diff.deleteSessions.push({ sessionId: s.trafficMirrorSessionId, key });
+  for (const [key, f] of idx.ownedFilters)
+    if (!wantFilters.has(key)) diff.deleteFilters.push({ filterId: f.trafficMirrorFilterId, key });
+  for (const [key, t] of idx.ownedTargets)
+    if (!wantTargets.has(key)) diff.deleteTargets.push({ targetId: t.trafficMirrorTargetId, key });
+  sortKey(diff.deleteSessions);
+  sortKey(diff.deleteFilters);
+  sortKey(diff.deleteTargets);
+  return diff;
+}
+
+/** Whether a diff asks for nothing. */
+export function isEmptyDiff(d: PlanDiff): boolean {
+  return Object.values(d).every((list: unknown[]) => list.length === 0);
+}
+
+/** Number of changes in a diff. */
+export function diffSize(d: PlanDiff): number {
+  return (Object.values(d) as unknown[][]).reduce((n, list) => n + list.length, 0);
+}
+
+function split(rules: DesiredRule[]): { ingressRules: FilterRule[]; egressRules: FilterRule[] } {
+  return {
+    ingressRules: rules.filter((r) => r.direction === "ingress"),
+    egressRules: rules.filter((r) => r.direction === "egress"),
+  };
+}
+
+/**
+ * Applies a diff to an inventory as AWS would (pure; new ids from a counter), for tests and
+ * dry-run previews.
+ */
+export function applyDiff(inv: Ec2Inventory, diff: PlanDiff, cluster: string): Ec2Inventory {
+  let seq = 0;
+  const id = (prefix: string): string => `${prefix}-${(++seq).toString(16).padStart(17, "0")}`;
+  const next = structuredClone(inv);
+  const gone = new Set(diff.deleteSessions.map((s) => s.sessionId));
+  next.sessions = next.sessions.filter((s) => !gone.has(s.trafficMirrorSessionId));
+  const targetIds = new Map<string, string>();
+  for (const t of diff.createTargets) {
+    const tid = id("tmt");
+    targetIds.set(t.key, tid);
+    const { key, owners, ...rest } = t;
+    next.targets.push({ trafficMirrorTargetId: tid, ...rest, tags: ownershipTags(cluster, key, owners) });
+  }
+  const filterIds = new Map<string, string>();
+  for (const f of diff.createFilters) {
+    const fid = id("tmf");
+    filterIds.set(f.key, fid);
+    next.filters.push({
+      trafficMirrorFilterId: fid,
+      ...split(f.rules),
+      networkServices: f.networkServices,
+      description: f.description,
+      tags: ownershipTags(cluster, f.key),
+    });
+  }
+  for (const r of diff.replaceFilterRules) {
+    const f = next.filters.find((x) => x.trafficMirrorFilterId === r.filterId)!;
+    Object.assign(f, split(r.filter.rules), { networkServices: r.filter.networkServices });
+  }
+  const tid = (ref: TargetRef): string =>
+    "id" in ref
+      ? ref.id
+      : (targetIds.get(ref.key) ??
+        next.targets.find((t) => t.tags["traffic-mirror.twtech.io/key"] === ref.key)!.trafficMirrorTargetId);
+  const fid = (key: string): string =>
+    filterIds.get(key) ??
+    next.filters.find((f) => f.tags["traffic-mirror.twtech.io/key"] === key)!.trafficMirrorFilterId;
+  for (const m of diff.modifySessions) {
+    const s = next.sessions.find((x) => x.trafficMirrorSessionId === m.sessionId)!;
+    if (m.target) s.trafficMirrorTargetId = tid(m.target);
+    if (m.filterKey) s.trafficMirrorFilterId = fid(m.filterKey);
+    if (m.sessionNumber !== undefined) s.sessionNumber = m.sessionNumber;
+    if (m.packetLength !== undefined) s.packetLength = m.packetLength ?? undefined;
+    if (m.virtualNetworkId !== undefined) s.virtualNetworkId = m.virtualNetworkId;
+  }
+  for (const s of diff.createSessions) {
+    next.sessions.push({
+      trafficMirrorSessionId: id("tms"),
+      networkInterfaceId: s.networkInterfaceId,
+      trafficMirrorTargetId: tid(s.target),
+      trafficMirrorFilterId: fid(s.filterKey),
+      sessionNumber: s.sessionNumber,
+      ...(s.packetLength ? { packetLength: s.packetLength } : {}),
+      virtualNetworkId: s.virtualNetworkId,
+      description: s.description,
+      tags: ownershipTags(cluster, s.key, s.owners),
+    });
+  }
+  const fGone = new Set(diff.deleteFilters.map((f) => f.filterId));
+  next.filters = next.filters.filter((f) => !fGone.has(f.trafficMirrorFilterId));
+  const tGone = new Set(diff.deleteTargets.map((t) => t.targetId));
+  next.targets = next.targets.filter((t) => !tGone.has(t.trafficMirrorTargetId));
+  return next;
+}

@@ -1,0 +1,130 @@
+/** Lookups over the EC2 inventory that the planner makes many times. */
+import type {
+  Ec2Inventory,
+  Instance,
+  MirrorSession,
+  MirrorTarget,
+  NetworkInterface,
+} from "../api/inventory.ts";
+import { isOwnedBy, TAG_KEY } from "../api/tags.ts";
+import { normalizeRanges, parseCidr, parseIp, size, type Ranges } from "./ipv4.ts";
+
+/** Indexed inventory. */
+export interface InventoryIndex {
+  instance(id: string): Instance | undefined;
+  enisOf(instanceId: string): NetworkInterface[];
+  eni(id: string): NetworkInterface | undefined;
+  /** The ENI holding an IPv4 address, as a secondary IP or inside a delegated prefix. */
+  eniHolding(ip: number): NetworkInterface | undefined;
+  /** Every address an ENI holds (private IPs and prefixes), as merged ranges. */
+  heldRanges(eniId: string): Ranges;
+  /** Sessions on an ENI that this cluster's operator does not own. */
+  foreignSessions(eniId: string): MirrorSession[];
+  /** Owned resources by their key tag. */
+  ownedSessions: Map<string, MirrorSession>;
+  ownedFilters: Map<string, Ec2Inventory["filters"][number]>;
+  ownedTargets: Map<string, MirrorTarget>;
+  /** ENIs that are the ENI of some mirror target (never a source). */
+  targetEnis: Set<string>;
+  target(id: string): MirrorTarget | undefined;
+  /** Sessions (any owner) per target id. */
+  sessionsOnTarget(targetId: string): MirrorSession[];
+}
+
+function group<T>(items: readonly T[], key: (t: T) => string | undefined): Map<string, T[]> {
+  const m = new Map<string, T[]>();
+  for (const it of items) {
+    const k = key(it);
+    if (k === undefined) continue;
+    const list = m.get(k);
+    if (list) list.push(it);
+    else m.set(k, [it]);
+  }
+  return m;
+}
+
+function owned<T extends { tags: Record<string, string> }>(
+  items: readonly T[],
+  cluster: string,
+): Map<string, T> {
+  const m = new Map<string, T>();
+  for (const it of items) {
+    const key = it.tags[TAG_KEY];
+    if (key && isOwnedBy(it.tags, cluster)) m.set(key, it);
+  }
+  return m;
+}
+
+function prefixIndex(enis: readonly NetworkInterface[]): {
+  ips: Map<number, NetworkInterface>;
+  prefixes: Map<number, NetworkInterface>;
+} {
+  const ips = new Map<number, NetworkInterface>();
+  const prefixes = new Map<number, NetworkInterface>();
+  for (const e of enis) {
+    for (const ip of e.privateIps) {
+      const n = parseIp(ip);
+      if (n !== undefined) ips.set(n, e);
+    }
+    for (const p of e.ipv4Prefixes) {
+      const b = parseCidr(p);
+      // Delegated IPv4 prefixes are /28; larger ones are indexed per /28 all the same.
+      if (b) for (let base = b.base; base < b.base + size(b.len); base += 16) prefixes.set(base, e);
+    }
+  }
+  return { ips, prefixes };
+}
+
+/** Builds the index for one cluster's view. */
+export function indexInventory(inv: Ec2Inventory, cluster: string): InventoryIndex {
+  const instances = new Map(inv.instances.map((i) => [i.instanceId, i]));
+  const enis = new Map(inv.networkInterfaces.map((e) => [e.networkInterfaceId, e]));
+  const byInstance = group(inv.networkInterfaces, (e) => e.instanceId);
+  const { ips, prefixes } = prefixIndex(inv.networkInterfaces);
+  const ownedSessions = owned(inv.sessions, cluster);
+  const foreign = group(
+    inv.sessions.filter((s) => !isOwnedBy(s.tags, cluster)),
+    (s) => s.networkInterfaceId,
+  );
+  const targets = new Map(inv.targets.map((t) => [t.trafficMirrorTargetId, t]));
+  const onTarget = group(inv.sessions, (s) => s.trafficMirrorTargetId);
+  const held = new Map<string, Ranges>();
+  return {
+    instance: (id) => instances.get(id),
+    enisOf: (id) =>
+      [...(byInstance.get(id) ?? [])].sort((a, b) => (a.deviceIndex ?? 0) - (b.deviceIndex ?? 0)),
+    eni: (id) => enis.get(id),
+    eniHolding: (ip) => ips.get(ip) ?? prefixes.get(ip - (ip % 16)),
+    heldRanges(eniId) {
+      let r = held.get(eniId);
+      if (!r) {
+        const e = enis.get(eniId);
+        const ranges: [number, number][] = [];
+        for (const ip of e?.privateIps ?? []) {
+          const n = parseIp(ip);
+          if (n !== undefined) ranges.push([n, n]);
+        }
+        for (const p of e?.ipv4Prefixes ?? []) {
+          const b = parseCidr(p);
+          if (b) ranges.push([b.base, b.base + size(b.len) - 1]);
+        }
+        r = normalizeRanges(ranges);
+        held.set(eniId, r);
+      }
+      return r;
+    },
+    foreignSessions: (id) => foreign.get(id) ?? [],
+    ownedSessions,
+    ownedFilters: owned(inv.filters, cluster),
+    ownedTargets: owned(inv.targets, cluster),
+    targetEnis: new Set(inv.targets.flatMap((t) => (t.networkInterfaceId ? [t.networkInterfaceId] : []))),
+    target: (id) => targets.get(id),
+    sessionsOnTarget: (id) => onTarget.get(id) ?? [],
+  };
+}
+
+/** The instance id in an EKS providerID (`aws:///us-east-1a/i-0abc…`), if it is one. */
+export function instanceIdFromProviderId(providerID: string | undefined): string | undefined {
+  const m = providerID?.match(/^aws:\/\/\/[^/]*\/(i-[0-9a-f]+)$/);
+  return m?.[1];
+}

@@ -1,0 +1,45 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { contains, cover, formatBlock, normalizeRanges, parseCidr, parseIp } from "./ipv4.ts";
+
+describe("IPv4 parsing", () => {
+  it("round-trips and rejects junk", () => {
+    expect(parseIp("10.0.64.5")).toBe(10 * 2 ** 24 + 64 * 256 + 5);
+    expect(parseIp("256.0.0.1")).toBeUndefined();
+    expect(parseIp("10.0.0")).toBeUndefined();
+    expect(formatBlock(parseCidr("10.0.64.17/28")!)).toBe("10.0.64.16/28");
+    expect(parseCidr("10.0.0.0/33")).toBeUndefined();
+  });
+});
+
+describe("cover", () => {
+  const ip = (s: string) => parseIp(s)!;
+  it("uses one block for everything when nothing is forbidden", () => {
+    expect(cover([ip("10.0.0.1"), ip("10.0.0.2")], []).map(formatBlock)).toEqual(["0.0.0.0/0"]);
+  });
+
+  it("keeps an unselected neighbour out", () => {
+    const blocks = cover([ip("10.0.0.1"), ip("10.0.0.2")], [[ip("10.0.0.3"), ip("10.0.0.3")]]);
+    expect(blocks.some((b) => contains(b, ip("10.0.0.3")))).toBe(false);
+    expect(blocks.length).toBeLessThanOrEqual(4);
+  });
+
+  it("never covers a forbidden address and always covers a wanted one (property)", () => {
+    const addr = fc.integer({ min: 0, max: 255 }).map((n) => ip("10.0.64.0") + n);
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(addr, { maxLength: 40 }),
+        fc.uniqueArray(addr, { maxLength: 40 }),
+        (wanted, bad) => {
+          const forbidden = normalizeRanges(
+            bad.filter((b) => !wanted.includes(b)).map((b) => [b, b] as const),
+          );
+          const blocks = cover(wanted, forbidden);
+          for (const w of wanted) expect(blocks.some((b) => contains(b, w))).toBe(true);
+          for (const [f] of forbidden) expect(blocks.some((b) => contains(b, f))).toBe(false);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});

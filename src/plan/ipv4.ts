@@ -1,0 +1,105 @@
+/** IPv4 addresses and CIDR blocks as numbers, and the covering that keeps filters pod-precise. */
+
+/** A CIDR block: `base` is the network address as an unsigned 32-bit number. */
+export interface Block {
+  base: number;
+  len: number;
+}
+
+/** Parses a dotted IPv4 address; undefined if it is not one. */
+export function parseIp(ip: string): number | undefined {
+  const parts = ip.split(".");
+  if (parts.length !== 4) return undefined;
+  let n = 0;
+  for (const p of parts) {
+    if (!/^\d{1,3}$/.test(p)) return undefined;
+    const v = Number(p);
+    if (v > 255) return undefined;
+    n = n * 256 + v;
+  }
+  return n;
+}
+
+/** Formats a number as a dotted IPv4 address. */
+export function formatIp(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+}
+
+/** Parses `a.b.c.d/len`; undefined if it is not an IPv4 CIDR. */
+export function parseCidr(cidr: string): Block | undefined {
+  const [ip, lenText] = cidr.split("/");
+  const base = ip === undefined ? undefined : parseIp(ip);
+  const len = Number(lenText);
+  if (base === undefined || !Number.isInteger(len) || len < 0 || len > 32) return undefined;
+  return { base: base - (base % size(len)), len };
+}
+
+/** Formats a block. */
+export function formatBlock(b: Block): string {
+  return `${formatIp(b.base)}/${b.len}`;
+}
+
+/** Number of addresses in a block of this prefix length. */
+export function size(len: number): number {
+  return 2 ** (32 - len);
+}
+
+/** Whether `ip` lies in `b`. */
+export function contains(b: Block, ip: number): boolean {
+  return ip >= b.base && ip < b.base + size(b.len);
+}
+
+/** A sorted set of address ranges [start, end] that must not be covered. */
+export type Ranges = readonly (readonly [number, number])[];
+
+/** Sorts and merges ranges. */
+export function normalizeRanges(ranges: Iterable<readonly [number, number]>): [number, number][] {
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+  const out: [number, number][] = [];
+  for (const [s, e] of sorted) {
+    const last = out.at(-1);
+    if (last && s <= last[1] + 1) last[1] = Math.max(last[1], e);
+    else out.push([s, e]);
+  }
+  return out;
+}
+
+function overlaps(ranges: Ranges, start: number, end: number): boolean {
+  // Binary search for the first range ending at or after start.
+  let lo = 0;
+  let hi = ranges.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (ranges[mid]![1] < start) lo = mid + 1;
+    else hi = mid;
+  }
+  const r = ranges[lo];
+  return r !== undefined && r[0] <= end;
+}
+
+/**
+ * The fewest CIDR blocks that cover every address in `wanted` and no address in `forbidden`.
+ * Traffic on an ENI always has one end on an address the ENI holds, so covering addresses the ENI
+ * does not hold admits nothing extra: `forbidden` need only list the ENI's unselected addresses.
+ * Top-down split of the address space: a block is taken whole when it holds no forbidden address.
+ */
+export function cover(wanted: readonly number[], forbidden: Ranges): Block[] {
+  const sorted = [...new Set(wanted)].sort((a, b) => a - b);
+  const out: Block[] = [];
+  const walk = (base: number, len: number, from: number, to: number): void => {
+    if (from >= to) return;
+    const end = base + size(len) - 1;
+    if (!overlaps(forbidden, base, end)) {
+      out.push({ base, len });
+      return;
+    }
+    if (len === 32) return; // a wanted address that is also forbidden: never accepted
+    const half = base + size(len + 1);
+    let split = from;
+    while (split < to && sorted[split]! < half) split++;
+    walk(base, len + 1, from, split);
+    walk(half, len + 1, split, to);
+  };
+  walk(0, 0, 0, sorted.length);
+  return out;
+}

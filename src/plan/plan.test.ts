@@ -1,0 +1,363 @@
+import { describe, expect, it } from "vitest";
+import { Reason } from "../api/reasons.ts";
+import { ownershipTags } from "../api/tags.ts";
+import {
+  COLLECTOR_LABEL,
+  makeCollectorTarget,
+  makeForeignSession,
+  makePolicy,
+  makeTarget,
+  makeWorld,
+  type World,
+} from "../../test/fixtures/world.ts";
+import { applyDiff, isEmptyDiff } from "./diff.ts";
+import { MAX_RULES_PER_FILTER } from "./filters.ts";
+import { planMirroring, unmirroredSources } from "./plan.ts";
+import type { PlanInput, PolicyInput, TargetInput } from "./types.ts";
+
+const cluster = "test";
+
+function input(
+  world: World,
+  policies: PolicyInput[],
+  targets: TargetInput[] = [makeCollectorTarget()],
+): PlanInput {
+  return {
+    clusterName: cluster,
+    policies,
+    targets,
+    namespaces: [],
+    pods: world.pods,
+    nodes: world.nodes,
+    inventory: world.inventory,
+  };
+}
+
+const web = (extra = {}) =>
+  makePolicy("web", {
+    podSelector: { matchLabels: { app: "web" } },
+    targetRef: { name: "collector" },
+    ...extra,
+  });
+
+describe("planMirroring: selection and placement", () => {
+  it("mirrors each selected pod through a session on the ENI that holds its IP", () => {
+    const world = makeWorld({ nodes: 3, podsPerNode: 4, collectors: [0] });
+    const plan = planMirroring(input(world, [web()]));
+    const report = plan.policies.get("shop/web")!;
+    // Nodes 1 and 2 are sources (node 0's primary ENI is the collector target, so its pods on that ENI are refused).
+    const webPods = world.pods.filter((p) => p.labels.app === "web");
+    expect(report.sources).toHaveLength(webPods.length);
+    for (const s of report.sources.filter((x) => !x.reason)) {
+      const pod = world.pods.find((p) => `${p.namespace}/${p.name}` === s.name)!;
+      const session = plan.desired.sessions.find((x) => x.key === s.sessionKey)!;
+      const eni = world.inventory.networkInterfaces.find(
+        (e) => e.networkInterfaceId === session.networkInterfaceId,
+      )!;
+      expect(eni.instanceId).toBe(
+        world.nodes
+          .find((n) => n.name === pod.nodeName)!
+          .providerID!.split("/")
+          .at(-1),
+      );
+      expect(session.pods.map((p) => p.ip)).toContain(pod.podIPs[0]);
+    }
+    const onTarget = report.sources.filter((s) => s.reason === Reason.SourceIsTarget);
+    expect(onTarget.map((s) => s.name).sort()).toEqual(["shop/pod-0-0", "shop/pod-0-2"]);
+    expect(plan.diff.createTargets).toHaveLength(1);
+    expect(plan.diff.createTargets[0]!.networkInterfaceId).toBe(
+      world.inventory.networkInterfaces[0]!.networkInterfaceId,
+    );
+  });
+
+  it("finds pods held as secondary IPs on a secondary ENI, not only in prefixes", () => {
+    const world = makeWorld({ nodes: 2, podsPerNode: 40, collectors: [0], addressing: "secondary" });
+    const plan = planMirroring(
+      input(world, [
+        makePolicy("p", { podSelector: { matchLabels: { name: "x" } }, targetRef: { name: "collector" } }),
+      ]),
+    );
+    expect(plan.desired.sessions).toHaveLength(0);
+    world.pods[75]!.labels = { name: "x" }; // node 1, pod 35: the 36th address, on the secondary ENI
+    const plan2 = planMirroring(
+      input(world, [
+        makePolicy("p", { podSelector: { matchLabels: { name: "x" } }, targetRef: { name: "collector" } }),
+      ]),
+    );
+    expect(plan2.desired.sessions).toHaveLength(1);
+    expect(plan2.desired.sessions[0]!.networkInterfaceId).toBe(
+      world.inventory.networkInterfaces[3]!.networkInterfaceId,
+    );
+  });
+
+  it("mirrors whole nodes on every ENI when the target allows node sources", () => {
+    const world = makeWorld({ nodes: 3, podsPerNode: 2, collectors: [0] });
+    const nodePolicy = makePolicy("nodes", {
+      nodeSelector: { matchLabels: { "topology.kubernetes.io/zone": "us-east-1b" } },
+      targetRef: { name: "collector" },
+    });
+    const allowed = planMirroring(
+      input(world, [nodePolicy], [makeCollectorTarget("collector", { allowNodeSources: true })]),
+    );
+    expect(allowed.desired.sessions.map((s) => s.networkInterfaceId)).toEqual(
+      world.inventory.networkInterfaces
+        .filter((e) => e.availabilityZone === "us-east-1b")
+        .map((e) => e.networkInterfaceId),
+    );
+    expect(
+      allowed.desired.filters[0]!.rules.map((r) => [r.direction, r.sourceCidrBlock, r.destinationCidrBlock]),
+    ).toEqual([
+      ["ingress", "0.0.0.0/0", "0.0.0.0/0"],
+      ["egress", "0.0.0.0/0", "0.0.0.0/0"],
+    ]);
+    const refused = planMirroring(input(world, [nodePolicy]));
+    expect(refused.policies.get("shop/nodes")!.blocked?.reason).toBe(Reason.NodeSourcesNotAllowed);
+    expect(refused.desired.sessions).toHaveLength(0);
+  });
+});
+
+describe("planMirroring: reasons, not exceptions", () => {
+  const reasonsOf = (world: World, policies = [web()], targets?: TargetInput[]) =>
+    unmirroredSources(planMirroring(input(world, policies, targets))).map((s) => s.reason);
+
+  it("reports an unsupported instance type per pod", () => {
+    const world = makeWorld({
+      nodes: 2,
+      podsPerNode: 2,
+      collectors: [0],
+      instanceType: (i) => (i === 1 ? "m6i.large" : "m5.large"),
+    });
+    const plan = planMirroring(input(world, [web()]));
+    const src = plan.policies.get("shop/web")!.sources.find((s) => s.name === "shop/pod-1-0")!;
+    expect(src.reason).toBe(Reason.UnsupportedInstanceType);
+    expect(src.message).toContain("m6i.large");
+  });
+
+  it("reports branch ENIs, missing providerIDs, unknown instances, pods without IPs or not running", () => {
+    const world = makeWorld({ nodes: 6, podsPerNode: 2, collectors: [0] });
+    world.inventory.networkInterfaces[2]!.interfaceType = "branch"; // node 1 eth0
+    world.nodes[2]!.providerID = undefined;
+    world.inventory.instances = world.inventory.instances.filter(
+      (i) => i.instanceId !== world.nodes[3]!.providerID!.split("/").at(-1),
+    );
+    world.pods.find((p) => p.name === "pod-4-0")!.podIPs = [];
+    world.pods.find((p) => p.name === "pod-5-0")!.phase = "Pending";
+    expect(reasonsOf(world).sort()).toEqual(
+      [
+        Reason.SourceIsTarget,
+        Reason.UnsupportedEniType,
+        Reason.MissingProviderId,
+        Reason.InstanceNotFound,
+        Reason.PodHasNoIp,
+        Reason.PodNotRunning,
+      ].sort(),
+    );
+  });
+
+  it("refuses host-network pods unless the target allows node sources", () => {
+    const world = makeWorld({ nodes: 2, podsPerNode: 1, collectors: [0] });
+    const pod = world.pods[1]!;
+    pod.hostNetwork = true;
+    pod.podIPs = [world.nodes[1]!.internalIP!];
+    expect(reasonsOf(world, [web()])).toContain(Reason.HostNetworkPod);
+    const allowed = planMirroring(
+      input(world, [web()], [makeCollectorTarget("collector", { allowNodeSources: true })]),
+    );
+    expect(
+      allowed.desired.sessions.some((s) => s.pods.some((p) => p.ip === world.nodes[1]!.internalIP)),
+    ).toBe(true);
+  });
+
+  it("blocks a policy whose namespace the target does not allow, or whose target is missing, or that is suspended", () => {
+    const world = makeWorld({ nodes: 2, podsPerNode: 2, collectors: [0] });
+    const t = makeCollectorTarget("collector", { allowedNamespaces: { from: "List", names: ["payments"] } });
+    const blocked = (p: PolicyInput, targets = [t]) =>
+      planMirroring(input(world, [p], targets)).policies.get(`${p.namespace}/${p.name}`)!.blocked?.reason;
+    expect(blocked(web())).toBe(Reason.NamespaceNotAllowed);
+    expect(blocked(web(), [makeCollectorTarget("collector", { allowedNamespaces: undefined })])).toBe(
+      Reason.NamespaceNotAllowed,
+    );
+    expect(blocked(web({ targetRef: { name: "nope" } }))).toBe(Reason.TargetNotFound);
+    expect(blocked(web({ suspend: true }), [makeCollectorTarget()])).toBe(Reason.Suspended);
+    const bySelector = makeCollectorTarget("collector", {
+      allowedNamespaces: { from: "Selector", selector: { matchLabels: { team: "a" } } },
+    });
+    const plan = planMirroring({
+      ...input(world, [web()], [bySelector]),
+      namespaces: [{ name: "shop", labels: { team: "a" } }],
+    });
+    expect(plan.policies.get("shop/web")!.blocked).toBeUndefined();
+  });
+});
+
+describe("planMirroring: limits and arbitration", () => {
+  /** Four policies on one pod, each to a different target: four sessions wanted on one ENI. */
+  function fourPolicies() {
+    const world = makeWorld({ nodes: 2, podsPerNode: 1, collectors: [0], podLabels: () => ({ app: "api" }) });
+    const targets = [1, 2, 3, 4].map((i) =>
+      makeTarget(`nlb-${i}`, {
+        networkLoadBalancerArn: `arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/n${i}/0123456789abcdef`,
+      }),
+    );
+    const policies = [10, 20, 30, 40].map((prio, i) =>
+      makePolicy(`p${i + 1}`, {
+        podSelector: { matchLabels: { app: "api" } },
+        targetRef: { name: `nlb-${i + 1}` },
+        priority: prio,
+      }),
+    );
+    return { world, targets, policies };
+  }
+
+  it("gives an ENI's three slots to the highest priorities and reports the fourth as EniFull", () => {
+    const { world, targets, policies } = fourPolicies();
+    const plan = planMirroring(input(world, policies, targets));
+    const eni = world.inventory.networkInterfaces[2]!.networkInterfaceId; // node 1 eth0 holds pod-1-0
+    expect(
+      plan.desired.sessions.filter((s) => s.networkInterfaceId === eni).map((s) => s.owners[0]),
+    ).toHaveLength(3);
+    const lowest = plan.policies.get("shop/p1")!;
+    expect(lowest.sources.filter((s) => s.reason === Reason.EniFull).map((s) => s.name)).toContain(
+      "shop/pod-1-0",
+    );
+    // Higher priority gets the lower session number, so AWS evaluates it first.
+    const num = (owner: string) =>
+      plan.desired.sessions.find((s) => s.owners.includes(owner) && s.networkInterfaceId === eni)!
+        .sessionNumber;
+    expect(num("shop/p4")).toBeLessThan(num("shop/p3"));
+    expect(num("shop/p3")).toBeLessThan(num("shop/p2"));
+  });
+
+  it("counts sessions it does not own and never touches them", () => {
+    const { world, targets, policies } = fourPolicies();
+    const eni = world.inventory.networkInterfaces[2]!.networkInterfaceId;
+    const foreign = makeForeignSession(eni, (1000 - 20) * 32 + 1); // holds the number p2 would like
+    world.inventory.sessions.push(foreign);
+    const plan = planMirroring(input(world, policies, targets));
+    expect(plan.desired.sessions.filter((s) => s.networkInterfaceId === eni)).toHaveLength(2);
+    const numbers = plan.desired.sessions
+      .filter((s) => s.networkInterfaceId === eni)
+      .map((s) => s.sessionNumber);
+    expect(numbers).not.toContain(foreign.sessionNumber);
+    expect(JSON.stringify(plan.diff)).not.toContain(foreign.trafficMirrorSessionId);
+  });
+
+  it("reports shadowing: an earlier session to another target takes the overlapping packets", () => {
+    const { world, targets, policies } = fourPolicies();
+    const plan = planMirroring(input(world, policies.slice(2), targets));
+    // Both nodes' primary ENIs hold an "api" pod, each with sessions for p3 and p4.
+    const enis = [0, 2].map((i) => world.inventory.networkInterfaces[i]!.networkInterfaceId);
+    expect(plan.policies.get("shop/p3")!.shadowedBy).toEqual(
+      enis.map((networkInterfaceId) => ({ networkInterfaceId, policies: ["shop/p4"] })),
+    );
+    expect(plan.policies.get("shop/p4")!.shadowedBy).toEqual([]);
+  });
+
+  it("shares one session between policies with the same target and filter", () => {
+    const world = makeWorld({ nodes: 2, podsPerNode: 4, collectors: [0] });
+    const a = makePolicy("a", {
+      podSelector: { matchLabels: { app: "web" } },
+      targetRef: { name: "collector" },
+    });
+    const b = makePolicy("b", {
+      podSelector: { matchLabels: { app: "db" } },
+      targetRef: { name: "collector" },
+    });
+    const plan = planMirroring(input(world, [a, b]));
+    const shared = plan.desired.sessions.filter((s) => s.owners.length === 2);
+    expect(shared.length).toBeGreaterThan(0);
+    expect(shared[0]!.owners).toEqual(["shop/a", "shop/b"]);
+  });
+
+  it("drops the lowest-priority pods when one filter's 10 rules cannot select them all", () => {
+    const world = makeWorld({
+      nodes: 2,
+      podsPerNode: 30,
+      collectors: [0],
+      addressing: "secondary",
+      podLabels: (_i, j) => ({ app: j % 3 === 0 ? "web" : "other" }),
+    });
+    const plan = planMirroring(input(world, [web()]));
+    for (const f of plan.desired.filters) expect(f.rules.length).toBeLessThanOrEqual(MAX_RULES_PER_FILTER);
+    const tooLarge = plan.policies.get("shop/web")!.sources.filter((s) => s.reason === Reason.FilterTooLarge);
+    expect(tooLarge.length).toBeGreaterThan(0);
+    expect(plan.desired.sessions.length).toBeGreaterThan(0);
+  });
+
+  it("spreads sources over collector targets, same zone first, at most 10 each", () => {
+    const world = makeWorld({ nodes: 30, podsPerNode: 2, collectors: [0, 3] });
+    const plan = planMirroring(input(world, [web()]));
+    const perTarget = new Map<string, number>();
+    for (const s of plan.desired.sessions) {
+      const key = "key" in s.target ? s.target.key : s.target.id;
+      perTarget.set(key, (perTarget.get(key) ?? 0) + 1);
+    }
+    expect([...perTarget.values()].every((n) => n <= 10)).toBe(true);
+    expect(
+      plan.policies.get("shop/web")!.sources.filter((s) => s.reason === Reason.TargetFull).length,
+    ).toBeGreaterThan(0);
+    // Collectors 0 and 3 are both in us-east-1a: every mirrored source there uses one of them.
+    const report = plan.targets.get("collector")!;
+    expect(report.awsTargets.map((t) => t.sessions)).toEqual([10, 10]);
+  });
+});
+
+describe("planMirroring: diff against what exists", () => {
+  it("makes nothing twice: after applying a plan, the next plan is empty", () => {
+    const world = makeWorld({ nodes: 4, podsPerNode: 6, collectors: [0] });
+    const first = planMirroring(input(world, [web()]));
+    expect(first.diff.createSessions.length).toBeGreaterThan(0);
+    world.inventory = applyDiff(world.inventory, first.diff, cluster);
+    const second = planMirroring(input(world, [web()]));
+    expect(isEmptyDiff(second.diff)).toBe(true);
+    expect(second.vniMap.sessions.every((e) => e.sessionId?.startsWith("tms-"))).toBe(true);
+  });
+
+  it("removes everything it made when the policy goes, and nothing else", () => {
+    const world = makeWorld({ nodes: 3, podsPerNode: 4, collectors: [0] });
+    world.inventory = applyDiff(world.inventory, planMirroring(input(world, [web()])).diff, cluster);
+    world.inventory.sessions.push(
+      makeForeignSession(world.inventory.networkInterfaces[2]!.networkInterfaceId, 7),
+    );
+    const other = structuredClone(world.inventory.sessions[0]!);
+    other.trafficMirrorSessionId = "tms-othercluster000001";
+    other.tags = ownershipTags("another-cluster", "k");
+    world.inventory.sessions.push(other);
+    const gone = planMirroring(input(world, []));
+    expect(gone.diff.deleteSessions).toHaveLength(world.inventory.sessions.length - 2);
+    expect(gone.diff.deleteFilters.length).toBe(world.inventory.filters.length);
+    // The TrafficMirrorTarget resource still exists, so its AWS target stays ready for use…
+    expect(gone.diff.deleteTargets.length).toBe(0);
+    // …and goes with the resource.
+    expect(planMirroring(input(world, [], [])).diff.deleteTargets.length).toBe(1);
+    const deleted = new Set(gone.diff.deleteSessions.map((d) => d.sessionId));
+    expect(deleted.has("tms-othercluster000001")).toBe(false);
+    expect([...deleted].some((id) => id.includes("foreign"))).toBe(false);
+  });
+
+  it("modifies a session in place when only its packet length changes, keeping its VNI", () => {
+    const world = makeWorld({ nodes: 2, podsPerNode: 2, collectors: [0] });
+    const first = planMirroring(input(world, [web()]));
+    world.inventory = applyDiff(world.inventory, first.diff, cluster);
+    const next = planMirroring(input(world, [web({ packetLength: 128 })]));
+    // The group key includes packetLength, so this is a new session replacing the old one.
+    expect(next.diff.createSessions).toHaveLength(first.diff.createSessions.length);
+    expect(next.diff.deleteSessions).toHaveLength(first.diff.createSessions.length);
+    world.inventory = applyDiff(world.inventory, next.diff, cluster);
+    const vnis = new Set(world.inventory.sessions.map((s) => s.virtualNetworkId));
+    expect(vnis.size).toBe(world.inventory.sessions.length);
+  });
+
+  it("repairs a filter whose rules someone changed", () => {
+    const world = makeWorld({ nodes: 2, podsPerNode: 2, collectors: [0] });
+    world.inventory = applyDiff(world.inventory, planMirroring(input(world, [web()])).diff, cluster);
+    world.inventory.filters[0]!.ingressRules[0]!.action = "reject";
+    const plan = planMirroring(input(world, [web()]));
+    expect(plan.diff.replaceFilterRules).toHaveLength(1);
+    expect(plan.diff.createSessions).toHaveLength(0);
+  });
+
+  it("keeps COLLECTOR_LABEL in step with the chart's default", () => {
+    expect(COLLECTOR_LABEL).toEqual({ "traffic-mirror.twtech.io/collector": "true" });
+  });
+});

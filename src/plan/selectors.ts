@@ -1,0 +1,28 @@
+/** Label selectors, evaluated as Kubernetes does. */
+import type { LabelSelector } from "../api/resources.ts";
+
+/** Whether `labels` match `selector` (an empty selector matches everything). */
+export function matches(selector: LabelSelector | undefined, labels: Record<string, string>): boolean {
+  if (!selector) return false;
+  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
+  for (const e of selector.matchExpressions ?? []) {
+    const has = Object.hasOwn(labels, e.key);
+    const value = labels[e.key];
+    const inValues = value !== undefined && (e.values ?? []).includes(value);
+    const ok =
+      e.operator === "In"
+        ? inValues
+        : e.operator === "NotIn"
+          ? !inValues
+          : e.operator === "Exists"
+            ? has
+            : !has;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+/** Whether a node's labels contain every pair of a plain map selector. */
+export function matchesMap(selector: Record<string, string>, labels: Record<string, string>): boolean {
+  return Object.entries(selector).every(([k, v]) => labels[k] === v);
+}

@@ -1,0 +1,138 @@
+/** From a policy to its sources: pods or nodes, each located on the ENI that carries its traffic. */
+import type { NetworkInterface } from "../api/inventory.ts";
+import { mirrorSourceSupport } from "../api/instance-types.ts";
+import { Reason } from "../api/reasons.ts";
+import type { LeanNode, LeanPod } from "../k8s/lean.ts";
+import { instanceIdFromProviderId, type InventoryIndex } from "./inventory-index.ts";
+import { parseIp } from "./ipv4.ts";
+import { matches } from "./selectors.ts";
+import type { PolicyInput, SourceReport } from "./types.ts";
+
+/** A source located on an ENI. */
+export interface Located {
+  report: SourceReport;
+  eni: NetworkInterface;
+  /** The selected address, or "all" for a whole ENI. */
+  ip: number | "all";
+  ipText?: string;
+  nodeName: string;
+  instanceId: string;
+}
+
+/** What locating needs. */
+export interface LocateCtx {
+  idx: InventoryIndex;
+  nodesByName: Map<string, LeanNode>;
+  /** ENIs that are targets (never sources). */
+  targetEnis: Set<string>;
+  allowNodeSources: boolean;
+}
+
+type Failure = { reason: string; message: string };
+
+function instanceOf(ctx: LocateCtx, node: LeanNode): { instanceId: string } | Failure {
+  const instanceId = instanceIdFromProviderId(node.providerID);
+  if (!instanceId) {
+    return {
+      reason: Reason.MissingProviderId,
+      message: `node ${node.name} has no EC2 providerID (aws:///zone/i-…)`,
+    };
+  }
+  const instance = ctx.idx.instance(instanceId);
+  if (!instance)
+    return {
+      reason: Reason.InstanceNotFound,
+      message: `instance ${instanceId} of node ${node.name} was not found in EC2`,
+    };
+  const support = mirrorSourceSupport(instance.instanceType);
+  if (!support.supported)
+    return { reason: Reason.UnsupportedInstanceType, message: support.message ?? instance.instanceType };
+  return { instanceId };
+}
+
+function checkEni(ctx: LocateCtx, eni: NetworkInterface): Failure | undefined {
+  if (eni.interfaceType !== "interface") {
+    return {
+      reason: Reason.UnsupportedEniType,
+      message: `${eni.networkInterfaceId} is a ${eni.interfaceType} ENI (security groups for pods); only ENIs of type interface can be mirror sources`,
+    };
+  }
+  if (ctx.targetEnis.has(eni.networkInterfaceId)) {
+    return {
+      reason: Reason.SourceIsTarget,
+      message: `${eni.networkInterfaceId} is a mirror target and cannot also be a source`,
+    };
+  }
+  return undefined;
+}
+
+function podFailure(pod: LeanPod, ctx: LocateCtx): Failure | undefined {
+  if (pod.phase !== "Running") return { reason: Reason.PodNotRunning, message: `pod is ${pod.phase}` };
+  if (pod.hostNetwork && !ctx.allowNodeSources) {
+    return {
+      reason: Reason.HostNetworkPod,
+      message:
+        "the pod uses the host network, so mirroring it mirrors its node; the target does not allow node sources",
+    };
+  }
+  return undefined;
+}
+
+/** Locates one pod; a report with a reason when it cannot be mirrored. */
+export function locatePod(pod: LeanPod, ctx: LocateCtx): Located | SourceReport {
+  const report: SourceReport = { kind: "Pod", name: `${pod.namespace}/${pod.name}` };
+  const fail = (f: Failure): SourceReport => ({ ...report, ...f });
+  const early = podFailure(pod, ctx);
+  if (early) return fail(early);
+  const ipText = pod.podIPs.find((ip) => parseIp(ip) !== undefined);
+  const ip = ipText === undefined ? undefined : parseIp(ipText);
+  if (ip === undefined)
+    return fail({
+      reason: Reason.PodHasNoIp,
+      message: pod.podIPs.length ? "only IPv6 addresses, not supported yet" : "no IP yet",
+    });
+  const node = pod.nodeName ? ctx.nodesByName.get(pod.nodeName) : undefined;
+  if (!node)
+    return fail({ reason: Reason.NodeNotFound, message: `node ${pod.nodeName ?? "(none)"} not found` });
+  const inst = instanceOf(ctx, node);
+  if ("reason" in inst) return fail(inst);
+  const eni = ctx.idx.eniHolding(ip);
+  if (!eni || eni.instanceId !== inst.instanceId) {
+    return fail({ reason: Reason.EniNotFound, message: `no ENI of ${inst.instanceId} holds ${ipText}` });
+  }
+  const bad = checkEni(ctx, eni);
+  if (bad) return fail(bad);
+  return { report, eni, ip, ipText, nodeName: node.name, instanceId: inst.instanceId };
+}
+
+/** Locates a whole node: one entry per ENI of its instance. */
+export function locateNode(node: LeanNode, ctx: LocateCtx): (Located | SourceReport)[] {
+  const report: SourceReport = { kind: "Node", name: node.name };
+  const inst = instanceOf(ctx, node);
+  if ("reason" in inst) return [{ ...report, ...inst }];
+  const enis = ctx.idx.enisOf(inst.instanceId);
+  if (enis.length === 0)
+    return [{ ...report, reason: Reason.EniNotFound, message: `${inst.instanceId} has no ENIs` }];
+  return enis.map((eni) => {
+    const bad = checkEni(ctx, eni);
+    return bad
+      ? { ...report, ...bad }
+      : { report: { ...report }, eni, ip: "all" as const, nodeName: node.name, instanceId: inst.instanceId };
+  });
+}
+
+/** The pods or nodes a policy selects. */
+export function selectSources(
+  p: PolicyInput,
+  pods: readonly LeanPod[],
+  nodes: readonly LeanNode[],
+): { pods: LeanPod[]; nodes: LeanNode[] } {
+  if (p.spec.nodeSelector)
+    return { pods: [], nodes: nodes.filter((n) => matches(p.spec.nodeSelector, n.labels)) };
+  return {
+    pods: pods.filter(
+      (x) => x.namespace === p.namespace && !x.deleting && matches(p.spec.podSelector, x.labels),
+    ),
+    nodes: [],
+  };
+}

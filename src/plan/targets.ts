@@ -1,0 +1,178 @@
+/** From TrafficMirrorTarget resources to the AWS targets copies can go to, with their capacity. */
+import { eniTargetCapacity } from "../api/instance-types.ts";
+import { Reason } from "../api/reasons.ts";
+import type { LeanNode } from "../k8s/lean.ts";
+import { instanceIdFromProviderId, type InventoryIndex } from "./inventory-index.ts";
+import { matchesMap } from "./selectors.ts";
+import type { DesiredTarget, TargetInput, TargetRef } from "./types.ts";
+
+/** One AWS target a TrafficMirrorTarget resolves to. */
+export interface AwsTargetSlot {
+  ref: TargetRef;
+  /** Set when the plan makes it. */
+  desired?: DesiredTarget;
+  networkInterfaceId?: string;
+  zone?: string;
+  capacity: number;
+  /** Sessions already counted against it (others' sessions, then this plan's). */
+  used: number;
+}
+
+/** A resolved TrafficMirrorTarget. */
+export interface ResolvedTarget {
+  input: TargetInput;
+  slots: AwsTargetSlot[];
+  problem?: { reason: string; message: string };
+}
+
+function foreignLoad(
+  idx: InventoryIndex,
+  id: string | undefined,
+  cluster: (tags: Record<string, string>) => boolean,
+): number {
+  if (!id) return 0;
+  return idx.sessionsOnTarget(id).filter((s) => !cluster(s.tags)).length;
+}
+
+interface Ctx {
+  idx: InventoryIndex;
+  nodes: readonly LeanNode[];
+  isOwned: (tags: Record<string, string>) => boolean;
+}
+
+function slot(
+  ctx: Ctx,
+  desired: DesiredTarget,
+  extra: Partial<AwsTargetSlot> & { capacity: number },
+): AwsTargetSlot {
+  const existing = ctx.idx.ownedTargets.get(desired.key);
+  return {
+    ref: { key: desired.key },
+    desired,
+    used: foreignLoad(ctx.idx, existing?.trafficMirrorTargetId, ctx.isOwned),
+    ...extra,
+  };
+}
+
+function collectorSlots(ctx: Ctx, t: TargetInput, selector: Record<string, string>): AwsTargetSlot[] {
+  const slots: AwsTargetSlot[] = [];
+  for (const node of ctx.nodes) {
+    if (!matchesMap(selector, node.labels)) continue;
+    const instanceId = instanceIdFromProviderId(node.providerID);
+    const instance = instanceId ? ctx.idx.instance(instanceId) : undefined;
+    const eni = instance ? ctx.idx.enisOf(instance.instanceId)[0] : undefined;
+    if (!instance || !eni) continue;
+    const desired: DesiredTarget = {
+      key: `target-${t.name}-${eni.networkInterfaceId}`,
+      owners: [t.name],
+      type: "network-interface",
+      networkInterfaceId: eni.networkInterfaceId,
+      description: `traffic-mirror-operator collector on ${node.name}`,
+    };
+    slots.push(
+      slot(ctx, desired, {
+        networkInterfaceId: eni.networkInterfaceId,
+        zone: instance.availabilityZone,
+        capacity: eniTargetCapacity(instance.instanceType),
+      }),
+    );
+  }
+  return slots.sort((a, b) => (a.networkInterfaceId ?? "").localeCompare(b.networkInterfaceId ?? ""));
+}
+
+function singleSlot(ctx: Ctx, t: TargetInput): AwsTargetSlot | undefined {
+  const s = t.spec;
+  const base = {
+    key: `target-${t.name}`,
+    owners: [t.name],
+    description: `traffic-mirror-operator target ${t.name}`,
+  };
+  if (s.networkLoadBalancerArn) {
+    return slot(
+      ctx,
+      { ...base, type: "network-load-balancer", networkLoadBalancerArn: s.networkLoadBalancerArn },
+      { capacity: Infinity },
+    );
+  }
+  if (s.gatewayLoadBalancerEndpointId) {
+    return slot(
+      ctx,
+      {
+        ...base,
+        type: "gateway-load-balancer-endpoint",
+        gatewayLoadBalancerEndpointId: s.gatewayLoadBalancerEndpointId,
+      },
+      { capacity: Infinity },
+    );
+  }
+  if (s.networkInterfaceId) {
+    const eni = ctx.idx.eni(s.networkInterfaceId);
+    const type = eni?.instanceId ? ctx.idx.instance(eni.instanceId)?.instanceType : undefined;
+    return slot(
+      ctx,
+      { ...base, type: "network-interface", networkInterfaceId: s.networkInterfaceId },
+      {
+        networkInterfaceId: s.networkInterfaceId,
+        zone: eni?.availabilityZone,
+        capacity: eniTargetCapacity(type),
+      },
+    );
+  }
+  if (s.trafficMirrorTargetId) {
+    const existing = ctx.idx.target(s.trafficMirrorTargetId);
+    const capacity = existing?.type === "network-interface" ? 10 : Infinity;
+    return {
+      ref: { id: s.trafficMirrorTargetId },
+      networkInterfaceId: existing?.networkInterfaceId,
+      capacity,
+      used: foreignLoad(ctx.idx, s.trafficMirrorTargetId, ctx.isOwned),
+    };
+  }
+  return undefined;
+}
+
+/** Resolves every target resource that is not being deleted. */
+export function resolveTargets(targets: readonly TargetInput[], ctx: Ctx): Map<string, ResolvedTarget> {
+  const out = new Map<string, ResolvedTarget>();
+  for (const t of [...targets].sort((a, b) => a.name.localeCompare(b.name))) {
+    if (t.deleting) continue;
+    if (t.spec.collector) {
+      const slots = collectorSlots(ctx, t, t.spec.collector.nodeSelector);
+      const problem =
+        slots.length === 0
+          ? {
+              reason: Reason.TargetNotReady,
+              message: "no node matching the collector nodeSelector has a known EC2 instance and ENI",
+            }
+          : undefined;
+      out.set(t.name, { input: t, slots, problem });
+      continue;
+    }
+    const s = singleSlot(ctx, t);
+    out.set(t.name, {
+      input: t,
+      slots: s ? [s] : [],
+      problem: s ? undefined : { reason: Reason.InvalidSpec, message: "no destination set" },
+    });
+  }
+  return out;
+}
+
+/**
+ * Picks the AWS target for a session: the one it already uses if still valid, else the least
+ * loaded in the same zone, else the least loaded anywhere. Undefined when all are full.
+ */
+export function pickSlot(
+  slots: readonly AwsTargetSlot[],
+  zone: string | undefined,
+  current?: TargetRef,
+): AwsTargetSlot | undefined {
+  const free = slots.filter((s) => s.used < s.capacity);
+  const same = (a: TargetRef, b: TargetRef): boolean =>
+    ("key" in a && "key" in b && a.key === b.key) || ("id" in a && "id" in b && a.id === b.id);
+  const kept = current ? free.find((s) => same(s.ref, current)) : undefined;
+  if (kept) return kept;
+  const byLoad = (xs: AwsTargetSlot[]): AwsTargetSlot | undefined =>
+    [...xs].sort((a, b) => a.used / a.capacity - b.used / b.capacity || a.used - b.used)[0];
+  return byLoad(free.filter((s) => s.zone !== undefined && s.zone === zone)) ?? byLoad(free);
+}
