@@ -1,0 +1,248 @@
+// Invariants of the planner over random clusters (fast-check).
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import type { PolicyFilterRule } from "../api/resources.ts";
+import {
+  makeCollectorTarget,
+  makeForeignSession,
+  makePolicy,
+  makeTarget,
+  makeWorld,
+} from "../../test/fixtures/world.ts";
+import { applyDiff, isEmptyDiff } from "./diff.ts";
+import { MAX_RULES_PER_FILTER, type DesiredRule } from "./filters.ts";
+import { contains, parseCidr, parseIp } from "./ipv4.ts";
+import { MAX_SESSIONS_PER_ENI, planMirroring } from "./plan.ts";
+import type { PlanInput } from "./types.ts";
+
+const NLB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/ids/0123456789abcdef";
+
+const policyArb = fc.record({
+  app: fc.constantFrom("a", "b", "c"),
+  target: fc.constantFrom("collector", "nlb"),
+  priority: fc.integer({ min: 0, max: 1000 }),
+  suspend: fc.boolean(),
+  withRule: fc.boolean(),
+  whole: fc.boolean(),
+  packetLength: fc.option(fc.constantFrom(64, 128), { nil: undefined }),
+});
+
+const worldArb = fc.record({
+  nodes: fc.integer({ min: 1, max: 5 }),
+  podsPerNode: fc.integer({ min: 0, max: 14 }),
+  labels: fc.array(fc.constantFrom("a", "b", "c"), { minLength: 70, maxLength: 70 }),
+  unsupported: fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
+  secondary: fc.boolean(),
+  policies: fc.array(policyArb, { minLength: 1, maxLength: 6 }),
+  foreign: fc.array(
+    fc.record({ eni: fc.integer({ min: 0, max: 9 }), number: fc.integer({ min: 1, max: 32766 }) }),
+    { maxLength: 4 },
+  ),
+  allowNodes: fc.boolean(),
+});
+
+type WorldCase = fc.Arbitrary<{ input: PlanInput; rulesOf: Map<string, boolean> }>;
+
+const webRule: PolicyFilterRule = {
+  direction: "both",
+  action: "accept",
+  protocol: "TCP",
+  localPorts: { from: 80, to: 80 },
+};
+
+const caseArb: WorldCase = worldArb.map((w) => {
+  const world = makeWorld({
+    nodes: w.nodes,
+    podsPerNode: w.podsPerNode,
+    collectors: [0],
+    addressing: w.secondary ? "secondary" : "prefix",
+    instanceType: (i) => (w.unsupported[i] && i > 0 ? "m6i.large" : "m5.large"),
+    podLabels: (i, j) => ({ app: w.labels[(i * 14 + j) % 70]! }),
+  });
+  const enis = world.inventory.networkInterfaces;
+  w.foreign.forEach((f, n) => {
+    const eni = enis[f.eni % enis.length]!;
+    const onEni = world.inventory.sessions.filter((s) => s.networkInterfaceId === eni.networkInterfaceId);
+    if (onEni.length < 3 && !onEni.some((s) => s.sessionNumber === f.number)) {
+      world.inventory.sessions.push(makeForeignSession(eni.networkInterfaceId, f.number, n));
+    }
+  });
+  const rulesOf = new Map<string, boolean>();
+  const policies = w.policies.map((p, i) => {
+    rulesOf.set(`shop/p${i}`, p.withRule);
+    return makePolicy(`p${i}`, {
+      ...(p.whole
+        ? { nodeSelector: { matchLabels: { "kubernetes.io/os": "linux" } } }
+        : { podSelector: { matchLabels: { app: p.app } } }),
+      targetRef: { name: p.target },
+      priority: p.priority,
+      suspend: p.suspend,
+      ...(p.packetLength ? { packetLength: p.packetLength } : {}),
+      ...(p.withRule ? { filter: { rules: [webRule], mirrorDns: false } } : {}),
+    });
+  });
+  const targets = [
+    makeCollectorTarget("collector", { allowNodeSources: w.allowNodes }),
+    makeTarget("nlb", { networkLoadBalancerArn: NLB, allowNodeSources: w.allowNodes }),
+  ];
+  return {
+    input: {
+      clusterName: "prop",
+      policies,
+      targets,
+      namespaces: [],
+      pods: world.pods,
+      nodes: world.nodes,
+      inventory: world.inventory,
+    },
+    rulesOf,
+  };
+});
+
+/** The first rule (lowest number) whose local side holds `ip`, for a packet with any remote end. */
+function firstLocalMatch(
+  rules: readonly DesiredRule[],
+  direction: "ingress" | "egress",
+  ip: number,
+): DesiredRule | undefined {
+  return rules
+    .filter((r) => r.direction === direction)
+    .sort((a, b) => a.ruleNumber - b.ruleNumber)
+    .find((r) =>
+      contains(parseCidr(direction === "ingress" ? r.destinationCidrBlock : r.sourceCidrBlock)!, ip),
+    );
+}
+
+function shuffled<T>(xs: readonly T[], seed: number): T[] {
+  const out = [...xs];
+  let s = seed;
+  for (let i = out.length - 1; i > 0; i--) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    const j = s % (i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+const RUNS = 150;
+
+describe("planner invariants", () => {
+  it("never plans more than 3 sessions per ENI, counting sessions it does not own, with unique numbers", () => {
+    fc.assert(
+      fc.property(caseArb, ({ input }) => {
+        const plan = planMirroring(input);
+        const byEni = new Map<string, number[]>();
+        for (const s of [
+          ...plan.desired.sessions,
+          ...input.inventory.sessions.filter((x) => !x.tags["traffic-mirror.twtech.io/key"]),
+        ]) {
+          byEni.set(s.networkInterfaceId, [...(byEni.get(s.networkInterfaceId) ?? []), s.sessionNumber]);
+        }
+        for (const numbers of byEni.values()) {
+          expect(numbers.length).toBeLessThanOrEqual(MAX_SESSIONS_PER_ENI);
+          expect(new Set(numbers).size).toBe(numbers.length);
+          for (const n of numbers) expect(n >= 1 && n <= 32766).toBe(true);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("keeps every filter within 10 rules and never touches sessions it does not own", () => {
+    fc.assert(
+      fc.property(caseArb, ({ input }) => {
+        const plan = planMirroring(input);
+        for (const f of plan.desired.filters)
+          expect(f.rules.length).toBeLessThanOrEqual(MAX_RULES_PER_FILTER);
+        const text = JSON.stringify(plan.diff);
+        for (const s of input.inventory.sessions) expect(text).not.toContain(s.trafficMirrorSessionId);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("accepts no unselected pod address in a pod-precise filter", () => {
+    fc.assert(
+      fc.property(caseArb, ({ input, rulesOf }) => {
+        const plan = planMirroring(input);
+        const filters = new Map(plan.desired.filters.map((f) => [f.key, f]));
+        for (const s of plan.desired.sessions) {
+          if (s.pods.length === 0 || s.owners.some((o) => rulesOf.get(o))) continue;
+          const selected = new Set(s.pods.map((p) => p.ip));
+          const rules = filters.get(s.filterKey)!.rules;
+          const others = input.pods.filter((p) => p.podIPs[0] && !selected.has(p.podIPs[0]));
+          for (const p of others) {
+            const ip = parseIp(p.podIPs[0]!)!;
+            for (const dir of ["ingress", "egress"] as const)
+              expect(firstLocalMatch(rules, dir, ip)?.action ?? "none").not.toBe("accept");
+          }
+          for (const ipText of selected) {
+            for (const dir of ["ingress", "egress"] as const)
+              expect(firstLocalMatch(rules, dir, parseIp(ipText)!)?.action).toBe("accept");
+          }
+        }
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("plans nothing more once its plan is applied: plan(apply(plan)) is empty", () => {
+    fc.assert(
+      fc.property(caseArb, ({ input }) => {
+        const first = planMirroring(input);
+        const after = { ...input, inventory: applyDiff(input.inventory, first.diff, input.clusterName) };
+        const second = planMirroring(after);
+        expect(isEmptyDiff(second.diff)).toBe(true);
+        expect(second.desired).toEqual(first.desired);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("is deterministic under reordering of every input list", () => {
+    fc.assert(
+      fc.property(caseArb, fc.integer({ min: 1, max: 1_000_000 }), ({ input }, seed) => {
+        const a = planMirroring(input);
+        const inv = input.inventory;
+        const b = planMirroring({
+          ...input,
+          policies: shuffled(input.policies, seed),
+          targets: shuffled(input.targets, seed + 1),
+          pods: shuffled(input.pods, seed + 2),
+          nodes: shuffled(input.nodes, seed + 3),
+          inventory: {
+            instances: shuffled(inv.instances, seed + 4),
+            networkInterfaces: shuffled(inv.networkInterfaces, seed + 5),
+            targets: shuffled(inv.targets, seed + 6),
+            filters: shuffled(inv.filters, seed + 7),
+            sessions: shuffled(inv.sessions, seed + 8),
+          },
+        });
+        expect(b.desired).toEqual(a.desired);
+        expect(b.diff).toEqual(a.diff);
+        expect(b.vniMap).toEqual(a.vniMap);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("does not move a session when an unrelated pod changes", () => {
+    fc.assert(
+      fc.property(caseArb, ({ input }) => {
+        const first = planMirroring(input);
+        const applied = { ...input, inventory: applyDiff(input.inventory, first.diff, input.clusterName) };
+        // A pod in another namespace, which no policy can select, comes and goes.
+        const stranger = {
+          ...input.pods[0]!,
+          namespace: "elsewhere",
+          name: "stranger",
+          labels: { app: "a" },
+        };
+        const withStranger =
+          input.pods.length > 0 ? { ...applied, pods: [...applied.pods, stranger] } : applied;
+        expect(isEmptyDiff(planMirroring(withStranger).diff)).toBe(true);
+      }),
+      { numRuns: 50 },
+    );
+  });
+});
