@@ -6,6 +6,7 @@
 import type { Ec2Inventory, FilterRule, MirrorFilter, MirrorSession } from "../api/inventory.ts";
 import { ownershipTags } from "../api/tags.ts";
 import { canonicalRule, type DesiredRule } from "./filters.ts";
+import { byString } from "./hash.ts";
 import type { InventoryIndex } from "./inventory-index.ts";
 import type {
   DesiredFilter,
@@ -97,7 +98,7 @@ export function diffAgainstInventory(
       if (change) diff.modifySessions.push(change);
     }
   }
-  const sortKey = <T extends { key: string }>(xs: T[]): T[] => xs.sort((a, b) => a.key.localeCompare(b.key));
+  const sortKey = <T extends { key: string }>(xs: T[]): T[] => xs.sort((a, b) => byString(a.key, b.key));
   for (const [key, s] of idx.ownedSessions)
     if (!wantSessions.has(key)) diff.deleteSessions.push({ sessionId: s.trafficMirrorSessionId, key });
   for (const [key, f] of idx.ownedFilters)

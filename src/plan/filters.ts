@@ -5,9 +5,9 @@
  * followed by accept-all. The reject form lets a newly arrived pod through until the filter
  * catches up, so it is used only where the target allows node-level sources.
  */
-import { createHash } from "node:crypto";
 import type { FilterRule, PortRange, TrafficDirection } from "../api/inventory.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
+import { byString, hashHex } from "./hash.ts";
 import { cover, formatBlock, type Block, type Ranges } from "./ipv4.ts";
 
 /** AWS's quota of rules per filter (both directions together). */
@@ -125,25 +125,13 @@ function range(s: number, e: number): number[] {
 
 /** A stable key for a filter's content, so identical filters are shared between sessions. */
 export function filterKey(rules: readonly DesiredRule[], networkServices: readonly string[]): string {
-  const canonical = JSON.stringify({
-    rules: [...rules].map(canonicalRule).sort(),
-    services: [...networkServices].sort(),
-  });
-  return `filter-${createHash("sha256").update(canonical).digest("hex").slice(0, 16)}`;
+  const canonical = `${[...rules].map(canonicalRule).sort(byString).join(";")}|${[...networkServices].sort(byString).join(",")}`;
+  return `filter-${hashHex(canonical)}`;
 }
 
 /** One rule as a comparable string (ignores the id). */
 export function canonicalRule(r: DesiredRule): string {
-  return JSON.stringify([
-    r.direction,
-    r.ruleNumber,
-    r.action,
-    r.protocol ?? -1,
-    r.sourceCidrBlock,
-    r.destinationCidrBlock,
-    r.sourcePortRange?.fromPort ?? -1,
-    r.sourcePortRange?.toPort ?? -1,
-    r.destinationPortRange?.fromPort ?? -1,
-    r.destinationPortRange?.toPort ?? -1,
-  ]);
+  const sp = r.sourcePortRange;
+  const dp = r.destinationPortRange;
+  return `${r.direction} ${r.ruleNumber} ${r.action} ${r.protocol ?? -1} ${r.sourceCidrBlock} ${r.destinationCidrBlock} ${sp?.fromPort ?? -1}-${sp?.toPort ?? -1} ${dp?.fromPort ?? -1}-${dp?.toPort ?? -1}`;
 }

@@ -43,3 +43,22 @@ describe("cover", () => {
     );
   });
 });
+
+describe("parseIp edge cases", () => {
+  it.each([
+    "",
+    "1.2.3",
+    "1.2.3.4.5",
+    "1..2.3",
+    "1.2.3.",
+    ".1.2.3",
+    "1.2.3.256",
+    "1.2.3.1000",
+    "a.b.c.d",
+    "1.2.3.4 ",
+  ])("rejects %j", (s) => expect(parseIp(s)).toBeUndefined());
+  it("accepts the extremes", () => {
+    expect(parseIp("0.0.0.0")).toBe(0);
+    expect(parseIp("255.255.255.255")).toBe(2 ** 32 - 1);
+  });
+});

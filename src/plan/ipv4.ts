@@ -6,18 +6,30 @@ export interface Block {
   len: number;
 }
 
-/** Parses a dotted IPv4 address; undefined if it is not one. */
+/** Parses a dotted IPv4 address; undefined if it is not one. (A hand loop: this runs per pod per plan.) */
 export function parseIp(ip: string): number | undefined {
-  const parts = ip.split(".");
-  if (parts.length !== 4) return undefined;
   let n = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p)) return undefined;
-    const v = Number(p);
-    if (v > 255) return undefined;
-    n = n * 256 + v;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return undefined;
+      n = n * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      octet = octet * 10 + (c - 48);
+      digits++;
+      if (octet > 255) return undefined;
+    } else {
+      return undefined;
+    }
   }
-  return n;
+  if (dots !== 3 || digits === 0) return undefined;
+  return n * 256 + octet;
 }
 
 /** Formats a number as a dotted IPv4 address. */
@@ -41,8 +53,10 @@ export function formatBlock(b: Block): string {
 
 /** Number of addresses in a block of this prefix length. */
 export function size(len: number): number {
-  return 2 ** (32 - len);
+  return SIZES[len]!;
 }
+
+const SIZES = Array.from({ length: 33 }, (_, len) => 2 ** (32 - len));
 
 /** Whether `ip` lies in `b`. */
 export function contains(b: Block, ip: number): boolean {

@@ -3,14 +3,15 @@
  * exist, the changes that reach it, and for every selected pod or node its session or the reason it
  * has none. No I/O, no clock, no randomness: the same input always gives the same plan.
  */
-import { createHash } from "node:crypto";
 import type { NetworkInterface } from "../api/inventory.ts";
 import { Reason } from "../api/reasons.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
 import { isOwnedBy } from "../api/tags.ts";
 import type { VniEntry } from "../api/vni-map.ts";
+import type { LeanPod } from "../k8s/lean.ts";
 import { diffAgainstInventory } from "./diff.ts";
 import { buildFilterRules, filterKey, type DesiredRule } from "./filters.ts";
+import { byString, hash53, hashHex } from "./hash.ts";
 import { indexInventory, type InventoryIndex } from "./inventory-index.ts";
 import { normalizeRanges, type Ranges } from "./ipv4.ts";
 import { matches } from "./selectors.ts";
@@ -30,9 +31,9 @@ import type {
 /** AWS's limit of sessions per source ENI. */
 export const MAX_SESSIONS_PER_ENI = 3;
 
-/** Short stable hash of a string. */
+/** Short stable hash of a string (at most 14 hex characters). */
 export function shortHash(s: string, hexChars = 12): string {
-  return createHash("sha256").update(s).digest("hex").slice(0, hexChars);
+  return hashHex(s).slice(0, hexChars);
 }
 
 function policyId(p: PolicyInput): string {
@@ -59,7 +60,7 @@ interface Group {
 }
 
 function byPriority(a: PolicyInput, b: PolicyInput): number {
-  return b.spec.priority - a.spec.priority || policyId(a).localeCompare(policyId(b));
+  return b.spec.priority - a.spec.priority || byString(policyId(a), policyId(b));
 }
 
 function namespaceAllowed(t: ResolvedTarget, ns: string, input: PlanInput): boolean {
@@ -111,15 +112,19 @@ function groupKeyOf(p: PolicyInput, whole: boolean): string {
   ]);
 }
 
-function addMember(groups: Map<string, Group>, m: Member, target: ResolvedTarget): void {
+function addMember(
+  groups: Map<string, Group>,
+  m: Member,
+  keys: { target: ResolvedTarget; groupKey: string; hash: string },
+): void {
+  const { target, groupKey } = keys;
   const whole = m.located.ip === "all";
-  const groupKey = groupKeyOf(m.policy, whole);
   const id = `${m.located.eni.networkInterfaceId}|${groupKey}`;
   let g = groups.get(id);
   if (!g) {
     g = {
       groupKey,
-      sessionKey: `session-${m.located.eni.networkInterfaceId}-${shortHash(groupKey)}`,
+      sessionKey: `session-${m.located.eni.networkInterfaceId}-${keys.hash}`,
       eni: m.located.eni,
       target,
       priority: m.policy.spec.priority,
@@ -152,7 +157,7 @@ function unselectedRanges(held: Ranges, selected: ReadonlySet<number>): Ranges {
 /** Filter rules for a group, dropping its lowest-priority pods until the rules fit. */
 function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRule[] | undefined {
   g.members.sort(
-    (a, b) => byPriority(a.policy, b.policy) || a.located.report.name.localeCompare(b.located.report.name),
+    (a, b) => byPriority(a.policy, b.policy) || byString(a.located.report.name, b.located.report.name),
   );
   while (g.members.length > 0) {
     const ips = g.members.flatMap((m) => (m.located.ip === "all" ? [] : [m.located.ip]));
@@ -170,7 +175,7 @@ function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRul
 
 function sessionNumberFor(g: Group, taken: Set<number>): number {
   // Priority decides the order AWS evaluates sessions in: higher priority, lower number.
-  let n = (1000 - g.priority) * 32 + 1 + (parseInt(shortHash(g.groupKey, 4), 16) % 32);
+  let n = (1000 - g.priority) * 32 + 1 + (hash53(g.groupKey) % 32);
   while (taken.has(n)) n = n >= 32766 ? 1 : n + 1;
   taken.add(n);
   return n;
@@ -270,7 +275,7 @@ function arbitrate(
   for (const eniId of [...groupsByEni.keys()].sort()) {
     const groups = groupsByEni
       .get(eniId)!
-      .sort((a, b) => b.priority - a.priority || a.groupKey.localeCompare(b.groupKey));
+      .sort((a, b) => b.priority - a.priority || byString(a.groupKey, b.groupKey));
     const foreign = ctx.idx.foreignSessions(eniId);
     const free = Math.max(0, MAX_SESSIONS_PER_ENI - foreign.length);
     const taken = new Set(foreign.map((s) => s.sessionNumber));
@@ -288,7 +293,7 @@ function arbitrate(
 /** Deterministic, stable VNIs: an existing session keeps its VNI; new ones hash their key. */
 function assignVnis(sessions: DesiredSession[], idx: InventoryIndex): void {
   const used = new Set<number>();
-  const sorted = [...sessions].sort((a, b) => a.key.localeCompare(b.key));
+  const sorted = [...sessions].sort((a, b) => byString(a.key, b.key));
   const pending: DesiredSession[] = [];
   for (const s of sorted) {
     const vni = idx.ownedSessions.get(s.key)?.virtualNetworkId;
@@ -300,7 +305,7 @@ function assignVnis(sessions: DesiredSession[], idx: InventoryIndex): void {
     }
   }
   for (const s of pending) {
-    let vni = (parseInt(shortHash(s.key, 6), 16) % 0xfffffe) + 1;
+    let vni = (hash53(s.key) % 0xfffffe) + 1;
     while (used.has(vni)) vni = (vni % 0xfffffe) + 1;
     s.virtualNetworkId = vni;
     used.add(vni);
@@ -339,6 +344,13 @@ function collectDemands(
   const reports = new Map<string, PolicyReport>();
   const groups = new Map<string, Group>();
   const nodesByName = new Map(input.nodes.map((n) => [n.name, n]));
+  const podsByNamespace = new Map<string, LeanPod[]>();
+  for (const pod of input.pods) {
+    const list = podsByNamespace.get(pod.namespace);
+    if (list) list.push(pod);
+    else podsByNamespace.set(pod.namespace, [pod]);
+  }
+  const nodeCache = new Map();
   for (const p of [...input.policies].sort(byPriority)) {
     const report: PolicyReport = { policy: policyId(p), sources: [], sessionKeys: [], shadowedBy: [] };
     reports.set(report.policy, report);
@@ -353,14 +365,17 @@ function collectDemands(
       nodesByName,
       targetEnis,
       allowNodeSources: target.input.spec.allowNodeSources,
+      nodeCache,
     };
-    const sel = selectSources(p, input.pods, input.nodes);
+    const sel = selectSources(p, podsByNamespace.get(p.namespace) ?? [], input.nodes);
     const located = [
       ...sel.pods.map((pod) => locatePod(pod, ctx)),
       ...sel.nodes.flatMap((n) => locateNode(n, ctx)),
     ];
+    const groupKey = groupKeyOf(p, sel.nodes.length > 0);
+    const keys = { target, groupKey, hash: shortHash(groupKey) };
     for (const l of located) {
-      if ("eni" in l) addMember(groups, { policy: p, located: l }, target);
+      if ("eni" in l) addMember(groups, { policy: p, located: l }, keys);
       else report.sources.push(l);
     }
   }
@@ -373,6 +388,11 @@ function targetReports(
   out: Outcome,
 ): Map<string, TargetReport> {
   const reports = new Map<string, TargetReport>();
+  const perRef = new Map<string, number>();
+  for (const x of out.sessions) {
+    const k = JSON.stringify(x.target);
+    perRef.set(k, (perRef.get(k) ?? 0) + 1);
+  }
   for (const t of input.targets) {
     const r = targets.get(t.name);
     const policies = input.policies
@@ -386,7 +406,7 @@ function targetReports(
       awsTargets: (r?.slots ?? []).map((s) => ({
         ...("key" in s.ref ? { key: s.ref.key } : { id: s.ref.id }),
         networkInterfaceId: s.networkInterfaceId,
-        sessions: out.sessions.filter((x) => JSON.stringify(x.target) === JSON.stringify(s.ref)).length,
+        sessions: perRef.get(JSON.stringify(s.ref)) ?? 0,
         capacity: s.capacity,
       })),
     });
@@ -414,11 +434,11 @@ export function planMirroring(input: PlanInput): Plan {
   assignVnis(out.sessions, idx);
   reportShadowing(out, reports);
   for (const s of out.sessions) for (const owner of s.owners) reports.get(owner)?.sessionKeys.push(s.key);
-  out.sessions.sort((a, b) => a.key.localeCompare(b.key));
+  out.sessions.sort((a, b) => byString(a.key, b.key));
   const desiredTargets = [...targets.values()]
     .flatMap((t) => t.slots.flatMap((s) => (s.desired ? [s.desired] : [])))
-    .sort((a, b) => a.key.localeCompare(b.key));
-  const filters = [...out.filters.values()].sort((a, b) => a.key.localeCompare(b.key));
+    .sort((a, b) => byString(a.key, b.key));
+  const filters = [...out.filters.values()].sort((a, b) => byString(a.key, b.key));
   const desired = { targets: desiredTargets, filters, sessions: out.sessions };
   return {
     desired,

@@ -4,7 +4,8 @@ import type { LabelSelector } from "../api/resources.ts";
 /** Whether `labels` match `selector` (an empty selector matches everything). */
 export function matches(selector: LabelSelector | undefined, labels: Record<string, string>): boolean {
   if (!selector) return false;
-  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
+  const ml = selector.matchLabels;
+  if (ml) for (const k in ml) if (labels[k] !== ml[k]) return false;
   for (const e of selector.matchExpressions ?? []) {
     const has = Object.hasOwn(labels, e.key);
     const value = labels[e.key];

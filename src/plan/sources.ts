@@ -26,11 +26,22 @@ export interface LocateCtx {
   /** ENIs that are targets (never sources). */
   targetEnis: Set<string>;
   allowNodeSources: boolean;
+  /** Per-node lookups, shared across policies within one plan. */
+  nodeCache?: Map<string, { instanceId: string } | Failure>;
 }
 
-type Failure = { reason: string; message: string };
+/** Why a source cannot be located. */
+export type Failure = { reason: string; message: string };
 
 function instanceOf(ctx: LocateCtx, node: LeanNode): { instanceId: string } | Failure {
+  const cached = ctx.nodeCache?.get(node.name);
+  if (cached) return cached;
+  const found = lookUpInstance(ctx, node);
+  ctx.nodeCache?.set(node.name, found);
+  return found;
+}
+
+function lookUpInstance(ctx: LocateCtx, node: LeanNode): { instanceId: string } | Failure {
   const instanceId = instanceIdFromProviderId(node.providerID);
   if (!instanceId) {
     return {

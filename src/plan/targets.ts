@@ -2,6 +2,7 @@
 import { eniTargetCapacity } from "../api/instance-types.ts";
 import { Reason } from "../api/reasons.ts";
 import type { LeanNode } from "../k8s/lean.ts";
+import { byString } from "./hash.ts";
 import { instanceIdFromProviderId, type InventoryIndex } from "./inventory-index.ts";
 import { matchesMap } from "./selectors.ts";
 import type { DesiredTarget, TargetInput, TargetRef } from "./types.ts";
@@ -77,7 +78,7 @@ function collectorSlots(ctx: Ctx, t: TargetInput, selector: Record<string, strin
       }),
     );
   }
-  return slots.sort((a, b) => (a.networkInterfaceId ?? "").localeCompare(b.networkInterfaceId ?? ""));
+  return slots.sort((a, b) => byString(a.networkInterfaceId ?? "", b.networkInterfaceId ?? ""));
 }
 
 function singleSlot(ctx: Ctx, t: TargetInput): AwsTargetSlot | undefined {
@@ -134,7 +135,7 @@ function singleSlot(ctx: Ctx, t: TargetInput): AwsTargetSlot | undefined {
 /** Resolves every target resource that is not being deleted. */
 export function resolveTargets(targets: readonly TargetInput[], ctx: Ctx): Map<string, ResolvedTarget> {
   const out = new Map<string, ResolvedTarget>();
-  for (const t of [...targets].sort((a, b) => a.name.localeCompare(b.name))) {
+  for (const t of [...targets].sort((a, b) => byString(a.name, b.name))) {
     if (t.deleting) continue;
     if (t.spec.collector) {
       const slots = collectorSlots(ctx, t, t.spec.collector.nodeSelector);

@@ -1,0 +1,28 @@
+/**
+ * A fast, stable, non-cryptographic 53-bit string hash (two mixed 32-bit lanes). The planner
+ * hashes tens of thousands of keys per plan; SHA-256 cost 0.8 s of a 3.6 s plan at 100,000 pods.
+ * Keys it makes are compared by equality, and at 53 bits a collision among 10^5 keys has odds
+ * around 10^-6; a collision would only merge two identical-looking keys, which `plan` tolerates.
+ */
+export function hash53(s: string): number {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x9e3779b9;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 0x85ebca6b) ^ Math.imul(h2 ^ (h2 >>> 13), 0xc2b2ae35);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 0x85ebca6b) ^ Math.imul(h1 ^ (h1 >>> 13), 0xc2b2ae35);
+  return 0x200000 * (h2 >>> 0) + (h1 >>> 11);
+}
+
+/** `hash53` as fixed-width hex (14 characters). */
+export function hashHex(s: string): string {
+  return hash53(s).toString(16).padStart(14, "0");
+}
+
+/** Plain code-unit order: fast and the same in every locale (unlike localeCompare). */
+export function byString(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
