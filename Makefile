@@ -7,7 +7,7 @@ export NODE_OPTIONS ?=
 NPM := npm --no-audit --no-fund --loglevel=error
 
 .PHONY: help tools deps lint format typecheck test test-unit test-integration manifests \
-	sandbox-up sandbox-down demo clean
+	sandbox-up sandbox-down demo clean ec2-sim bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -67,3 +67,11 @@ clean: ## Remove build and test state (not the tool cache)
 
 manifests: deps ## Generate the CRDs from src/api (crds/ and the chart's copy)
 	node src/api/crd-gen.ts
+
+ec2-sim: deps ## Run the EC2 emulator on 127.0.0.1:4599 (admin API under /_sim/)
+	node test/ec2-sim/main.ts --port 4599
+
+bench: deps ## Run the benchmarks (see docs/benchmarks.md)
+	node --expose-gc bench/plan/run.ts 5000 5
+	node --expose-gc bench/cache/run.ts 100000
+	node bench/harness/run.ts 5

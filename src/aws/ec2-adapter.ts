@@ -1,0 +1,561 @@
+/**
+ * `MirrorApi` on `@aws-sdk/client-ec2`: ownership tags at creation, deterministic ClientTokens (a
+ * retried or repeated create never makes a duplicate), paging and batched filters inside, a
+ * client-side token bucket per action category, and retries with full jitter for throttling and
+ * server errors only. Errors are wrapped with what was being done.
+ */
+import {
+  CreateTrafficMirrorFilterCommand,
+  CreateTrafficMirrorFilterRuleCommand,
+  CreateTrafficMirrorSessionCommand,
+  CreateTrafficMirrorTargetCommand,
+  DeleteTrafficMirrorFilterCommand,
+  DeleteTrafficMirrorFilterRuleCommand,
+  DeleteTrafficMirrorSessionCommand,
+  DeleteTrafficMirrorTargetCommand,
+  DescribeInstancesCommand,
+  DescribeNetworkInterfacesCommand,
+  DescribeTrafficMirrorFiltersCommand,
+  DescribeTrafficMirrorSessionsCommand,
+  DescribeTrafficMirrorTargetsCommand,
+  ModifyTrafficMirrorFilterNetworkServicesCommand,
+  ModifyTrafficMirrorSessionCommand,
+  type EC2Client,
+  type Filter,
+  type Tag,
+  type TrafficMirrorFilter as SdkFilter,
+  type TrafficMirrorFilterRule as SdkRule,
+  type TrafficMirrorSession as SdkSession,
+  type TrafficMirrorTarget as SdkTarget,
+  type NetworkInterface as SdkEni,
+} from "@aws-sdk/client-ec2";
+import type {
+  FilterRule,
+  Instance,
+  MirrorFilter,
+  MirrorSession,
+  MirrorTarget,
+  MirrorTargetType,
+  NetworkInterface,
+} from "../api/inventory.ts";
+import { MANAGED_BY_VALUE, ownershipTags, TAG_CLUSTER, TAG_MANAGED_BY } from "../api/tags.ts";
+import { hashHex } from "../plan/hash.ts";
+import { errorCode, isNotFound, isRetryable, isThrottled } from "./errors.ts";
+import type {
+  CreateFilterInput,
+  CreateSessionInput,
+  CreateTargetInput,
+  MirrorApi,
+  ModifySessionInput,
+} from "./port.ts";
+import { AWS_DEFAULT_LIMITS, TokenBucket, type BucketSpec, type RateLimits } from "./rate-limit.ts";
+
+/** Called after every EC2 call, for metrics. */
+export type CallObserver = (action: string, outcome: "success" | "throttled" | "error") => void;
+
+/** What the adapter needs. */
+export interface Ec2AdapterDeps {
+  client: EC2Client;
+  cluster: string;
+  limits?: RateLimits;
+  /** Attempts per call, including the first (default 6). */
+  maxAttempts?: number;
+  /** Base of the exponential backoff (default 200 ms). */
+  backoffMs?: number;
+  observe?: CallObserver;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+const BATCH = 200; // values per Describe filter
+
+function chunks<T>(xs: readonly T[], n: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
+  return out;
+}
+
+function tagMap(tags: Tag[] | undefined): Record<string, string> {
+  return Object.fromEntries((tags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]));
+}
+
+function tagSpec(resourceType: string, tags: Record<string, string>) {
+  return [
+    {
+      ResourceType: resourceType as "traffic-mirror-session",
+      Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })),
+    },
+  ];
+}
+
+function toRule(r: SdkRule): FilterRule {
+  return {
+    trafficMirrorFilterRuleId: r.TrafficMirrorFilterRuleId,
+    direction: r.TrafficDirection as FilterRule["direction"],
+    ruleNumber: r.RuleNumber ?? 0,
+    action: r.RuleAction as FilterRule["action"],
+    ...(r.Protocol === undefined ? {} : { protocol: r.Protocol }),
+    sourceCidrBlock: r.SourceCidrBlock ?? "",
+    destinationCidrBlock: r.DestinationCidrBlock ?? "",
+    ...(r.SourcePortRange
+      ? {
+          sourcePortRange: {
+            fromPort: r.SourcePortRange.FromPort ?? 0,
+            toPort: r.SourcePortRange.ToPort ?? 0,
+          },
+        }
+      : {}),
+    ...(r.DestinationPortRange
+      ? {
+          destinationPortRange: {
+            fromPort: r.DestinationPortRange.FromPort ?? 0,
+            toPort: r.DestinationPortRange.ToPort ?? 0,
+          },
+        }
+      : {}),
+  };
+}
+
+function toFilter(f: SdkFilter): MirrorFilter {
+  return {
+    trafficMirrorFilterId: f.TrafficMirrorFilterId ?? "",
+    ingressRules: (f.IngressFilterRules ?? []).map(toRule),
+    egressRules: (f.EgressFilterRules ?? []).map(toRule),
+    networkServices: (f.NetworkServices ?? []).filter((x): x is "amazon-dns" => x === "amazon-dns"),
+    description: f.Description,
+    tags: tagMap(f.Tags),
+  };
+}
+
+function toSession(s: SdkSession): MirrorSession {
+  return {
+    trafficMirrorSessionId: s.TrafficMirrorSessionId ?? "",
+    networkInterfaceId: s.NetworkInterfaceId ?? "",
+    trafficMirrorTargetId: s.TrafficMirrorTargetId ?? "",
+    trafficMirrorFilterId: s.TrafficMirrorFilterId ?? "",
+    sessionNumber: s.SessionNumber ?? 0,
+    ...(s.PacketLength ? { packetLength: s.PacketLength } : {}),
+    virtualNetworkId: s.VirtualNetworkId ?? 0,
+    description: s.Description,
+    ownerId: s.OwnerId,
+    tags: tagMap(s.Tags),
+  };
+}
+
+function toTarget(t: SdkTarget): MirrorTarget {
+  return {
+    trafficMirrorTargetId: t.TrafficMirrorTargetId ?? "",
+    type: t.Type as MirrorTargetType,
+    networkInterfaceId: t.NetworkInterfaceId,
+    networkLoadBalancerArn: t.NetworkLoadBalancerArn,
+    gatewayLoadBalancerEndpointId: t.GatewayLoadBalancerEndpointId,
+    description: t.Description,
+    ownerId: t.OwnerId,
+    tags: tagMap(t.Tags),
+  };
+}
+
+/**
+ * 5% below the account's bucket: calls leave here evenly paced but arrive with network jitter, and
+ * a bucket run exactly at AWS's rate would now and then find AWS's empty.
+ */
+function withHeadroom(b: BucketSpec): BucketSpec {
+  return { burst: Math.max(1, Math.floor(b.burst * 0.95)), ratePerSecond: b.ratePerSecond * 0.95 };
+}
+
+/** The adapter. */
+export class Ec2MirrorApi implements MirrorApi {
+  readonly #d: Required<Omit<Ec2AdapterDeps, "observe">> & Pick<Ec2AdapterDeps, "observe">;
+  readonly #mutating: TokenBucket;
+  readonly #describe: TokenBucket;
+
+  constructor(deps: Ec2AdapterDeps) {
+    this.#d = {
+      limits: AWS_DEFAULT_LIMITS,
+      maxAttempts: 6,
+      backoffMs: 200,
+      sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+      ...deps,
+    };
+    this.#mutating = new TokenBucket(withHeadroom(this.#d.limits.mutating));
+    this.#describe = new TokenBucket(withHeadroom(this.#d.limits.describe));
+  }
+
+  /** A deterministic ClientToken: the same desired object and parameters always give the same token. */
+  clientToken(action: string, key: string, params: unknown): string {
+    return `tmo-${hashHex(`${this.#d.cluster}|${action}|${key}|${JSON.stringify(params)}`)}`;
+  }
+
+  async #call<T>(what: string, command: { constructor: { name: string } }, mutating: boolean): Promise<T> {
+    const action = command.constructor.name.replace(/Command$/, "");
+    for (let attempt = 1; ; attempt++) {
+      await (mutating ? this.#mutating : this.#describe).take();
+      try {
+        const out = (await this.#d.client.send(command as never)) as T;
+        this.#d.observe?.(action, "success");
+        return out;
+      } catch (err) {
+        this.#d.observe?.(action, isThrottled(err) ? "throttled" : "error");
+        if (!isRetryable(err) || attempt >= this.#d.maxAttempts) throw new Error(what, { cause: err });
+        // Full jitter: a random wait up to an exponentially growing cap.
+        await this.#d.sleep(Math.random() * this.#d.backoffMs * 2 ** (attempt - 1));
+      }
+    }
+  }
+
+  async #pages<R extends { NextToken?: string }>(
+    what: string,
+    make: (token?: string) => { constructor: { name: string } },
+  ): Promise<R[]> {
+    const out: R[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.#call<R>(what, make(token), false);
+      out.push(page);
+      token = page.NextToken;
+    } while (token);
+    return out;
+  }
+
+  async describeInstances(instanceIds: readonly string[]): Promise<Instance[]> {
+    const out: Instance[] = [];
+    for (const ids of chunks(instanceIds, BATCH)) {
+      const filters: Filter[] = [{ Name: "instance-id", Values: ids }];
+      const pages = await this.#pages<{
+        Reservations?: {
+          Instances?: {
+            InstanceId?: string;
+            InstanceType?: string;
+            Placement?: { AvailabilityZone?: string };
+            SubnetId?: string;
+            VpcId?: string;
+          }[];
+        }[];
+        NextToken?: string;
+      }>(
+        "describing instances",
+        (NextToken) => new DescribeInstancesCommand({ Filters: filters, MaxResults: 1000, NextToken }),
+      );
+      for (const i of pages.flatMap((p) => p.Reservations ?? []).flatMap((r) => r.Instances ?? [])) {
+        out.push({
+          instanceId: i.InstanceId ?? "",
+          instanceType: i.InstanceType ?? "",
+          availabilityZone: i.Placement?.AvailabilityZone ?? "",
+          subnetId: i.SubnetId,
+          vpcId: i.VpcId,
+        });
+      }
+    }
+    return out;
+  }
+
+  async describeNetworkInterfaces(instanceIds: readonly string[]): Promise<NetworkInterface[]> {
+    const out: NetworkInterface[] = [];
+    for (const ids of chunks(instanceIds, BATCH)) {
+      const pages = await this.#pages<{
+        NetworkInterfaces?: SdkEni[];
+        NextToken?: string;
+      }>(
+        "describing network interfaces",
+        (NextToken) =>
+          new DescribeNetworkInterfacesCommand({
+            Filters: [{ Name: "attachment.instance-id", Values: ids }],
+            MaxResults: 1000,
+            NextToken,
+          }),
+      );
+      for (const e of pages.flatMap((p) => p.NetworkInterfaces ?? [])) {
+        out.push({
+          networkInterfaceId: e.NetworkInterfaceId ?? "",
+          instanceId: e.Attachment?.InstanceId,
+          deviceIndex: e.Attachment?.DeviceIndex,
+          interfaceType: e.InterfaceType ?? "interface",
+          availabilityZone: e.AvailabilityZone ?? "",
+          subnetId: e.SubnetId ?? "",
+          vpcId: e.VpcId ?? "",
+          description: e.Description ?? "",
+          primaryIp: e.PrivateIpAddress ?? "",
+          privateIps: (e.PrivateIpAddresses ?? []).map((a) => a.PrivateIpAddress ?? ""),
+          ipv4Prefixes: (e.Ipv4Prefixes ?? []).map((p) => p.Ipv4Prefix ?? ""),
+          tags: tagMap(e.TagSet),
+        });
+      }
+    }
+    return out;
+  }
+
+  async describeSessionsOnInterfaces(eniIds: readonly string[]): Promise<MirrorSession[]> {
+    const out: MirrorSession[] = [];
+    for (const ids of chunks(eniIds, BATCH)) {
+      const pages = await this.#pages<{ TrafficMirrorSessions?: SdkSession[]; NextToken?: string }>(
+        "describing mirror sessions",
+        (NextToken) =>
+          new DescribeTrafficMirrorSessionsCommand({
+            Filters: [{ Name: "network-interface-id", Values: ids }],
+            MaxResults: 1000,
+            NextToken,
+          }),
+      );
+      out.push(...pages.flatMap((p) => p.TrafficMirrorSessions ?? []).map(toSession));
+    }
+    return out;
+  }
+
+  async describeOwned(): Promise<{
+    targets: MirrorTarget[];
+    filters: MirrorFilter[];
+    sessions: MirrorSession[];
+  }> {
+    const owned: Filter[] = [
+      { Name: `tag:${TAG_MANAGED_BY}`, Values: [MANAGED_BY_VALUE] },
+      { Name: `tag:${TAG_CLUSTER}`, Values: [this.#d.cluster] },
+    ];
+    const [t, f, s] = await Promise.all([
+      this.#pages<{ TrafficMirrorTargets?: SdkTarget[]; NextToken?: string }>(
+        "describing owned targets",
+        (NextToken) =>
+          new DescribeTrafficMirrorTargetsCommand({ Filters: owned, MaxResults: 1000, NextToken }),
+      ),
+      this.#pages<{ TrafficMirrorFilters?: SdkFilter[]; NextToken?: string }>(
+        "describing owned filters",
+        (NextToken) =>
+          new DescribeTrafficMirrorFiltersCommand({ Filters: owned, MaxResults: 1000, NextToken }),
+      ),
+      this.#pages<{ TrafficMirrorSessions?: SdkSession[]; NextToken?: string }>(
+        "describing owned sessions",
+        (NextToken) =>
+          new DescribeTrafficMirrorSessionsCommand({ Filters: owned, MaxResults: 1000, NextToken }),
+      ),
+    ]);
+    return {
+      targets: t.flatMap((p) => p.TrafficMirrorTargets ?? []).map(toTarget),
+      filters: f.flatMap((p) => p.TrafficMirrorFilters ?? []).map(toFilter),
+      sessions: s.flatMap((p) => p.TrafficMirrorSessions ?? []).map(toSession),
+    };
+  }
+
+  async describeTargets(ids: readonly string[]): Promise<MirrorTarget[]> {
+    if (ids.length === 0) return [];
+    const pages = await this.#pages<{ TrafficMirrorTargets?: SdkTarget[]; NextToken?: string }>(
+      "describing targets",
+      (NextToken) =>
+        new DescribeTrafficMirrorTargetsCommand({
+          Filters: [{ Name: "traffic-mirror-target-id", Values: [...ids] }],
+          MaxResults: 1000,
+          NextToken,
+        }),
+    );
+    return pages.flatMap((p) => p.TrafficMirrorTargets ?? []).map(toTarget);
+  }
+
+  async createTarget(t: CreateTargetInput): Promise<MirrorTarget> {
+    const params = {
+      NetworkInterfaceId: t.networkInterfaceId,
+      NetworkLoadBalancerArn: t.networkLoadBalancerArn,
+      GatewayLoadBalancerEndpointId: t.gatewayLoadBalancerEndpointId,
+    };
+    const out = await this.#call<{ TrafficMirrorTarget?: SdkTarget }>(
+      `creating mirror target ${t.key}`,
+      new CreateTrafficMirrorTargetCommand({
+        ...params,
+        Description: t.description,
+        TagSpecifications: tagSpec("traffic-mirror-target", ownershipTags(this.#d.cluster, t.key, t.owners)),
+        ClientToken: this.clientToken("CreateTrafficMirrorTarget", t.key, params),
+      }),
+      true,
+    );
+    return toTarget(out.TrafficMirrorTarget ?? {});
+  }
+
+  async deleteTarget(id: string): Promise<void> {
+    await this.#ignoreNotFound(() =>
+      this.#call(
+        `deleting mirror target ${id}`,
+        new DeleteTrafficMirrorTargetCommand({ TrafficMirrorTargetId: id }),
+        true,
+      ),
+    );
+  }
+
+  async #addRules(filterId: string, f: CreateFilterInput): Promise<void> {
+    for (const r of f.rules) {
+      const params = {
+        TrafficMirrorFilterId: filterId,
+        TrafficDirection: r.direction,
+        RuleNumber: r.ruleNumber,
+        RuleAction: r.action,
+        Protocol: r.protocol,
+        SourceCidrBlock: r.sourceCidrBlock,
+        DestinationCidrBlock: r.destinationCidrBlock,
+        SourcePortRange: r.sourcePortRange && {
+          FromPort: r.sourcePortRange.fromPort,
+          ToPort: r.sourcePortRange.toPort,
+        },
+        DestinationPortRange: r.destinationPortRange && {
+          FromPort: r.destinationPortRange.fromPort,
+          ToPort: r.destinationPortRange.toPort,
+        },
+      };
+      await this.#call(
+        `creating rule ${r.direction} ${r.ruleNumber} of filter ${filterId}`,
+        new CreateTrafficMirrorFilterRuleCommand({
+          ...params,
+          ClientToken: this.clientToken("CreateTrafficMirrorFilterRule", f.key, params),
+        }),
+        true,
+      );
+    }
+    if (f.networkServices.length > 0) {
+      await this.#call(
+        `enabling network services on filter ${filterId}`,
+        new ModifyTrafficMirrorFilterNetworkServicesCommand({
+          TrafficMirrorFilterId: filterId,
+          AddNetworkServices: f.networkServices,
+        }),
+        true,
+      );
+    }
+  }
+
+  async createFilter(f: CreateFilterInput): Promise<MirrorFilter> {
+    const out = await this.#call<{ TrafficMirrorFilter?: SdkFilter }>(
+      `creating mirror filter ${f.key}`,
+      new CreateTrafficMirrorFilterCommand({
+        Description: f.description,
+        TagSpecifications: tagSpec("traffic-mirror-filter", ownershipTags(this.#d.cluster, f.key)),
+        ClientToken: this.clientToken("CreateTrafficMirrorFilter", f.key, {}),
+      }),
+      true,
+    );
+    const filter = toFilter(out.TrafficMirrorFilter ?? {});
+    // A retried create returns the filter as it is: add only the rules it lacks.
+    const existing = [...filter.ingressRules, ...filter.egressRules];
+    const have = new Set(existing.map((r) => `${r.direction}/${r.ruleNumber}`));
+    // Rule tokens also name the rules already there: a retry sees the same state and the same
+    // tokens, while a rule wanted again after a delete gets a new token (an old one would answer
+    // with the deleted rule and create nothing).
+    const state = hashHex(
+      existing
+        .map((r) => r.trafficMirrorFilterRuleId ?? "")
+        .sort()
+        .join(),
+    );
+    await this.#addRules(filter.trafficMirrorFilterId, {
+      ...f,
+      key: `${f.key}/${state}`,
+      rules: f.rules.filter((r) => !have.has(`${r.direction}/${r.ruleNumber}`)),
+    });
+    return {
+      ...filter,
+      ingressRules: f.rules.filter((r) => r.direction === "ingress"),
+      egressRules: f.rules.filter((r) => r.direction === "egress"),
+      networkServices: f.networkServices,
+    };
+  }
+
+  async replaceFilterRules(filterId: string, f: CreateFilterInput): Promise<void> {
+    const [current] = (
+      await this.#pages<{ TrafficMirrorFilters?: SdkFilter[]; NextToken?: string }>(
+        `describing filter ${filterId}`,
+        (NextToken) =>
+          new DescribeTrafficMirrorFiltersCommand({ TrafficMirrorFilterIds: [filterId], NextToken }),
+      )
+    ).flatMap((p) => (p.TrafficMirrorFilters ?? []).map(toFilter));
+    if (!current) return;
+    for (const r of [...current.ingressRules, ...current.egressRules]) {
+      await this.#ignoreNotFound(() =>
+        this.#call(
+          `deleting rule ${r.trafficMirrorFilterRuleId}`,
+          new DeleteTrafficMirrorFilterRuleCommand({
+            TrafficMirrorFilterRuleId: r.trafficMirrorFilterRuleId,
+          }),
+          true,
+        ),
+      );
+    }
+    const remove = current.networkServices.filter((s) => !f.networkServices.includes(s));
+    if (remove.length > 0) {
+      await this.#call(
+        `disabling network services on ${filterId}`,
+        new ModifyTrafficMirrorFilterNetworkServicesCommand({
+          TrafficMirrorFilterId: filterId,
+          RemoveNetworkServices: remove,
+        }),
+        true,
+      );
+    }
+    // New tokens: the same rule re-created after a delete is a new request.
+    await this.#addRules(filterId, { ...f, key: `${f.key}/${hashHex(JSON.stringify(current))}` });
+  }
+
+  async deleteFilter(id: string): Promise<void> {
+    await this.#ignoreNotFound(() =>
+      this.#call(
+        `deleting mirror filter ${id}`,
+        new DeleteTrafficMirrorFilterCommand({ TrafficMirrorFilterId: id }),
+        true,
+      ),
+    );
+  }
+
+  async createSession(s: CreateSessionInput): Promise<MirrorSession> {
+    const params = {
+      NetworkInterfaceId: s.networkInterfaceId,
+      TrafficMirrorTargetId: s.trafficMirrorTargetId,
+      TrafficMirrorFilterId: s.trafficMirrorFilterId,
+      SessionNumber: s.sessionNumber,
+      PacketLength: s.packetLength,
+      VirtualNetworkId: s.virtualNetworkId,
+    };
+    const out = await this.#call<{ TrafficMirrorSession?: SdkSession }>(
+      `creating mirror session ${s.key} on ${s.networkInterfaceId}`,
+      new CreateTrafficMirrorSessionCommand({
+        ...params,
+        Description: s.description,
+        TagSpecifications: tagSpec("traffic-mirror-session", ownershipTags(this.#d.cluster, s.key, s.owners)),
+        ClientToken: this.clientToken("CreateTrafficMirrorSession", s.key, params),
+      }),
+      true,
+    );
+    return toSession(out.TrafficMirrorSession ?? {});
+  }
+
+  async modifySession(id: string, c: ModifySessionInput): Promise<void> {
+    await this.#call(
+      `modifying mirror session ${id}`,
+      new ModifyTrafficMirrorSessionCommand({
+        TrafficMirrorSessionId: id,
+        TrafficMirrorTargetId: c.trafficMirrorTargetId,
+        TrafficMirrorFilterId: c.trafficMirrorFilterId,
+        SessionNumber: c.sessionNumber,
+        PacketLength: c.packetLength ?? undefined,
+        VirtualNetworkId: c.virtualNetworkId,
+        RemoveFields: c.packetLength === null ? ["packet-length"] : undefined,
+      }),
+      true,
+    );
+  }
+
+  async deleteSession(id: string): Promise<void> {
+    await this.#ignoreNotFound(() =>
+      this.#call(
+        `deleting mirror session ${id}`,
+        new DeleteTrafficMirrorSessionCommand({ TrafficMirrorSessionId: id }),
+        true,
+      ),
+    );
+  }
+
+  async #ignoreNotFound(fn: () => Promise<unknown>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      // Already gone is the outcome a delete wants.
+      if (!isNotFound((err as Error).cause)) throw err;
+    }
+  }
+}
+
+/** The AWS error code behind a wrapped adapter error. */
+export function causeCode(err: unknown): string | undefined {
+  return errorCode((err as Error | undefined)?.cause);
+}
