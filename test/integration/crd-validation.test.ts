@@ -3,12 +3,12 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
-import { setTimeout as sleep } from "node:timers/promises";
 import { parseAllDocuments } from "yaml";
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import { REPO_ROOT } from "../../src/api/crd-gen.ts";
 import { API_VERSION } from "../../src/api/resources.ts";
-import { KubeRest, isStatus } from "../../src/k8s/rest.ts";
+import { KubeRest } from "../../src/k8s/rest.ts";
+import { installCrds } from "../harness/crds.ts";
 
 const kc = new KubeConfig();
 kc.loadFromFile(inject("kubeconfigPath"));
@@ -30,34 +30,6 @@ async function create(o: Obj): Promise<void> {
     body: o,
     what: `creating ${o.kind} ${o.metadata.name}`,
   });
-}
-
-async function applyCrds(): Promise<void> {
-  const dir = join(REPO_ROOT, "crds");
-  for (const f of readdirSync(dir)) {
-    const crd = parseAllDocuments(readFileSync(join(dir, f), "utf8"))[0]!.toJS() as {
-      metadata: { name: string };
-    };
-    try {
-      await rest.request({
-        method: "POST",
-        path: "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-        body: crd,
-        what: "creating CRD",
-      });
-    } catch (err) {
-      if (!isStatus(err, 409)) throw err;
-    }
-  }
-  for (let i = 0; i < 100; i++) {
-    try {
-      await rest.get(`/apis/${API_VERSION}/trafficmirrortargets`, "probing");
-      await rest.get(`/apis/${API_VERSION}/namespaces/${ns}/trafficmirrorpolicies`, "probing");
-      return;
-    } catch {
-      await sleep(100);
-    }
-  }
 }
 
 const policy = (spec: Record<string, unknown>, name = "p"): Obj => ({
@@ -224,7 +196,7 @@ describe("CRD validation at the apiserver", () => {
       body: { metadata: { name: ns } },
       what: "creating namespace",
     });
-    await applyCrds();
+    await installCrds(rest);
   });
 
   it("accepts every sample in config/samples", async () => {
