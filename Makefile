@@ -58,9 +58,8 @@ sandbox-up: tools deps ## Start a local control plane in the background (.sandbo
 sandbox-down: deps ## Stop the local control plane
 	node test/harness/cli.ts down
 
-demo: tools deps ## Run the product's main job on its embedded default
-	@echo "make demo arrives with the packaging issue (#7); until then: make sandbox-up" >&2
-	@exit 1
+demo: tools deps ## Run the product's main job on its embedded default (Ctrl-C stops it)
+	node test/demo/run.ts $(DEMO_ARGS)
 
 clean: ## Remove build and test state (not the tool cache)
 	rm -rf .sandbox coverage dist .vitest-reports

@@ -13,6 +13,11 @@ mkdir -p "$CACHE" "$BIN"
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
+# PATH without our own bin: system tools must be found where the system has them, never as our
+# own links (which would link to themselves).
+SYS_PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$BIN" | paste -sd: -)
+sys_which() { PATH="$SYS_PATH" command -v "$1"; }
+
 # One installer at a time per cache (CI and a developer may overlap).
 exec 9>"$CACHE/.lock"
 flock 9
@@ -123,7 +128,7 @@ install_moto() {
 # Debian packages the tests read packet files with.
 install_debian() {
   local want=(tshark tcpdump suricata openssl) missing=()
-  for c in "${want[@]}"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+  for c in "${want[@]}"; do sys_which "$c" >/dev/null 2>&1 || missing+=("$c"); done
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
       log "missing Debian packages (${missing[*]}); run as root or install them: apt-get install ${missing[*]}"
@@ -146,7 +151,7 @@ install_debian() {
     [ -f /etc/apt/sources.list.d/tmo-backports.sources ] && release=(-t "$(. /etc/os-release && echo "$VERSION_CODENAME")-backports")
     apt-get install -y -qq --no-install-recommends "${release[@]}" "${pkgs[@]}" >/dev/null
   fi
-  for c in "${want[@]}"; do link "$c" "$(command -v "$c")"; done
+  for c in "${want[@]}"; do link "$c" "$(sys_which "$c")"; done
 }
 
 what=${1:-all}
