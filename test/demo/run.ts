@@ -102,21 +102,26 @@ await kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
 });
 say("applied a TrafficMirrorTarget, a TrafficMirrorPolicy and a 6-pod Deployment");
 const [metricsPort, healthPort] = (await freePorts(2)) as [number, number];
-const op = spawn(process.execPath, ["src/cmd/main.ts", "operator"], {
-  cwd: REPO_ROOT,
-  env: {
-    ...process.env,
-    KUBECONFIG: cp.kubeconfigPath,
-    TMO_CLUSTER_NAME: "demo",
-    TMO_NAMESPACE: "traffic-mirror-system",
-    TMO_EC2_ENDPOINT: sim.url,
-    AWS_REGION: "us-east-1",
-    TMO_METRICS_ADDR: `127.0.0.1:${metricsPort}`,
-    TMO_HEALTH_ADDR: `127.0.0.1:${healthPort}`,
-    TMO_LOG_LEVEL: "warn",
+// Under setpriv: the kernel stops the operator if this process dies without cleaning up.
+const op = spawn(
+  "setpriv",
+  ["--pdeathsig", "SIGTERM", "--", process.execPath, "src/cmd/main.ts", "operator"],
+  {
+    cwd: REPO_ROOT,
+    env: {
+      ...process.env,
+      KUBECONFIG: cp.kubeconfigPath,
+      TMO_CLUSTER_NAME: "demo",
+      TMO_NAMESPACE: "traffic-mirror-system",
+      TMO_EC2_ENDPOINT: sim.url,
+      AWS_REGION: "us-east-1",
+      TMO_METRICS_ADDR: `127.0.0.1:${metricsPort}`,
+      TMO_HEALTH_ADDR: `127.0.0.1:${healthPort}`,
+      TMO_LOG_LEVEL: "warn",
+    },
+    stdio: ["ignore", "inherit", "inherit"],
   },
-  stdio: ["ignore", "inherit", "inherit"],
-});
+);
 say(`operator running (pid ${op.pid}); metrics on http://127.0.0.1:${metricsPort}/metrics`);
 say(`KUBECONFIG=${cp.kubeconfigPath} kubectl get trafficmirrorpolicies -A   # to look yourself`);
 

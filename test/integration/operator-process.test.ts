@@ -60,7 +60,7 @@ describe("operator process", () => {
         what: "ns",
       });
     ports = await freePorts(2);
-    op = spawn(process.execPath, ["src/cmd/main.ts", "operator"], {
+    op = spawn("setpriv", ["--pdeathsig", "SIGKILL", "--", process.execPath, "src/cmd/main.ts", "operator"], {
       cwd: REPO_ROOT,
       env: {
         ...process.env,
