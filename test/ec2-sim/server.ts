@@ -43,6 +43,9 @@ export interface SimKnobs {
     status?: number;
     afterApply?: boolean;
   }[];
+  /** Share of calls (0–1) answered RequestLimitExceeded, and share answered 503, at random (seeded). */
+  randomThrottle?: number;
+  randomServerError?: number;
 }
 
 /** A running emulator. */
@@ -395,6 +398,7 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
   const table = handlers(state);
   let buckets: { mutating?: Bucket; describe?: Bucket; cfg?: SimKnobs["throttle"] } = {};
   let callCount = 0;
+  let rng = 42;
   const bucketFor = (action: string, now: number): Bucket | undefined => {
     if (buckets.cfg !== knobs.throttle) {
       buckets = {
@@ -432,9 +436,15 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
       send(status, errorResponse(code, message, requestId));
     };
     const f = fault(action);
+    const roll = (): number => (rng = (rng * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    if (knobs.randomServerError && roll() < knobs.randomServerError) {
+      return answer("ServiceUnavailable", 503, "Injected server error");
+    }
     const refusal = refuse({
       f,
-      throttled: bucketFor(action, now)?.take(now) === false,
+      throttled:
+        bucketFor(action, now)?.take(now) === false ||
+        (knobs.randomThrottle !== undefined && roll() < knobs.randomThrottle),
       known: action in table,
       dryRun: str(p, "DryRun") === "true",
       action,
