@@ -1,0 +1,196 @@
+// Time from a pod becoming Running to its mirror session existing, at a steady churn of pods, and
+// EC2 calls per converged session against the lower bound. Real control plane (kwok), the EC2
+// emulator, the operator in-process with AWS's default rate limits.
+// Run: node bench/operator/churn.ts [seconds=30] [podsPerSecond=5]
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { KubeConfig } from "@kubernetes/client-node";
+import pino from "pino";
+import { API_VERSION } from "../../src/api/resources.ts";
+import { isOwnedBy } from "../../src/api/tags.ts";
+import { makeEc2Client } from "../../src/aws/client.ts";
+import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
+import { makeOperatorMetrics } from "../../src/controller/metrics.ts";
+import { makeReconcileCycle } from "../../src/controller/reconcile.ts";
+import { OperatorRuntime } from "../../src/controller/runtime.ts";
+import { KubeRest } from "../../src/k8s/rest.ts";
+import { seed, startEc2Sim } from "../../test/ec2-sim/server.ts";
+import { startControlPlane } from "../../test/harness/controlplane.ts";
+import { installCrds } from "../../test/harness/crds.ts";
+import { eksNodeSpec, makeEksNode } from "../../test/fixtures/eks.ts";
+import { COLLECTOR_LABEL, makeWorld } from "../../test/fixtures/world.ts";
+
+const SECONDS = Number(process.argv[2] ?? 30);
+const RATE = Number(process.argv[3] ?? 5);
+const NODES = 40; // 1 collector + 39 workers, 78 source ENIs; pods spread over them
+const stateDir = mkdtempSync(join(tmpdir(), "tmo-harness-churn-"));
+const cp = await startControlPlane({ stateDir });
+const kc = new KubeConfig();
+kc.loadFromFile(cp.kubeconfigPath);
+const rest = new KubeRest(kc);
+// Every node its own collector-capacity: 4 collectors take 40 sources.
+const collectors = [0, 1, 2, 3, 4, 5, 6, 7];
+const sim = await startEc2Sim({
+  knobs: {
+    throttle: { mutating: { burst: 50, ratePerSecond: 5 }, describe: { burst: 100, ratePerSecond: 20 } },
+  },
+});
+seed(sim.state, makeWorld({ nodes: NODES, podsPerNode: 0, collectors }).inventory);
+for (let i = 0; i < NODES; i++) {
+  const labels = collectors.includes(i) ? COLLECTOR_LABEL : { "example.com/pool": "churn" };
+  await rest.request({
+    method: "POST",
+    path: "/api/v1/nodes",
+    body: makeEksNode(eksNodeSpec(i, { labels })),
+    what: "node",
+  });
+}
+await installCrds(rest);
+for (const ns of ["churn-system", "churn"])
+  await rest.request({
+    method: "POST",
+    path: "/api/v1/namespaces",
+    body: { metadata: { name: ns } },
+    what: "ns",
+  });
+await rest
+  .request({
+    method: "POST",
+    path: "/api/v1/namespaces/churn/serviceaccounts",
+    body: { metadata: { name: "default" } },
+    what: "sa",
+  })
+  .catch(() => undefined);
+await rest.request({
+  method: "POST",
+  path: `/apis/${API_VERSION}/trafficmirrortargets`,
+  what: "target",
+  body: {
+    apiVersion: API_VERSION,
+    kind: "TrafficMirrorTarget",
+    metadata: { name: "c" },
+    spec: { collector: { nodeSelector: COLLECTOR_LABEL }, allowedNamespaces: { from: "All" } },
+  },
+});
+await rest.request({
+  method: "POST",
+  path: `/apis/${API_VERSION}/namespaces/churn/trafficmirrorpolicies`,
+  what: "policy",
+  body: {
+    apiVersion: API_VERSION,
+    kind: "TrafficMirrorPolicy",
+    metadata: { name: "p" },
+    spec: { podSelector: { matchLabels: { app: "churn" } }, targetRef: { name: "c" } },
+  },
+});
+const metrics = makeOperatorMetrics();
+const api = new Ec2MirrorApi({
+  client: makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } }),
+  cluster: "churn",
+});
+const runtime = new OperatorRuntime({
+  kc,
+  rest,
+  log: pino({ level: "silent" }),
+  metrics,
+  resyncMs: 300_000,
+  debounceMs: 50,
+  cycle: makeReconcileCycle({
+    api,
+    rest,
+    cluster: "churn",
+    namespace: "churn-system",
+    dryRun: false,
+    concurrency: 4,
+    metrics,
+  }),
+});
+await runtime.start();
+await sleep(2_000);
+
+// Pods are created with nodeName set (as the scheduler would) and become Running through kwok.
+const workers = Array.from({ length: NODES }, (_, i) => i).filter((i) => !collectors.includes(i));
+const created = new Map<string, { ip?: string; runningAt?: number; mirroredAt?: number }>();
+const total = SECONDS * RATE;
+const callsBefore = sim.calls.length;
+const t0 = Date.now();
+for (let n = 0; n < total; n++) {
+  const name = `pod-${n}`;
+  const node = eksNodeSpec(workers[n % workers.length]!).name;
+  created.set(name, {});
+  void rest.request({
+    method: "POST",
+    path: "/api/v1/namespaces/churn/pods",
+    body: {
+      metadata: { name, labels: { app: "churn" } },
+      spec: { nodeName: node, containers: [{ name: "c", image: "i" }] },
+    },
+    what: "pod",
+  });
+  const due = t0 + ((n + 1) * 1000) / RATE;
+  // Poll while waiting for the next pod: record Running times and mirrored times.
+  while (Date.now() < due) {
+    await observe();
+    await sleep(20);
+  }
+}
+const settleBy = Date.now() + 60_000;
+while ([...created.values()].some((p) => !p.mirroredAt) && Date.now() < settleBy) {
+  await observe();
+  await sleep(50);
+}
+
+async function observe(): Promise<void> {
+  const pods = await rest.get<{
+    items: { metadata: { name: string }; status?: { phase?: string; podIP?: string; startTime?: string } }[];
+  }>("/api/v1/namespaces/churn/pods", "pods");
+  const now = Date.now();
+  for (const p of pods.items) {
+    const rec = created.get(p.metadata.name);
+    if (rec && !rec.runningAt && p.status?.phase === "Running" && p.status.podIP) {
+      rec.runningAt = now;
+      rec.ip = p.status.podIP;
+    }
+  }
+  const mirrored = new Set<string>();
+  for (const s of sim.state.sessions.values()) {
+    if (!isOwnedBy(s.tags, "churn")) continue;
+    const f = sim.state.filters.get(s.trafficMirrorFilterId);
+    for (const r of [...(f?.ingressRules ?? [])]) mirrored.add(r.destinationCidrBlock);
+  }
+  for (const rec of created.values()) {
+    if (rec.runningAt && !rec.mirroredAt && rec.ip && [...mirrored].some((c) => covers(c, rec.ip!)))
+      rec.mirroredAt = now;
+  }
+}
+
+function covers(cidr: string, ip: string): boolean {
+  const [base, len] = cidr.split("/") as [string, string];
+  const n = (a: string): number => a.split(".").reduce((x, o) => x * 256 + Number(o), 0);
+  const size = 2 ** (32 - Number(len));
+  return Math.floor(n(ip) / size) === Math.floor(n(base) / size);
+}
+
+const lat = [...created.values()]
+  .filter((p) => p.mirroredAt && p.runningAt)
+  .map((p) => p.mirroredAt! - p.runningAt!)
+  .sort((a, b) => a - b);
+const q = (f: number): number => lat[Math.min(lat.length - 1, Math.floor(f * lat.length))] ?? NaN;
+const mutating = sim.calls
+  .slice(callsBefore)
+  .filter((c) => /^(Create|Delete|Modify)/.test(c.action) && c.code === "OK").length;
+const describes = sim.calls.slice(callsBefore).filter((c) => c.action.startsWith("Describe")).length;
+const throttled = sim.calls.slice(callsBefore).filter((c) => c.code === "RequestLimitExceeded").length;
+const sessions = [...sim.state.sessions.values()].filter((s) => isOwnedBy(s.tags, "churn")).length;
+console.log(`pods: ${total} at ${RATE}/s over ${SECONDS} s; mirrored: ${lat.length}`);
+console.log(`Running → mirrored: p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${lat.at(-1)} ms`);
+console.log(
+  `EC2 calls: ${mutating} successful mutating, ${describes} describe, ${throttled} throttled; ${sessions} sessions`,
+);
+await runtime.stop();
+await sim.stop();
+await cp.stop();
+rmSync(stateDir, { recursive: true, force: true });
+process.exit(0);
