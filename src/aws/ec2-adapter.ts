@@ -39,6 +39,7 @@ import type {
   NetworkInterface,
 } from "../api/inventory.ts";
 import { MANAGED_BY_VALUE, ownershipTags, TAG_CLUSTER, TAG_MANAGED_BY } from "../api/tags.ts";
+import { canonicalRule } from "../plan/filters.ts";
 import { hashHex } from "../plan/hash.ts";
 import { errorCode, isNotFound, isRetryable, isThrottled } from "./errors.ts";
 import type {
@@ -461,7 +462,13 @@ export class Ec2MirrorApi implements MirrorApi {
       )
     ).flatMap((p) => (p.TrafficMirrorFilters ?? []).map(toFilter));
     if (!current) return;
-    for (const r of [...current.ingressRules, ...current.egressRules]) {
+    // Edit in place: delete the rules no longer wanted (first: that frees numbers and quota),
+    // then add the missing ones. Unchanged rules are left alone.
+    const canon = (r: FilterRule): string => canonicalRule(r);
+    const wanted = new Set(f.rules.map((r) => canon(r)));
+    const existing = [...current.ingressRules, ...current.egressRules];
+    const kept = new Set(existing.map(canon).filter((c) => wanted.has(c)));
+    for (const r of existing.filter((x) => !wanted.has(canon(x)))) {
       await this.#ignoreNotFound(() =>
         this.#call(
           `deleting rule ${r.trafficMirrorFilterRuleId}`,
@@ -472,7 +479,7 @@ export class Ec2MirrorApi implements MirrorApi {
         ),
       );
     }
-    const remove = current.networkServices.filter((s) => !f.networkServices.includes(s));
+    const remove = current.networkServices.filter((x) => !f.networkServices.includes(x));
     if (remove.length > 0) {
       await this.#call(
         `disabling network services on ${filterId}`,
@@ -483,8 +490,19 @@ export class Ec2MirrorApi implements MirrorApi {
         true,
       );
     }
-    // New tokens: the same rule re-created after a delete is a new request.
-    await this.#addRules(filterId, { ...f, key: `${f.key}/${hashHex(JSON.stringify(current))}` });
+    const add = f.networkServices.filter((x) => !current.networkServices.includes(x));
+    // New tokens: the filter's current state is part of them (see createFilter).
+    await this.#addRules(filterId, {
+      ...f,
+      key: `${f.key}/${hashHex(
+        existing
+          .map((r) => r.trafficMirrorFilterRuleId ?? "")
+          .sort()
+          .join(),
+      )}`,
+      rules: f.rules.filter((r) => !kept.has(canon(r))),
+      networkServices: add,
+    });
   }
 
   async deleteFilter(id: string): Promise<void> {

@@ -7,7 +7,7 @@
  */
 import type { FilterRule, PortRange, TrafficDirection } from "../api/inventory.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
-import { byString, hashHex } from "./hash.ts";
+import { hash53 } from "./hash.ts";
 import { cover, formatBlock, type Block, type Ranges } from "./ipv4.ts";
 
 /** AWS's quota of rules per filter (both directions together). */
@@ -69,28 +69,39 @@ function expand(r: PolicyFilterRule, local: string): Omit<DesiredRule, "ruleNumb
 
 const ALL_TRAFFIC: PolicyFilterRule = { direction: "both", action: "accept", protocol: "All" };
 
-function number(rules: Omit<DesiredRule, "ruleNumber">[]): DesiredRule[] {
-  const next: Record<TrafficDirection, number> = { ingress: 100, egress: 100 };
-  return rules.map((r) => {
-    const ruleNumber = next[r.direction];
-    next[r.direction] += 100;
-    return { ...r, ruleNumber };
+/** A rule before numbering, with its tier: rules of a lower tier must be evaluated first. */
+type Unnumbered = Omit<DesiredRule, "ruleNumber"> & { tier: number };
+
+/**
+ * Rule numbers that keep order where order matters and stay put otherwise. Rules of one tier
+ * select disjoint blocks (order among them is irrelevant), so each gets a number from a hash of its
+ * content inside its tier's range: a pod that arrives adds a rule without renumbering the others,
+ * and the filter is updated with one or two calls instead of being rebuilt.
+ */
+function number(rules: Unnumbered[]): DesiredRule[] {
+  const used: Record<TrafficDirection, Set<number>> = { ingress: new Set(), egress: new Set() };
+  return rules.map(({ tier, ...r }) => {
+    const base = tier * 1000 + 1;
+    let offset = hash53(canonicalRule({ ...r, ruleNumber: 0 })) % 997;
+    while (used[r.direction].has(base + offset)) offset = (offset + 1) % 997;
+    used[r.direction].add(base + offset);
+    return { ...r, ruleNumber: base + offset };
   });
 }
 
-function acceptForm(
-  locals: readonly string[],
-  userRules: readonly PolicyFilterRule[],
-): Omit<DesiredRule, "ruleNumber">[] {
+function acceptForm(locals: readonly string[], userRules: readonly PolicyFilterRule[]): Unnumbered[] {
   const rules = userRules.length > 0 ? userRules : [ALL_TRAFFIC];
-  return rules.flatMap((r) => locals.flatMap((l) => expand(r, l)));
+  return rules.flatMap((r, i) => locals.flatMap((l) => expand(r, l).map((x) => ({ ...x, tier: i + 1 }))));
 }
 
-function rejectForm(rejectBlocks: readonly Block[]): Omit<DesiredRule, "ruleNumber">[] {
+function rejectForm(rejectBlocks: readonly Block[]): Unnumbered[] {
   const rejects = rejectBlocks.flatMap((b) =>
-    expand({ direction: "both", action: "reject", protocol: "All" }, formatBlock(b)),
+    expand({ direction: "both", action: "reject", protocol: "All" }, formatBlock(b)).map((x) => ({
+      ...x,
+      tier: 1,
+    })),
   );
-  return [...rejects, ...expand(ALL_TRAFFIC, ANY)];
+  return [...rejects, ...expand(ALL_TRAFFIC, ANY).map((x) => ({ ...x, tier: 2 }))];
 }
 
 /**
@@ -121,12 +132,6 @@ function range(s: number, e: number): number[] {
   const out: number[] = [];
   for (let a = s; a <= e; a++) out.push(a);
   return out;
-}
-
-/** A stable key for a filter's content, so identical filters are shared between sessions. */
-export function filterKey(rules: readonly DesiredRule[], networkServices: readonly string[]): string {
-  const canonical = `${[...rules].map(canonicalRule).sort(byString).join(";")}|${[...networkServices].sort(byString).join(",")}`;
-  return `filter-${hashHex(canonical)}`;
 }
 
 /** One rule as a comparable string (ignores the id). */

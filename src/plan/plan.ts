@@ -10,7 +10,7 @@ import { isOwnedBy } from "../api/tags.ts";
 import type { VniEntry } from "../api/vni-map.ts";
 import type { LeanPod } from "../k8s/lean.ts";
 import { diffAgainstInventory } from "./diff.ts";
-import { buildFilterRules, filterKey, type DesiredRule } from "./filters.ts";
+import { buildFilterRules, type DesiredRule } from "./filters.ts";
 import { byString, hash53, hashHex } from "./hash.ts";
 import { indexInventory, type InventoryIndex } from "./inventory-index.ts";
 import { normalizeRanges, type Ranges } from "./ipv4.ts";
@@ -228,7 +228,11 @@ function programGroup(
   }
   slot.used++;
   const networkServices: "amazon-dns"[] = g.mirrorDns ? ["amazon-dns"] : [];
-  const fKey = filterKey(rules, networkServices);
+  // A pod filter belongs to its session and is edited in place as pods come and go; a whole-node
+  // filter depends only on the policy's rules, so identical ones are shared.
+  const fKey = g.whole
+    ? `filter-${hashHex(JSON.stringify([rules, networkServices]))}`
+    : `filter-${g.sessionKey.slice("session-".length)}`;
   if (!out.filters.has(fKey))
     out.filters.set(fKey, {
       key: fKey,
