@@ -11,8 +11,15 @@ import { KubeRest } from "../../src/k8s/rest.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { freePorts, REPO_ROOT } from "../harness/controlplane.ts";
 import { installCrds } from "../harness/crds.ts";
-import { eksNodeSpec, makeEksNode } from "../fixtures/eks.ts";
-import { COLLECTOR_LABEL, makeWorld } from "../fixtures/world.ts";
+import {
+  createCollectorTarget,
+  createEksNodes,
+  createNamespaces,
+  createPolicy,
+  deleteNodes,
+  operatorEnv,
+} from "../fixtures/scenario.ts";
+import { makeWorld } from "../fixtures/world.ts";
 
 const kubeconfigPath = inject("kubeconfigPath");
 const kc = new KubeConfig();
@@ -31,24 +38,24 @@ function startOperator(ports: number[]): ChildProcess {
     ["--pdeathsig", "SIGKILL", "--", process.execPath, "src/cmd/main.ts", "operator"],
     {
       cwd: REPO_ROOT,
-      env: {
-        ...process.env,
-        KUBECONFIG: kubeconfigPath,
-        TMO_CLUSTER_NAME: cluster,
-        TMO_NAMESPACE: "crash-system",
-        TMO_EC2_ENDPOINT: sim.url,
-        TMO_LEADER_ELECTION: "false",
-        TMO_METRICS_ADDR: `127.0.0.1:${ports[0]}`,
-        TMO_HEALTH_ADDR: `127.0.0.1:${ports[1]}`,
-        // The emulator does not throttle here; the client-side buckets are widened to match, so the
-        // test spends its time on crashes rather than on AWS's 5 calls a second.
-        TMO_MUTATING_RATE: "2000",
-        TMO_MUTATING_BURST: "2000",
-        TMO_DESCRIBE_RATE: "2000",
-        TMO_DESCRIBE_BURST: "2000",
-        TMO_APPLY_CONCURRENCY: "2",
-        TMO_LOG_LEVEL: "error",
-      },
+      env: operatorEnv({
+        kubeconfig: kubeconfigPath,
+        cluster,
+        namespace: "crash-system",
+        ec2: sim.url,
+        ports,
+        // The emulator does not throttle here; the client-side buckets are widened to match, so
+        // the test spends its time on crashes rather than on AWS's 5 calls a second.
+        extra: {
+          TMO_LEADER_ELECTION: "false",
+          TMO_MUTATING_RATE: "2000",
+          TMO_MUTATING_BURST: "2000",
+          TMO_DESCRIBE_RATE: "2000",
+          TMO_DESCRIBE_BURST: "2000",
+          TMO_APPLY_CONCURRENCY: "2",
+          TMO_LOG_LEVEL: "error",
+        },
+      }),
       stdio: "ignore",
     },
   );
@@ -80,50 +87,22 @@ describe("crash safety", () => {
       sim.state,
       makeWorld({ nodes: WORKERS + COLLECTORS, podsPerNode: 0, firstIndex: FIRST, collectors }).inventory,
     );
-    for (let i = FIRST; i < FIRST + WORKERS + COLLECTORS; i++) {
-      const labels = collectors.includes(i) ? COLLECTOR_LABEL : { "example.com/pool": "crash" };
-      await rest.request({
-        method: "POST",
-        path: "/api/v1/nodes",
-        body: makeEksNode(eksNodeSpec(i, { prefix: "crash", labels })),
-        what: "node",
-      });
-    }
-    for (const ns of ["crash-system", "crash-apps"])
-      await rest.request({
-        method: "POST",
-        path: "/api/v1/namespaces",
-        body: { metadata: { name: ns } },
-        what: "ns",
-      });
-    await rest.request({
-      method: "POST",
-      path: `/apis/${API_VERSION}/trafficmirrortargets`,
-      what: "target",
-      body: {
-        apiVersion: API_VERSION,
-        kind: "TrafficMirrorTarget",
-        metadata: { name: "crash-collector" },
-        spec: {
-          collector: { nodeSelector: COLLECTOR_LABEL },
-          allowedNamespaces: { from: "All" },
-          allowNodeSources: true,
-        },
-      },
+    await createEksNodes(rest, {
+      first: FIRST,
+      count: WORKERS + COLLECTORS,
+      collectors,
+      pool: "crash",
+      prefix: "crash",
     });
+    await createNamespaces(rest, ["crash-system", "crash-apps"]);
+    await createCollectorTarget(rest, "crash-collector", { allowNodeSources: true });
     // Whole-node mirroring of 150 workers: two ENIs each, 300 sessions.
-    await rest.request({
-      method: "POST",
-      path: `/apis/${API_VERSION}/namespaces/crash-apps/trafficmirrorpolicies`,
-      what: "policy",
-      body: {
-        apiVersion: API_VERSION,
-        kind: "TrafficMirrorPolicy",
-        metadata: { name: "all-workers" },
-        spec: {
-          nodeSelector: { matchLabels: { "example.com/pool": "crash" } },
-          targetRef: { name: "crash-collector" },
-        },
+    await createPolicy(rest, {
+      namespace: "crash-apps",
+      name: "all-workers",
+      spec: {
+        nodeSelector: { matchLabels: { "example.com/pool": "crash" } },
+        targetRef: { name: "crash-collector" },
       },
     });
   });
@@ -131,12 +110,7 @@ describe("crash safety", () => {
   afterAll(async () => {
     for (const op of running) if (op.exitCode === null) op.kill("SIGKILL");
     await sim?.stop();
-    const nodes = await rest.get<{ items: { metadata: { name: string } }[] }>("/api/v1/nodes", "nodes");
-    for (const n of nodes.items.filter((x) => x.metadata.name.startsWith("crash-"))) {
-      await rest
-        .request({ method: "DELETE", path: `/api/v1/nodes/${n.metadata.name}`, what: "rm" })
-        .catch(() => undefined);
-    }
+    await deleteNodes(rest, "crash-");
   });
 
   it("converges 300 sessions through 10 SIGKILLs with no duplicate and no orphan", async () => {

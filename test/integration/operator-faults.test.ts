@@ -15,8 +15,14 @@ import { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { installCrds } from "../harness/crds.ts";
-import { eksNodeSpec, makeEksNode } from "../fixtures/eks.ts";
-import { COLLECTOR_LABEL, makeWorld } from "../fixtures/world.ts";
+import {
+  createCollectorTarget,
+  createEksNodes,
+  createNamespaces,
+  createPolicy,
+  deleteNodes,
+} from "../fixtures/scenario.ts";
+import { makeWorld } from "../fixtures/world.ts";
 
 const kc = new KubeConfig();
 kc.loadFromFile(inject("kubeconfigPath"));
@@ -38,37 +44,15 @@ describe("operator under throttling, server errors and eventual consistency", ()
       makeWorld({ nodes: WORKERS + 2, podsPerNode: 0, firstIndex: FIRST, collectors: [FIRST, FIRST + 1] })
         .inventory,
     );
-    for (let i = FIRST; i < FIRST + WORKERS + 2; i++) {
-      const labels = i < FIRST + 2 ? COLLECTOR_LABEL : { "example.com/pool": "faults" };
-      await rest.request({
-        method: "POST",
-        path: "/api/v1/nodes",
-        body: makeEksNode(eksNodeSpec(i, { prefix: "faults", labels })),
-        what: "node",
-      });
-    }
-    for (const ns of ["faults-system", "faults-apps"])
-      await rest.request({
-        method: "POST",
-        path: "/api/v1/namespaces",
-        body: { metadata: { name: ns } },
-        what: "ns",
-      });
-    await rest.request({
-      method: "POST",
-      path: `/apis/${API_VERSION}/trafficmirrortargets`,
-      what: "target",
-      body: {
-        apiVersion: API_VERSION,
-        kind: "TrafficMirrorTarget",
-        metadata: { name: "faults-collector" },
-        spec: {
-          collector: { nodeSelector: COLLECTOR_LABEL },
-          allowedNamespaces: { from: "All" },
-          allowNodeSources: true,
-        },
-      },
+    await createEksNodes(rest, {
+      first: FIRST,
+      count: WORKERS + 2,
+      collectors: [FIRST, FIRST + 1],
+      pool: "faults",
+      prefix: "faults",
     });
+    await createNamespaces(rest, ["faults-system", "faults-apps"]);
+    await createCollectorTarget(rest, "faults-collector", { allowNodeSources: true });
     const metrics = makeOperatorMetrics();
     const api = new Ec2MirrorApi({
       client: makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } }),
@@ -98,27 +82,16 @@ describe("operator under throttling, server errors and eventual consistency", ()
   afterAll(async () => {
     await runtime?.stop();
     await sim?.stop();
-    const nodes = await rest.get<{ items: { metadata: { name: string } }[] }>("/api/v1/nodes", "nodes");
-    for (const n of nodes.items.filter((x) => x.metadata.name.startsWith("faults-"))) {
-      await rest
-        .request({ method: "DELETE", path: `/api/v1/nodes/${n.metadata.name}`, what: "rm" })
-        .catch(() => undefined);
-    }
+    await deleteNodes(rest, "faults-");
   });
 
   it("converges to exactly the wanted sessions, says Retrying on the way, and keeps calls bounded", async () => {
-    await rest.request({
-      method: "POST",
-      path: `/apis/${API_VERSION}/namespaces/faults-apps/trafficmirrorpolicies`,
-      what: "policy",
-      body: {
-        apiVersion: API_VERSION,
-        kind: "TrafficMirrorPolicy",
-        metadata: { name: "workers" },
-        spec: {
-          nodeSelector: { matchLabels: { "example.com/pool": "faults" } },
-          targetRef: { name: "faults-collector" },
-        },
+    await createPolicy(rest, {
+      namespace: "faults-apps",
+      name: "workers",
+      spec: {
+        nodeSelector: { matchLabels: { "example.com/pool": "faults" } },
+        targetRef: { name: "faults-collector" },
       },
     });
     const seen = new Set<string>();
