@@ -18,6 +18,8 @@ import {
   type Params,
   type XmlObject,
 } from "./query.ts";
+import { DataPlane } from "./dataplane.ts";
+import type { SyntheticPacket } from "./packets.ts";
 import { Ec2Error, Ec2State, type Tags } from "./state.ts";
 import { eniXml, filterXml, instanceXml, ruleXml, sessionXml, targetXml } from "./xml-shapes.ts";
 
@@ -55,6 +57,8 @@ export interface Ec2Sim {
   knobs: SimKnobs;
   /** Calls received, by action, and how they were answered. */
   calls: { action: string; code: string }[];
+  /** The data plane: send synthetic packets, copies go to loopback endpoints. */
+  dataPlane: DataPlane;
   stop(): Promise<void>;
 }
 
@@ -396,6 +400,7 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
   const knobs: SimKnobs = opts.knobs ?? {};
   const calls: Ec2Sim["calls"] = [];
   const table = handlers(state);
+  const dataPlane = new DataPlane(state);
   let buckets: { mutating?: Bucket; describe?: Bucket; cfg?: SimKnobs["throttle"] } = {};
   let callCount = 0;
   let rng = 42;
@@ -425,7 +430,7 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
     const send = (status: number, text: string, type = "text/xml"): void => {
       res.writeHead(status, { "content-type": type }).end(text);
     };
-    if (req.url?.startsWith("/_sim/")) return admin(req, res, { state, knobs, calls });
+    if (req.url?.startsWith("/_sim/")) return admin(req, res, { state, knobs, calls, dataPlane });
     const p = parseQuery(await body(req));
     const action = str(p, "Action") ?? "";
     callCount++;
@@ -476,7 +481,11 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
     state,
     knobs,
     calls,
-    stop: () => new Promise((resolve) => server.close(() => resolve())),
+    dataPlane,
+    stop: () => {
+      dataPlane.close();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
   };
 }
 
@@ -495,7 +504,7 @@ export function seed(state: Ec2State, s: Seed): void {
 async function admin(
   req: IncomingMessage,
   res: ServerResponse,
-  sim: { state: Ec2State; knobs: SimKnobs; calls: Ec2Sim["calls"] },
+  sim: { state: Ec2State; knobs: SimKnobs; calls: Ec2Sim["calls"]; dataPlane: DataPlane },
 ): Promise<void> {
   const json = (status: number, v: unknown): void => {
     res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(v));
@@ -523,5 +532,12 @@ async function admin(
     });
   }
   if (path === "/_sim/calls" && req.method === "GET") return json(200, sim.calls);
+  if (path === "/_sim/endpoints" && req.method === "POST") {
+    const { key, host, port } = input as { key: string; host?: string; port: number };
+    sim.dataPlane.setEndpoint(key, { host, port });
+    return json(200, { key, host: host ?? "127.0.0.1", port });
+  }
+  if (path === "/_sim/traffic" && req.method === "POST")
+    return json(200, await sim.dataPlane.send(input as SyntheticPacket[]));
   json(404, { error: "unknown admin path" });
 }

@@ -1,0 +1,184 @@
+/**
+ * The emulator's data plane: applies each source ENI's sessions to synthetic packets the way AWS
+ * does (session-number order, first session whose filter accepts wins, rules lowest number first,
+ * direction from the ENI's point of view, packet-length truncation) and sends the copies as VXLAN
+ * to loopback endpoints standing in for the targets. Loopback only; bounded per call.
+ */
+import { createSocket, type Socket } from "node:dgram";
+import type { FilterRule, MirrorSession, MirrorTarget, NetworkInterface } from "../../src/api/inventory.ts";
+import { contains, parseCidr, parseIp } from "../../src/plan/ipv4.ts";
+import { buildFrame, vxlanHeader, type SyntheticPacket } from "./packets.ts";
+import type { Ec2State } from "./state.ts";
+
+/** Where a target's copies go: a loopback address and UDP port. */
+export interface LoopbackEndpoint {
+  host?: string;
+  port: number;
+}
+
+/** One copy the data plane made. */
+export interface MirroredCopy {
+  packet: number;
+  trafficMirrorSessionId: string;
+  networkInterfaceId: string;
+  direction: "ingress" | "egress";
+  virtualNetworkId: number;
+  trafficMirrorTargetId: string;
+  /** Inner frame bytes sent. */
+  length: number;
+  truncated: boolean;
+  sent: boolean;
+}
+
+/** The most packets one call may ask for: a guard so a test cannot flood the machine. */
+export const MAX_PACKETS_PER_CALL = 100_000;
+const AMAZON_DNS = "169.254.169.253";
+// Largest inner frame delivered whole to an instance target: MTU 9001 − 54 bytes of overhead + 14.
+const MAX_INNER_FRAME_TO_ENI = 9001 - 54 + 14;
+
+function inCidr(cidr: string, ip: string): boolean {
+  const b = parseCidr(cidr);
+  const n = parseIp(ip);
+  return b !== undefined && n !== undefined && contains(b, n);
+}
+
+/** Whether an ENI holds an address, as a private IP or inside a delegated prefix. */
+export function eniHolds(e: NetworkInterface, ip: string): boolean {
+  return e.privateIps.includes(ip) || e.ipv4Prefixes.some((p) => inCidr(p, ip));
+}
+
+function ruleMatches(r: FilterRule, p: SyntheticPacket): boolean {
+  if (r.protocol !== undefined && r.protocol !== (p.protocol ?? 6)) return false;
+  if (!inCidr(r.sourceCidrBlock, p.src) || !inCidr(r.destinationCidrBlock, p.dst)) return false;
+  const inRange = (range: { fromPort: number; toPort: number } | undefined, port = 0): boolean =>
+    range === undefined || (port >= range.fromPort && port <= range.toPort);
+  return inRange(r.sourcePortRange, p.srcPort) && inRange(r.destinationPortRange, p.dstPort);
+}
+
+/** Whether a session's filter accepts a packet crossing its ENI in a direction. */
+export function filterAccepts(
+  state: Ec2State,
+  s: MirrorSession,
+  p: SyntheticPacket,
+  direction: "ingress" | "egress",
+): boolean {
+  const f = state.filters.get(s.trafficMirrorFilterId);
+  if (!f) return false;
+  const dns = (p.dst === AMAZON_DNS || p.src === AMAZON_DNS) && (p.dstPort === 53 || p.srcPort === 53);
+  if (dns && !f.networkServices.includes("amazon-dns")) return false;
+  const rules = [...(direction === "ingress" ? f.ingressRules : f.egressRules)].sort(
+    (a, b) => a.ruleNumber - b.ruleNumber,
+  );
+  const first = rules.find((r) => ruleMatches(r, p));
+  return first?.action === "accept";
+}
+
+/** The (ENI, direction) pairs a packet crosses: egress at the sender's ENI, ingress at the receiver's. */
+export function crossings(
+  state: Ec2State,
+  p: SyntheticPacket,
+): { eni: NetworkInterface; direction: "ingress" | "egress" }[] {
+  const enis = [...state.enis.values()];
+  const from = enis.find((e) => eniHolds(e, p.src));
+  const to = enis.find((e) => eniHolds(e, p.dst));
+  // Traffic between two addresses of one instance stays on the host.
+  if (from && to && from.instanceId !== undefined && from.instanceId === to.instanceId) return [];
+  return [
+    ...(from ? [{ eni: from, direction: "egress" as const }] : []),
+    ...(to ? [{ eni: to, direction: "ingress" as const }] : []),
+  ];
+}
+
+function macOf(ip: string): string {
+  const n = parseIp(ip) ?? 0;
+  return ["02", "00", ...[24, 16, 8, 0].map((s) => ((n >>> s) & 255).toString(16).padStart(2, "0"))].join(
+    ":",
+  );
+}
+
+/** Applies sessions and sends copies; owns one UDP socket for its lifetime. */
+export class DataPlane {
+  readonly endpoints = new Map<string, LoopbackEndpoint>();
+  readonly #state: Ec2State;
+  #socket: Socket | undefined;
+
+  constructor(state: Ec2State) {
+    this.#state = state;
+  }
+
+  /** Maps a target (tmt id, ENI id, NLB ARN or GWLB endpoint id) to a loopback endpoint. */
+  setEndpoint(key: string, e: LoopbackEndpoint): void {
+    if (!/^127\.\d+\.\d+\.\d+$/.test(e.host ?? "127.0.0.1"))
+      throw new Error("data-plane endpoints must be on loopback");
+    this.endpoints.set(key, e);
+  }
+
+  /** Mirrors the packets; resolves when every datagram is handed to the kernel. */
+  async send(packets: readonly SyntheticPacket[]): Promise<MirroredCopy[]> {
+    if (packets.length > MAX_PACKETS_PER_CALL)
+      throw new Error(`at most ${MAX_PACKETS_PER_CALL} packets per call`);
+    const copies: MirroredCopy[] = [];
+    for (const [i, p] of packets.entries()) {
+      for (const { eni, direction } of crossings(this.#state, p)) {
+        const session = [...this.#state.sessions.values()]
+          .filter((s) => s.networkInterfaceId === eni.networkInterfaceId)
+          .sort((a, b) => a.sessionNumber - b.sessionNumber)
+          .find((s) => filterAccepts(this.#state, s, p, direction));
+        if (session) copies.push(await this.#mirror({ packet: p, index: i, eni, direction, session }));
+      }
+    }
+    return copies;
+  }
+
+  async #mirror(c: {
+    packet: SyntheticPacket;
+    index: number;
+    eni: NetworkInterface;
+    direction: "ingress" | "egress";
+    session: MirrorSession;
+  }): Promise<MirroredCopy> {
+    const target = this.#state.targets.get(c.session.trafficMirrorTargetId);
+    const full = buildFrame(c.packet, { src: macOf(c.packet.src), dst: macOf(c.packet.dst) });
+    let keep = c.session.packetLength ?? full.length;
+    if (target?.networkInterfaceId !== undefined) keep = Math.min(keep, MAX_INNER_FRAME_TO_ENI);
+    const inner = full.subarray(0, Math.min(keep, full.length));
+    const endpoint = target ? this.#endpointOf(target) : undefined;
+    if (endpoint)
+      await this.#sendDatagram(Buffer.concat([vxlanHeader(c.session.virtualNetworkId), inner]), endpoint);
+    return {
+      packet: c.index,
+      trafficMirrorSessionId: c.session.trafficMirrorSessionId,
+      networkInterfaceId: c.eni.networkInterfaceId,
+      direction: c.direction,
+      virtualNetworkId: c.session.virtualNetworkId,
+      trafficMirrorTargetId: c.session.trafficMirrorTargetId,
+      length: inner.length,
+      truncated: inner.length < full.length,
+      sent: endpoint !== undefined,
+    };
+  }
+
+  #endpointOf(t: MirrorTarget): LoopbackEndpoint | undefined {
+    const keys = [
+      t.trafficMirrorTargetId,
+      t.networkInterfaceId,
+      t.networkLoadBalancerArn,
+      t.gatewayLoadBalancerEndpointId,
+    ];
+    for (const k of keys) if (k && this.endpoints.has(k)) return this.endpoints.get(k);
+    return undefined;
+  }
+
+  #sendDatagram(buf: Buffer, e: LoopbackEndpoint): Promise<void> {
+    this.#socket ??= createSocket("udp4");
+    return new Promise((resolve, reject) =>
+      this.#socket!.send(buf, e.port, e.host ?? "127.0.0.1", (err) => (err ? reject(err) : resolve())),
+    );
+  }
+
+  /** Closes the socket. */
+  close(): void {
+    this.#socket?.close();
+    this.#socket = undefined;
+  }
+}
