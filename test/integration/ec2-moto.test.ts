@@ -1,0 +1,117 @@
+// The same contract checks against two emulators: ours and moto (which nobody here wrote), for the
+// calls moto implements (targets and filters). Where moto differs from AWS, the test says so.
+import { spawn, type ChildProcess } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ownershipTags } from "../../src/api/tags.ts";
+import { makeEc2Client } from "../../src/aws/client.ts";
+import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
+import { startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
+import { freePorts, TOOLS_BIN } from "../harness/controlplane.ts";
+
+let moto: ChildProcess;
+let motoUrl: string;
+let sim: Ec2Sim;
+
+beforeAll(async () => {
+  const [port] = await freePorts(1);
+  motoUrl = `http://127.0.0.1:${port}`;
+  moto = spawn(
+    "setpriv",
+    ["--pdeathsig", "SIGKILL", "--", `${TOOLS_BIN}/moto_server`, "-H", "127.0.0.1", "-p", String(port)],
+    { stdio: "ignore" },
+  );
+  for (let i = 0; i < 100; i++) {
+    if ((await fetch(`${motoUrl}/moto-api/reset`, { method: "POST" }).catch(() => undefined))?.ok) break;
+    await sleep(200);
+  }
+  sim = await startEc2Sim();
+});
+
+afterAll(async () => {
+  moto?.kill("SIGKILL");
+  await sim?.stop();
+});
+
+const backends = [
+  ["our emulator", () => sim.url],
+  ["moto", () => motoUrl],
+] as const;
+
+function adapter(url: string, cluster: string): Ec2MirrorApi {
+  return new Ec2MirrorApi({
+    client: makeEc2Client({
+      endpoint: url,
+      credentials: { accessKeyId: "testing", secretAccessKey: "testing" },
+    }),
+    cluster,
+  });
+}
+
+const NLB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/ids/0123456789abcdef";
+
+describe.each(backends)("MirrorApi contract on %s", (_name, url) => {
+  it("creates an NLB target with ownership tags and reads it back by id", async () => {
+    const api = adapter(url(), "contract-a");
+    const t = await api.createTarget({
+      key: "t1",
+      owners: ["ids"],
+      networkLoadBalancerArn: NLB,
+      description: "ids fleet",
+    });
+    expect(t.trafficMirrorTargetId).toMatch(/^(tmt-|traf-mir-tar-)/); // moto's ids differ from AWS's
+    const [read] = await api.describeTargets([t.trafficMirrorTargetId]);
+    expect(read).toMatchObject({
+      type: "network-load-balancer",
+      networkLoadBalancerArn: NLB,
+      description: "ids fleet",
+    });
+    expect(read!.tags).toEqual(ownershipTags("contract-a", "t1", ["ids"]));
+  });
+
+  it("creates a filter with ownership tags and finds it among what the cluster owns", async () => {
+    const api = adapter(url(), "contract-b");
+    const f = await api.createFilter({ key: "f1", rules: [], networkServices: [], description: "empty" });
+    const owned = await api.describeOwned();
+    const mine = owned.filters.find((x) => x.trafficMirrorFilterId === f.trafficMirrorFilterId);
+    expect(mine?.tags).toEqual(ownershipTags("contract-b", "f1"));
+    expect(mine?.description).toBe("empty");
+  });
+});
+
+describe("where moto and AWS differ", () => {
+  it("our emulator honours ClientToken (one target for a repeated create); moto makes two", async () => {
+    for (const [name, url] of backends) {
+      const api = adapter(url(), `token-${name.length}`);
+      const a = await api.createTarget({
+        key: "same",
+        owners: [],
+        networkLoadBalancerArn: NLB,
+        description: "",
+      });
+      const b = await api.createTarget({
+        key: "same",
+        owners: [],
+        networkLoadBalancerArn: NLB,
+        description: "",
+      });
+      if (name === "moto") expect(a.trafficMirrorTargetId).not.toBe(b.trafficMirrorTargetId);
+      else expect(a.trafficMirrorTargetId).toBe(b.trafficMirrorTargetId);
+    }
+  });
+
+  it("our emulator filters Describe by tag; moto returns other clusters' filters too", async () => {
+    for (const [name, url] of backends) {
+      await adapter(url(), "tags-x").createFilter({
+        key: "x",
+        rules: [],
+        networkServices: [],
+        description: "",
+      });
+      const seen = (await adapter(url(), "tags-y").describeOwned()).filters.filter(
+        (f) => f.tags["traffic-mirror.twtech.io/cluster"] === "tags-x",
+      );
+      expect(seen.length).toBe(name === "moto" ? 1 : 0);
+    }
+  });
+});
