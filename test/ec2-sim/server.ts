@@ -45,6 +45,8 @@ export interface SimKnobs {
     status?: number;
     afterApply?: boolean;
   }[];
+  /** Actions the caller's credentials may not call (answered UnauthorizedOperation, 403). */
+  deny?: string[];
   /** Share of calls (0–1) answered RequestLimitExceeded, and share answered 503, at random (seeded). */
   randomThrottle?: number;
   randomServerError?: number;
@@ -378,10 +380,17 @@ function refuse(c: {
   f: { code?: string; status?: number; afterApply?: boolean } | undefined;
   throttled: boolean;
   known: boolean;
+  denied: boolean;
   dryRun: boolean;
   action: string;
 }): [string, number, string] | undefined {
   if (c.f && !c.f.afterApply) return [c.f.code ?? "InternalError", c.f.status ?? 500, "Injected fault"];
+  if (c.denied)
+    return [
+      "UnauthorizedOperation",
+      403,
+      `You are not authorized to perform this operation: ec2:${c.action}`,
+    ];
   if (c.throttled) return ["RequestLimitExceeded", 503, "Request limit exceeded."];
   if (!c.known) return ["InvalidAction", 400, `The action ${c.action} is not valid for this web service.`];
   if (c.dryRun) return ["DryRunOperation", 412, "Request would have succeeded, but DryRun flag is set."];
@@ -441,16 +450,14 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
       send(status, errorResponse(code, message, requestId));
     };
     const f = fault(action);
-    const roll = (): number => (rng = (rng * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-    if (knobs.randomServerError && roll() < knobs.randomServerError) {
-      return answer("ServiceUnavailable", 503, "Injected server error");
-    }
+    const roll = (share: number | undefined): boolean =>
+      share !== undefined && (rng = (rng * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 < share;
+    if (roll(knobs.randomServerError)) return answer("ServiceUnavailable", 503, "Injected server error");
     const refusal = refuse({
       f,
-      throttled:
-        bucketFor(action, now)?.take(now) === false ||
-        (knobs.randomThrottle !== undefined && roll() < knobs.randomThrottle),
+      throttled: bucketFor(action, now)?.take(now) === false || roll(knobs.randomThrottle),
       known: action in table,
+      denied: knobs.deny?.includes(action) ?? false,
       dryRun: str(p, "DryRun") === "true",
       action,
     });
@@ -467,7 +474,6 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
       send(200, xml);
     } catch (err) {
       if (err instanceof Ec2Error) return answer(err.code, err.status, err.message);
-      if (process.env.TMO_SIM_DEBUG) console.error(err);
       answer("InternalError", 500, (err as Error).message);
     }
   };
@@ -501,43 +507,58 @@ export function seed(state: Ec2State, s: Seed): void {
   state.enis = new Map(s.networkInterfaces.map((e) => [e.networkInterfaceId, e]));
 }
 
-async function admin(
-  req: IncomingMessage,
-  res: ServerResponse,
-  sim: { state: Ec2State; knobs: SimKnobs; calls: Ec2Sim["calls"]; dataPlane: DataPlane },
-): Promise<void> {
+type AdminSim = { state: Ec2State; knobs: SimKnobs; calls: Ec2Sim["calls"]; dataPlane: DataPlane };
+
+/** Admin routes: `METHOD path` → handler of the parsed JSON body, answering with JSON. */
+const ADMIN: Record<string, (sim: AdminSim, input: unknown) => unknown> = {
+  "POST /_sim/seed": (sim, input) => {
+    seed(sim.state, input as Seed);
+    return { instances: sim.state.instances.size, networkInterfaces: sim.state.enis.size };
+  },
+  "POST /_sim/knobs": (sim, input) => {
+    for (const k of Object.keys(sim.knobs)) delete sim.knobs[k as keyof SimKnobs];
+    return Object.assign(sim.knobs, input);
+  },
+  "GET /_sim/state": ({ state: s }) => ({
+    instances: [...s.instances.values()],
+    networkInterfaces: [...s.enis.values()],
+    targets: [...s.targets.values()],
+    filters: [...s.filters.values()],
+    sessions: [...s.sessions.values()],
+  }),
+  "GET /_sim/calls": (sim) => sim.calls,
+  "POST /_sim/reset": (sim) => {
+    for (const m of [
+      sim.state.targets,
+      sim.state.filters,
+      sim.state.sessions,
+      sim.state.tokens,
+      sim.state.instances,
+      sim.state.enis,
+    ])
+      m.clear();
+    sim.calls.length = 0;
+    for (const k of Object.keys(sim.knobs)) delete sim.knobs[k as keyof SimKnobs];
+    return { reset: true };
+  },
+  "POST /_sim/endpoints": (sim, input) => {
+    const { key, host, port } = input as { key: string; host?: string; port: number };
+    sim.dataPlane.setEndpoint(key, { host, port });
+    return { key, host: host ?? "127.0.0.1", port };
+  },
+  "POST /_sim/traffic": (sim, input) => sim.dataPlane.send(input as SyntheticPacket[]),
+};
+
+async function admin(req: IncomingMessage, res: ServerResponse, sim: AdminSim): Promise<void> {
   const json = (status: number, v: unknown): void => {
     res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(v));
   };
-  const path = req.url ?? "";
+  const route = ADMIN[`${req.method} ${req.url ?? ""}`];
+  if (!route) return json(404, { error: "unknown admin path" });
   const text = req.method === "POST" ? await body(req) : "";
-  const input = text ? (JSON.parse(text) as unknown) : undefined;
-  if (path === "/_sim/seed" && req.method === "POST") {
-    seed(sim.state, input as Seed);
-    return json(200, { instances: sim.state.instances.size, networkInterfaces: sim.state.enis.size });
+  try {
+    json(200, await route(sim, text ? (JSON.parse(text) as unknown) : undefined));
+  } catch (err) {
+    json(400, { error: (err as Error).message });
   }
-  if (path === "/_sim/knobs" && req.method === "POST") {
-    for (const k of Object.keys(sim.knobs)) delete sim.knobs[k as keyof SimKnobs];
-    Object.assign(sim.knobs, input);
-    return json(200, sim.knobs);
-  }
-  if (path === "/_sim/state" && req.method === "GET") {
-    const s = sim.state;
-    return json(200, {
-      instances: [...s.instances.values()],
-      networkInterfaces: [...s.enis.values()],
-      targets: [...s.targets.values()],
-      filters: [...s.filters.values()],
-      sessions: [...s.sessions.values()],
-    });
-  }
-  if (path === "/_sim/calls" && req.method === "GET") return json(200, sim.calls);
-  if (path === "/_sim/endpoints" && req.method === "POST") {
-    const { key, host, port } = input as { key: string; host?: string; port: number };
-    sim.dataPlane.setEndpoint(key, { host, port });
-    return json(200, { key, host: host ?? "127.0.0.1", port });
-  }
-  if (path === "/_sim/traffic" && req.method === "POST")
-    return json(200, await sim.dataPlane.send(input as SyntheticPacket[]));
-  json(404, { error: "unknown admin path" });
 }

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ownershipTags } from "../../src/api/tags.ts";
 import { makeEc2Client } from "../../src/aws/client.ts";
 import { causeCode, Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
+import { isDryRunOk, isUnauthorized } from "../../src/aws/errors.ts";
 import { loadInventory } from "../../src/aws/inventory.ts";
 import { applyPlanDiff } from "../../src/controller/apply.ts";
 import { isEmptyDiff } from "../../src/plan/diff.ts";
@@ -217,6 +218,27 @@ describe("MirrorApi on the EC2 emulator", () => {
       .send(new CreateTrafficMirrorFilterCommand({ ClientToken: "tok-1", Description: "b" }))
       .catch((e: unknown) => e);
     expect((err as Error).name).toBe("IdempotentParameterMismatch");
+  });
+
+  it("classifies an IAM denial and answers DryRun without changing anything", async () => {
+    const api = adapter();
+    const { session } = await basics(api);
+    sim.knobs.deny = ["CreateTrafficMirrorSession"];
+    const denied = await session(1).catch((e: unknown) => e);
+    expect(causeCode(denied)).toBe("UnauthorizedOperation");
+    expect(isUnauthorized((denied as Error).cause)).toBe(true);
+    expect(sim.calls.filter((c) => c.action === "CreateTrafficMirrorSession")).toHaveLength(1); // not retried
+    delete sim.knobs.deny;
+    const client = makeEc2Client({
+      endpoint: sim.url,
+      credentials: { accessKeyId: "t", secretAccessKey: "t" },
+    });
+    const { CreateTrafficMirrorFilterCommand } = await import("@aws-sdk/client-ec2");
+    const dry = await client
+      .send(new CreateTrafficMirrorFilterCommand({ DryRun: true }))
+      .catch((e: unknown) => e);
+    expect(isDryRunOk(dry)).toBe(true);
+    expect(sim.state.filters.size).toBe(1); // only the one basics() made
   });
 
   it("retries throttled and failing calls, and gives up on others at once", async () => {
