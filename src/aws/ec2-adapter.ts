@@ -38,7 +38,7 @@ import type {
   MirrorTargetType,
   NetworkInterface,
 } from "../api/inventory.ts";
-import { MANAGED_BY_VALUE, ownershipTags, TAG_CLUSTER, TAG_MANAGED_BY } from "../api/tags.ts";
+import { MANAGED_BY_VALUE, ownershipTags, TAG_CLUSTER, TAG_KEY, TAG_MANAGED_BY } from "../api/tags.ts";
 import { canonicalRule } from "../plan/filters.ts";
 import { hashHex } from "../plan/hash.ts";
 import { errorCode, isNotFound, isRetryable, isThrottled } from "./errors.ts";
@@ -65,6 +65,8 @@ export interface Ec2AdapterDeps {
   backoffMs?: number;
   observe?: CallObserver;
   sleep?: (ms: number) => Promise<void>;
+  /** How long a create's token is reused while its resource has not shown up (default 60 s). */
+  tokenReuseMs?: number;
 }
 
 const BATCH = 200; // values per Describe filter
@@ -166,6 +168,9 @@ function withHeadroom(b: BucketSpec): BucketSpec {
 /** The adapter. */
 export class Ec2MirrorApi implements MirrorApi {
   readonly #d: Required<Omit<Ec2AdapterDeps, "observe">> & Pick<Ec2AdapterDeps, "observe">;
+  readonly #salts = new Map<string, number>();
+  readonly #keyOfId = new Map<string, string>();
+  readonly #createdAt = new Map<string, number>();
   readonly #mutating: TokenBucket;
   readonly #describe: TokenBucket;
 
@@ -175,15 +180,52 @@ export class Ec2MirrorApi implements MirrorApi {
       maxAttempts: 6,
       backoffMs: 200,
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+      tokenReuseMs: 60_000,
       ...deps,
     };
     this.#mutating = new TokenBucket(withHeadroom(this.#d.limits.mutating));
     this.#describe = new TokenBucket(withHeadroom(this.#d.limits.describe));
   }
 
-  /** A deterministic ClientToken: the same desired object and parameters always give the same token. */
+  /**
+   * A deterministic ClientToken: the same desired object and parameters give the same token, so a
+   * retry (or a restarted operator) never makes a duplicate. EC2 answers a repeated token with the
+   * original result even after that resource was deleted, so a key whose resource this process
+   * deleted, or whose earlier create never showed up, gets a new salt.
+   */
   clientToken(action: string, key: string, params: unknown): string {
-    return `tmo-${hashHex(`${this.#d.cluster}|${action}|${key}|${JSON.stringify(params)}`)}`;
+    const salt = this.#salts.get(key) ?? 0;
+    return `tmo-${hashHex(`${this.#d.cluster}|${action}|${key}|${salt}|${JSON.stringify(params)}`)}`;
+  }
+
+  /** Called before a create: a second create of one key long after the first means it did not stick. */
+  #beforeCreate(key: string): void {
+    const last = this.#createdAt.get(key);
+    if (last !== undefined && Date.now() - last >= this.#d.tokenReuseMs) this.#bump(key);
+  }
+
+  #afterCreate(key: string, id: string): void {
+    this.#createdAt.set(key, Date.now());
+    this.#keyOfId.set(id, key);
+  }
+
+  #bump(key: string): void {
+    this.#salts.set(key, (this.#salts.get(key) ?? 0) + 1);
+    this.#createdAt.delete(key);
+  }
+
+  #afterDelete(id: string): void {
+    const key = this.#keyOfId.get(id);
+    if (key !== undefined) this.#bump(key);
+  }
+
+  #remember(resources: { id: string; tags: Record<string, string> }[]): void {
+    for (const r of resources) {
+      const key = r.tags[TAG_KEY];
+      if (key === undefined) continue;
+      this.#keyOfId.set(r.id, key);
+      this.#createdAt.delete(key); // it exists: nothing to heal
+    }
   }
 
   async #call<T>(what: string, command: { constructor: { name: string } }, mutating: boolean): Promise<T> {
@@ -327,11 +369,17 @@ export class Ec2MirrorApi implements MirrorApi {
           new DescribeTrafficMirrorSessionsCommand({ Filters: owned, MaxResults: 1000, NextToken }),
       ),
     ]);
-    return {
+    const found = {
       targets: t.flatMap((p) => p.TrafficMirrorTargets ?? []).map(toTarget),
       filters: f.flatMap((p) => p.TrafficMirrorFilters ?? []).map(toFilter),
       sessions: s.flatMap((p) => p.TrafficMirrorSessions ?? []).map(toSession),
     };
+    this.#remember([
+      ...found.targets.map((x) => ({ id: x.trafficMirrorTargetId, tags: x.tags })),
+      ...found.filters.map((x) => ({ id: x.trafficMirrorFilterId, tags: x.tags })),
+      ...found.sessions.map((x) => ({ id: x.trafficMirrorSessionId, tags: x.tags })),
+    ]);
+    return found;
   }
 
   async describeTargets(ids: readonly string[]): Promise<MirrorTarget[]> {
@@ -354,6 +402,7 @@ export class Ec2MirrorApi implements MirrorApi {
       NetworkLoadBalancerArn: t.networkLoadBalancerArn,
       GatewayLoadBalancerEndpointId: t.gatewayLoadBalancerEndpointId,
     };
+    this.#beforeCreate(t.key);
     const out = await this.#call<{ TrafficMirrorTarget?: SdkTarget }>(
       `creating mirror target ${t.key}`,
       new CreateTrafficMirrorTargetCommand({
@@ -364,11 +413,13 @@ export class Ec2MirrorApi implements MirrorApi {
       }),
       true,
     );
-    return toTarget(out.TrafficMirrorTarget ?? {});
+    const target = toTarget(out.TrafficMirrorTarget ?? {});
+    this.#afterCreate(t.key, target.trafficMirrorTargetId);
+    return target;
   }
 
   async deleteTarget(id: string): Promise<void> {
-    await this.#ignoreNotFound(() =>
+    await this.#deleting(id, () =>
       this.#call(
         `deleting mirror target ${id}`,
         new DeleteTrafficMirrorTargetCommand({ TrafficMirrorTargetId: id }),
@@ -418,6 +469,7 @@ export class Ec2MirrorApi implements MirrorApi {
   }
 
   async createFilter(f: CreateFilterInput): Promise<MirrorFilter> {
+    this.#beforeCreate(f.key);
     const out = await this.#call<{ TrafficMirrorFilter?: SdkFilter }>(
       `creating mirror filter ${f.key}`,
       new CreateTrafficMirrorFilterCommand({
@@ -428,6 +480,7 @@ export class Ec2MirrorApi implements MirrorApi {
       true,
     );
     const filter = toFilter(out.TrafficMirrorFilter ?? {});
+    this.#afterCreate(f.key, filter.trafficMirrorFilterId);
     // A retried create returns the filter as it is: add only the rules it lacks.
     const existing = [...filter.ingressRules, ...filter.egressRules];
     const have = new Set(existing.map((r) => `${r.direction}/${r.ruleNumber}`));
@@ -506,7 +559,7 @@ export class Ec2MirrorApi implements MirrorApi {
   }
 
   async deleteFilter(id: string): Promise<void> {
-    await this.#ignoreNotFound(() =>
+    await this.#deleting(id, () =>
       this.#call(
         `deleting mirror filter ${id}`,
         new DeleteTrafficMirrorFilterCommand({ TrafficMirrorFilterId: id }),
@@ -524,6 +577,7 @@ export class Ec2MirrorApi implements MirrorApi {
       PacketLength: s.packetLength,
       VirtualNetworkId: s.virtualNetworkId,
     };
+    this.#beforeCreate(s.key);
     const out = await this.#call<{ TrafficMirrorSession?: SdkSession }>(
       `creating mirror session ${s.key} on ${s.networkInterfaceId}`,
       new CreateTrafficMirrorSessionCommand({
@@ -534,7 +588,9 @@ export class Ec2MirrorApi implements MirrorApi {
       }),
       true,
     );
-    return toSession(out.TrafficMirrorSession ?? {});
+    const session = toSession(out.TrafficMirrorSession ?? {});
+    this.#afterCreate(s.key, session.trafficMirrorSessionId);
+    return session;
   }
 
   async modifySession(id: string, c: ModifySessionInput): Promise<void> {
@@ -554,13 +610,19 @@ export class Ec2MirrorApi implements MirrorApi {
   }
 
   async deleteSession(id: string): Promise<void> {
-    await this.#ignoreNotFound(() =>
+    await this.#deleting(id, () =>
       this.#call(
         `deleting mirror session ${id}`,
         new DeleteTrafficMirrorSessionCommand({ TrafficMirrorSessionId: id }),
         true,
       ),
     );
+  }
+
+  /** A delete of something this operator made: gone (or already gone) means its key needs a new token. */
+  async #deleting(id: string, fn: () => Promise<unknown>): Promise<void> {
+    await this.#ignoreNotFound(fn);
+    this.#afterDelete(id);
   }
 
   async #ignoreNotFound(fn: () => Promise<unknown>): Promise<void> {

@@ -153,7 +153,7 @@ function handlers(state: Ec2State): Record<string, Handler> {
             now,
           ).trafficMirrorTargetId,
       });
-      return { trafficMirrorTarget: targetXml(state.target(id)), clientToken: token(p) };
+      return { trafficMirrorTarget: targetXml(state.asCreated(id, state.targets)), clientToken: token(p) };
     },
     DeleteTrafficMirrorTarget: (p) => {
       const id = str(p, "TrafficMirrorTargetId") ?? "";
@@ -171,7 +171,7 @@ function handlers(state: Ec2State): Record<string, Handler> {
             now,
           ).trafficMirrorFilterId,
       });
-      return { trafficMirrorFilter: filterXml(state.filter(id)), clientToken: token(p) };
+      return { trafficMirrorFilter: filterXml(state.asCreated(id, state.filters)), clientToken: token(p) };
     },
     DeleteTrafficMirrorFilter: (p) => {
       const id = str(p, "TrafficMirrorFilterId") ?? "";
@@ -247,7 +247,7 @@ function handlers(state: Ec2State): Record<string, Handler> {
             now,
           ).trafficMirrorSessionId,
       });
-      return { trafficMirrorSession: sessionXml(state.session(id)), clientToken: token(p) };
+      return { trafficMirrorSession: sessionXml(state.asCreated(id, state.sessions)), clientToken: token(p) };
     },
     ModifyTrafficMirrorSession: (p) => {
       const changes = {

@@ -47,6 +47,8 @@ export class Ec2State {
   createdAt = new Map<string, number>();
   /** ClientToken → what it created, for idempotency. */
   tokens = new Map<string, { action: string; fingerprint: string; id: string }>();
+  /** Resources as they were created, by id (answers to repeated ClientTokens). */
+  snapshots = new Map<string, unknown>();
   #seq = 0;
   ownerId = "123456789012";
 
@@ -71,7 +73,20 @@ export class Ec2State {
     }
     const id = opts.create();
     this.tokens.set(opts.token, { action: opts.action, fingerprint: opts.fingerprint, id });
+    const created = this.targets.get(id) ?? this.filters.get(id) ?? this.sessions.get(id);
+    if (created) this.snapshots.set(id, structuredClone(created));
     return id;
+  }
+
+  /**
+   * A resource as it is, or as it was created if it has been deleted since: a repeated ClientToken
+   * is answered with the original result even when the resource is gone (as EC2 does), which is
+   * why the operator must not reuse a token after deleting what it made.
+   */
+  asCreated<T>(id: string, current: Map<string, T>): T {
+    const v = current.get(id) ?? (this.snapshots.get(id) as T | undefined);
+    if (v === undefined) throw new Ec2Error("InternalError", `no record of ${id}`);
+    return v;
   }
 
   eni(id: string): NetworkInterface {

@@ -220,6 +220,67 @@ describe("MirrorApi on the EC2 emulator", () => {
     expect((err as Error).name).toBe("IdempotentParameterMismatch");
   });
 
+  it("makes a session again after deleting it, although EC2 answers an old token with the old result", async () => {
+    const api = adapter();
+    const { session } = await basics(api);
+    const first = await session(1);
+    await api.deleteSession(first.trafficMirrorSessionId);
+    const again = await session(1);
+    expect(again.trafficMirrorSessionId).not.toBe(first.trafficMirrorSessionId);
+    expect([...sim.state.sessions.keys()]).toEqual([again.trafficMirrorSessionId]);
+  });
+
+  it("heals a create whose token was used before by another process: after the reuse window, a new token", async () => {
+    const make = (reuseMs: number) =>
+      new Ec2MirrorApi({
+        client: makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } }),
+        cluster,
+        backoffMs: 5,
+        tokenReuseMs: reuseMs,
+      });
+    const before = make(60_000);
+    const { session } = await basics(before);
+    const first = await session(1);
+    await before.deleteSession(first.trafficMirrorSessionId);
+    // A restarted operator does not know the token was spent: its first create gets the deleted session back…
+    const after = make(0);
+    const { session: again } = await basics(after);
+    const stale = await again(1);
+    expect(stale.trafficMirrorSessionId).toBe(first.trafficMirrorSessionId);
+    expect(sim.state.sessions.size).toBe(0);
+    // …and its next try, the session still missing, uses a new token.
+    const fresh = await again(1);
+    expect(sim.state.sessions.has(fresh.trafficMirrorSessionId)).toBe(true);
+  });
+
+  it("refuses an 11th source on an ENI target with AWS's code", async () => {
+    const api = adapter();
+    const big = makeWorld({ nodes: 8, podsPerNode: 0 });
+    seed(sim.state, big.inventory);
+    const target = await api.createTarget({
+      key: "eni-t",
+      owners: [],
+      networkInterfaceId: big.inventory.networkInterfaces[0]!.networkInterfaceId,
+      description: "",
+    });
+    const filter = await api.createFilter({ key: "f", rules: [], networkServices: [], description: "" });
+    const create = (i: number) =>
+      api.createSession({
+        key: `src${i}`,
+        owners: [],
+        networkInterfaceId: big.inventory.networkInterfaces[i]!.networkInterfaceId,
+        trafficMirrorTargetId: target.trafficMirrorTargetId,
+        trafficMirrorFilterId: filter.trafficMirrorFilterId,
+        sessionNumber: 1,
+        virtualNetworkId: i,
+        description: "",
+      });
+    for (let i = 1; i <= 10; i++) await create(i);
+    expect(causeCode(await create(11).catch((e: unknown) => e))).toBe(
+      "TrafficMirrorSourcesPerTargetLimitExceeded",
+    );
+  });
+
   it("classifies an IAM denial and answers DryRun without changing anything", async () => {
     const api = adapter();
     const { session } = await basics(api);

@@ -201,6 +201,62 @@ describe("operator: policies to mirror sessions", () => {
     expect(cond(s, "Ready")?.message).toContain("does not allow namespace tenant-b");
   });
 
+  it("gives an ENI's three slots to the three highest-priority policies and says EniFull for the fourth", async () => {
+    // Four policies on the same pods, each to its own NLB target: four sessions wanted per ENI.
+    for (const n of [1, 2, 3, 4]) {
+      await post(`/apis/${API_VERSION}/trafficmirrortargets`, {
+        apiVersion: API_VERSION,
+        kind: "TrafficMirrorTarget",
+        metadata: { name: `nlb-${n}` },
+        spec: {
+          networkLoadBalancerArn: `arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/n${n}/0123456789abcdef`,
+          allowedNamespaces: { from: "List", names: ["shop"] },
+        },
+      });
+      await post(policyPath("shop"), {
+        apiVersion: API_VERSION,
+        kind: "TrafficMirrorPolicy",
+        metadata: { name: `four-${n}` },
+        spec: {
+          podSelector: { matchLabels: { app: "web" } },
+          targetRef: { name: `nlb-${n}` },
+          priority: 100 + n * 10,
+        },
+      });
+    }
+    const lowest = await until("four-1 reports EniFull", async () => {
+      const s = await statusOf("shop", "four-1");
+      return cond(s, "WithinLimits")?.reason === "EniFull" ? s : undefined;
+    });
+    expect(cond(lowest, "WithinLimits")?.status).toBe("False");
+    expect(cond(lowest, "Ready")?.status).toBe("False");
+    // Five policies now want each ENI that holds a web pod; "web" has the default priority 100,
+    // the lowest of all, so it loses its slots too, and four-2..4 hold the three.
+    for (const n of [2, 3, 4]) {
+      const st = await until(`four-${n} programmed`, async () => {
+        const x = await statusOf("shop", `four-${n}`);
+        return cond(x, "SessionsProgrammed")?.status === "True" && cond(x, "WithinLimits")?.status === "True"
+          ? x
+          : undefined;
+      });
+      expect(st.mirroredSources).toBeGreaterThan(0);
+    }
+    expect(cond(await statusOf("shop", "web"), "WithinLimits")?.reason).toBe("EniFull");
+    const perEni = new Map<string, number>();
+    for (const s of sim.state.sessions.values())
+      perEni.set(s.networkInterfaceId, (perEni.get(s.networkInterfaceId) ?? 0) + 1);
+    expect(Math.max(...perEni.values())).toBe(3);
+    for (const n of [1, 2, 3, 4])
+      await rest.request({ method: "DELETE", path: policyPath("shop", `four-${n}`), what: "cleanup" });
+    // With the four gone, "web" gets its slots back.
+    await until("web within limits again", async () => {
+      const st = await statusOf("shop", "web");
+      return cond(st, "WithinLimits")?.status === "True" && cond(st, "SessionsProgrammed")?.status === "True"
+        ? st
+        : undefined;
+    });
+  });
+
   it("removes every session and filter it made when the policy is deleted, then the finalizer", async () => {
     expect(ownedSessions().length).toBeGreaterThan(0);
     await rest.request({ method: "DELETE", path: policyPath("shop", "web"), what: "deleting policy" });
