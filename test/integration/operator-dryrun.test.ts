@@ -1,0 +1,94 @@
+// Dry-run: the operator plans and reports, and changes nothing in AWS.
+import { KubeConfig } from "@kubernetes/client-node";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { API_VERSION, type PolicyStatus } from "../../src/api/resources.ts";
+import { makeEc2Client } from "../../src/aws/client.ts";
+import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
+import { makeOperatorMetrics } from "../../src/controller/metrics.ts";
+import { makeReconcileCycle } from "../../src/controller/reconcile.ts";
+import { OperatorRuntime } from "../../src/controller/runtime.ts";
+import { KubeRest } from "../../src/k8s/rest.ts";
+import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
+import { installCrds } from "../harness/crds.ts";
+import {
+  createCollectorTarget,
+  createEksNodes,
+  createNamespaces,
+  createPolicy,
+  deleteNodes,
+  until,
+} from "../fixtures/scenario.ts";
+import { makeWorld } from "../fixtures/world.ts";
+
+const kc = new KubeConfig();
+kc.loadFromFile(inject("kubeconfigPath"));
+const rest = new KubeRest(kc);
+const FIRST = 600;
+let sim: Ec2Sim;
+let runtime: OperatorRuntime;
+
+describe("dry-run", () => {
+  beforeAll(async () => {
+    await installCrds(rest);
+    sim = await startEc2Sim();
+    seed(
+      sim.state,
+      makeWorld({ nodes: 3, podsPerNode: 0, firstIndex: FIRST, collectors: [FIRST] }).inventory,
+    );
+    await createEksNodes(rest, { first: FIRST, count: 3, collectors: [FIRST], pool: "dry", prefix: "dry" });
+    await createNamespaces(rest, ["dry-system", "dry"]);
+    await createCollectorTarget(rest, "dry-collector", { allowNodeSources: true });
+    const metrics = makeOperatorMetrics();
+    const api = new Ec2MirrorApi({
+      client: makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } }),
+      cluster: "dry",
+    });
+    runtime = new OperatorRuntime({
+      kc,
+      rest,
+      log: pino({ level: "silent" }),
+      metrics,
+      resyncMs: 60_000,
+      cycle: makeReconcileCycle({
+        api,
+        rest,
+        cluster: "dry",
+        namespace: "dry-system",
+        dryRun: true,
+        concurrency: 2,
+        metrics,
+      }),
+    });
+    await runtime.start();
+  });
+
+  afterAll(async () => {
+    await runtime?.stop();
+    await sim?.stop();
+    await deleteNodes(rest, "dry-");
+  });
+
+  it("reports what it would do and makes no mutating EC2 call", async () => {
+    await createPolicy(rest, {
+      namespace: "dry",
+      name: "nodes",
+      spec: {
+        nodeSelector: { matchLabels: { "example.com/pool": "dry" } },
+        targetRef: { name: "dry-collector" },
+      },
+    });
+    const status = await until("a dry-run status", async () => {
+      const p = await rest.get<{ status?: PolicyStatus }>(
+        `/apis/${API_VERSION}/namespaces/dry/trafficmirrorpolicies/nodes`,
+        "read",
+      );
+      return p.status?.conditions?.find((c) => c.type === "SessionsProgrammed")?.reason === "DryRun"
+        ? p.status
+        : undefined;
+    });
+    expect(status.sessionCount).toBe(4); // two worker nodes, two ENIs each: what it would make
+    expect(sim.calls.filter((c) => /^(Create|Delete|Modify)/.test(c.action))).toEqual([]);
+    expect(sim.state.sessions.size).toBe(0);
+  });
+});
