@@ -8,7 +8,6 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KubeConfig } from "@kubernetes/client-node";
 import pino from "pino";
-import { API_VERSION } from "../../src/api/resources.ts";
 import { isOwnedBy } from "../../src/api/tags.ts";
 import { makeEc2Client } from "../../src/aws/client.ts";
 import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
@@ -19,8 +18,14 @@ import { KubeRest } from "../../src/k8s/rest.ts";
 import { seed, startEc2Sim } from "../../test/ec2-sim/server.ts";
 import { startControlPlane } from "../../test/harness/controlplane.ts";
 import { installCrds } from "../../test/harness/crds.ts";
-import { eksNodeSpec, makeEksNode } from "../../test/fixtures/eks.ts";
-import { COLLECTOR_LABEL, makeWorld } from "../../test/fixtures/world.ts";
+import { eksNodeSpec } from "../../test/fixtures/eks.ts";
+import {
+  createCollectorTarget,
+  createEksNodes,
+  createNamespaces,
+  createPolicy,
+} from "../../test/fixtures/scenario.ts";
+import { makeWorld } from "../../test/fixtures/world.ts";
 
 const SECONDS = Number(process.argv[2] ?? 30);
 const RATE = Number(process.argv[3] ?? 5);
@@ -38,23 +43,9 @@ const sim = await startEc2Sim({
   },
 });
 seed(sim.state, makeWorld({ nodes: NODES, podsPerNode: 0, collectors }).inventory);
-for (let i = 0; i < NODES; i++) {
-  const labels = collectors.includes(i) ? COLLECTOR_LABEL : { "example.com/pool": "churn" };
-  await rest.request({
-    method: "POST",
-    path: "/api/v1/nodes",
-    body: makeEksNode(eksNodeSpec(i, { labels })),
-    what: "node",
-  });
-}
+await createEksNodes(rest, { first: 0, count: NODES, collectors, pool: "churn" });
 await installCrds(rest);
-for (const ns of ["churn-system", "churn"])
-  await rest.request({
-    method: "POST",
-    path: "/api/v1/namespaces",
-    body: { metadata: { name: ns } },
-    what: "ns",
-  });
+await createNamespaces(rest, ["churn-system", "churn"]);
 await rest
   .request({
     method: "POST",
@@ -63,27 +54,11 @@ await rest
     what: "sa",
   })
   .catch(() => undefined);
-await rest.request({
-  method: "POST",
-  path: `/apis/${API_VERSION}/trafficmirrortargets`,
-  what: "target",
-  body: {
-    apiVersion: API_VERSION,
-    kind: "TrafficMirrorTarget",
-    metadata: { name: "c" },
-    spec: { collector: { nodeSelector: COLLECTOR_LABEL }, allowedNamespaces: { from: "All" } },
-  },
-});
-await rest.request({
-  method: "POST",
-  path: `/apis/${API_VERSION}/namespaces/churn/trafficmirrorpolicies`,
-  what: "policy",
-  body: {
-    apiVersion: API_VERSION,
-    kind: "TrafficMirrorPolicy",
-    metadata: { name: "p" },
-    spec: { podSelector: { matchLabels: { app: "churn" } }, targetRef: { name: "c" } },
-  },
+await createCollectorTarget(rest, "c");
+await createPolicy(rest, {
+  namespace: "churn",
+  name: "p",
+  spec: { podSelector: { matchLabels: { app: "churn" } }, targetRef: { name: "c" } },
 });
 const metrics = makeOperatorMetrics();
 const api = new Ec2MirrorApi({

@@ -146,16 +146,20 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
       t.spec.trafficMirrorTargetId ? [t.spec.trafficMirrorTargetId] : [],
     );
     const inventory = await loadInventory(d.api, { nodes: snapshot.nodes, extraTargetIds });
-    const plan = planMirroring({
-      clusterName: d.cluster,
-      policies,
-      targets,
-      namespaces: [],
-      pods: snapshot.pods,
-      nodes: snapshot.nodes,
-      inventory,
-    });
+    // One index for planning and applying.
     const idx = indexInventory(inventory, d.cluster);
+    const plan = planMirroring(
+      {
+        clusterName: d.cluster,
+        policies,
+        targets,
+        namespaces: [],
+        pods: snapshot.pods,
+        nodes: snapshot.nodes,
+        inventory,
+      },
+      idx,
+    );
     d.metrics.planSize.set({ kind: "sessions" }, plan.desired.sessions.length);
     d.metrics.planSize.set({ kind: "filters" }, plan.desired.filters.length);
     d.metrics.planSize.set({ kind: "targets" }, plan.desired.targets.length);

@@ -82,13 +82,18 @@ export class OperatorRuntime {
     });
   }
 
-  #reflectors(): Reflector<unknown>[] {
-    return [this.pods, this.nodes, this.policies, this.targets] as Reflector<unknown>[];
+  #reflectors(): [string, Reflector<unknown>][] {
+    return [
+      ["pods", this.pods],
+      ["nodes", this.nodes],
+      ["policies", this.policies],
+      ["targets", this.targets],
+    ] as [string, Reflector<unknown>][];
   }
 
   /** Whether the caches are listed and watching, and (if leading) the loop runs. */
   healthy(): boolean {
-    return this.#reflectors().every((r) => r.healthy());
+    return this.#reflectors().every(([, r]) => r.healthy());
   }
 
   /** Whether this replica is the leader (always true without leader election). */
@@ -98,8 +103,8 @@ export class OperatorRuntime {
 
   /** Starts the caches, waits for leadership, then runs the loop. Resolves once the loop runs. */
   async start(): Promise<void> {
-    for (const r of this.#reflectors()) r.start();
-    await Promise.all(this.#reflectors().map((r) => r.synced()));
+    for (const [, r] of this.#reflectors()) r.start();
+    await Promise.all(this.#reflectors().map(([, r]) => r.synced()));
     this.#d.log.info(
       { pods: this.pods.size, nodes: this.nodes.size, policies: this.policies.size },
       "Caches synced",
@@ -131,7 +136,7 @@ export class OperatorRuntime {
     this.#running = false;
     await this.#trigger.stop();
     await this.#elector?.stop();
-    await Promise.all(this.#reflectors().map((r) => r.stop()));
+    await Promise.all(this.#reflectors().map(([, r]) => r.stop()));
     this.#d.metrics.leader.set(0);
   }
 
@@ -167,13 +172,7 @@ export class OperatorRuntime {
 
   #observeCaches(): void {
     const m = this.#d.metrics;
-    const named: [string, Reflector<unknown>][] = [
-      ["pods", this.pods as Reflector<unknown>],
-      ["nodes", this.nodes as Reflector<unknown>],
-      ["policies", this.policies as Reflector<unknown>],
-      ["targets", this.targets as Reflector<unknown>],
-    ];
-    for (const [name, r] of named) {
+    for (const [name, r] of this.#reflectors()) {
       m.cachedObjects.set({ resource: name }, r.size);
       m.watchRestarts.set({ resource: name }, r.stats.restarts);
     }

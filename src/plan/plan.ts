@@ -16,7 +16,7 @@ import { indexInventory, type InventoryIndex } from "./inventory-index.ts";
 import { normalizeRanges, type Ranges } from "./ipv4.ts";
 import { matches } from "./selectors.ts";
 import { locateNode, locatePod, selectSources, type Located, type LocateCtx } from "./sources.ts";
-import { pickSlot, resolveTargets, type AwsTargetSlot, type ResolvedTarget } from "./targets.ts";
+import { pickSlot, resolveTargets, type ResolvedTarget } from "./targets.ts";
 import type {
   DesiredFilter,
   DesiredSession,
@@ -32,7 +32,7 @@ import type {
 export const MAX_SESSIONS_PER_ENI = 3;
 
 /** Short stable hash of a string (at most 14 hex characters). */
-export function shortHash(s: string, hexChars = 12): string {
+function shortHash(s: string, hexChars = 12): string {
   return hashHex(s).slice(0, hexChars);
 }
 
@@ -184,8 +184,6 @@ function sessionNumberFor(g: Group, taken: Set<number>): number {
 interface Outcome {
   sessions: DesiredSession[];
   filters: Map<string, DesiredFilter>;
-  slots: Map<string, AwsTargetSlot[]>;
-  memberOf: Map<string, Group>;
 }
 
 function unmirrored(reports: Map<string, PolicyReport>, m: Member, reason: string, message: string): void {
@@ -256,7 +254,6 @@ function programGroup(
     pods: g.whole ? [] : g.members.map((m) => ({ name: m.located.report.name, ip: m.located.ipText! })),
     description: `traffic-mirror-operator: ${owners.join(", ")}`.slice(0, 255),
   });
-  out.memberOf.set(g.sessionKey, g);
   for (const m of g.members) {
     reports.get(policyId(m.policy))!.sources.push({
       ...m.located.report,
@@ -419,8 +416,10 @@ function targetReports(
 }
 
 /** Plans the whole cluster's mirroring. */
-export function planMirroring(input: PlanInput): Plan {
-  const idx = indexInventory(input.inventory, input.clusterName);
+export function planMirroring(
+  input: PlanInput,
+  idx: InventoryIndex = indexInventory(input.inventory, input.clusterName),
+): Plan {
   const targets = resolveTargets(input.targets, {
     idx,
     nodes: input.nodes,
@@ -433,7 +432,7 @@ export function planMirroring(input: PlanInput): Plan {
   const groupsByEni = new Map<string, Group[]>();
   for (const g of groups.values())
     groupsByEni.set(g.eni.networkInterfaceId, [...(groupsByEni.get(g.eni.networkInterfaceId) ?? []), g]);
-  const out: Outcome = { sessions: [], filters: new Map(), slots: new Map(), memberOf: new Map() };
+  const out: Outcome = { sessions: [], filters: new Map() };
   arbitrate(groupsByEni, { idx, reports, out });
   assignVnis(out.sessions, idx);
   reportShadowing(out, reports);

@@ -13,8 +13,14 @@ import { KubeRest } from "../../src/k8s/rest.ts";
 import { seed, startEc2Sim } from "../ec2-sim/server.ts";
 import { freePorts, REPO_ROOT, startControlPlane } from "../harness/controlplane.ts";
 import { installCrds } from "../harness/crds.ts";
-import { eksNodeSpec, makeEksNode } from "../fixtures/eks.ts";
-import { COLLECTOR_LABEL, makeWorld } from "../fixtures/world.ts";
+import {
+  createCollectorTarget,
+  createEksNodes,
+  createNamespaces,
+  createPolicy,
+  until,
+} from "../fixtures/scenario.ts";
+import { makeWorld } from "../fixtures/world.ts";
 
 const once = process.argv.includes("--once");
 const NODES = 4;
@@ -29,59 +35,27 @@ const rest = new KubeRest(kc);
 const sim = await startEc2Sim();
 seed(sim.state, makeWorld({ nodes: NODES, podsPerNode: 0, collectors: [0] }).inventory);
 say(`EC2 emulator on ${sim.url}, seeded with ${NODES} m5.large instances and their ENIs`);
-for (let i = 0; i < NODES; i++) {
-  await rest.request({
-    method: "POST",
-    path: "/api/v1/nodes",
-    body: makeEksNode(eksNodeSpec(i, { labels: i === 0 ? COLLECTOR_LABEL : { "example.com/pool": "apps" } })),
-    what: "creating node",
-  });
-}
+await createEksNodes(rest, { first: 0, count: NODES, collectors: [0], pool: "apps" });
 await installCrds(rest);
-for (const ns of ["traffic-mirror-system", "shop"])
-  await rest.request({
-    method: "POST",
-    path: "/api/v1/namespaces",
-    body: { metadata: { name: ns } },
-    what: "namespace",
-  });
-await rest.request({
-  method: "POST",
-  path: `/apis/${API_VERSION}/trafficmirrortargets`,
-  what: "target",
-  body: {
-    apiVersion: API_VERSION,
-    kind: "TrafficMirrorTarget",
-    metadata: { name: "in-cluster-collector" },
-    spec: {
-      collector: { nodeSelector: COLLECTOR_LABEL },
-      allowedNamespaces: { from: "List", names: ["shop"] },
+await createNamespaces(rest, ["traffic-mirror-system", "shop"]);
+await createCollectorTarget(rest, "in-cluster-collector", {
+  allowedNamespaces: { from: "List", names: ["shop"] },
+});
+await createPolicy(rest, {
+  namespace: "shop",
+  name: "web-http",
+  spec: {
+    podSelector: { matchLabels: { app: "web" } },
+    targetRef: { name: "in-cluster-collector" },
+    filter: {
+      rules: [{ direction: "both", action: "accept", protocol: "TCP", localPorts: { from: 80, to: 80 } }],
+      mirrorDns: false,
     },
   },
 });
-await rest.request({
-  method: "POST",
-  path: `/apis/${API_VERSION}/namespaces/shop/trafficmirrorpolicies`,
-  what: "policy",
-  body: {
-    apiVersion: API_VERSION,
-    kind: "TrafficMirrorPolicy",
-    metadata: { name: "web-http" },
-    spec: {
-      podSelector: { matchLabels: { app: "web" } },
-      targetRef: { name: "in-cluster-collector" },
-      filter: { rules: [{ direction: "both", protocol: "TCP", localPorts: { from: 80, to: 80 } }] },
-    },
-  },
-});
-for (let t = 0; t < 100; t++) {
-  try {
-    await rest.get("/api/v1/namespaces/shop/serviceaccounts/default", "sa");
-    break;
-  } catch {
-    await sleep(100);
-  }
-}
+await until("the default ServiceAccount in shop", () =>
+  rest.get("/api/v1/namespaces/shop/serviceaccounts/default", "sa"),
+);
 await kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
   namespace: "shop",
   body: {
