@@ -1,7 +1,180 @@
-/** `collector`: the decap collector (not built yet: see the collector issue). */
-export function run(_argv: string[]): Promise<number> {
-  console.error(
-    "The collector command is not available in this version: the decap collector is still being built.",
+/**
+ * `collector`: the decap collector (see src/collector). With more than one worker the process
+ * forks cluster workers that each bind the port with `reusePort` and write their own files; the
+ * primary serves the summed metrics, the probes and retention.
+ */
+import cluster, { type Worker } from "node:cluster";
+import { hostname } from "node:os";
+import pino, { type Logger } from "pino";
+import { AggregatorRegistry, Registry, register as workerRegistry } from "prom-client";
+import { startProbeServer } from "../controller/http.ts";
+import { ensurePrivateDir } from "../collector/files.ts";
+import { recoverPartialFiles, watchVniMap } from "../collector/map-watch.ts";
+import { kernelDrops, registerHostMetrics, registerReceiverMetrics } from "../collector/metrics.ts";
+import { Receiver } from "../collector/receiver.ts";
+import { sweepRetention, type SweepResult } from "../collector/retention.ts";
+import { PcapStream } from "../collector/stream.ts";
+import { loadCollectorConfig, type CollectorConfig } from "./config.ts";
+
+const RETENTION_INTERVAL_MS = 10_000;
+
+function signalled(): Promise<string> {
+  return new Promise((resolve) => {
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+    process.once("SIGINT", () => resolve("SIGINT"));
+  });
+}
+
+/** One worker's receive path: socket, map watcher, optional stream. */
+async function startWorker(config: CollectorConfig, log: Logger, index: number) {
+  const stream = config.stream ? new PcapStream() : undefined;
+  const receiver = new Receiver({
+    host: config.listen.host,
+    port: config.listen.port,
+    recvBufferBytes: config.recvBufferBytes,
+    reusePort: config.workers > 1,
+    root: config.dir,
+    worker: `w${index}`,
+    rotation: config.rotation,
+    captureUnknown: config.captureUnknown,
+    log,
+    stream,
+  });
+  const stopWatching = watchVniMap({
+    path: config.vniMapFile,
+    intervalMs: config.vniMapPollMs,
+    onMap: (map) => {
+      receiver.setMap(map);
+      log.info({ sessions: map.sessions.length }, "Loaded the VNI map");
+    },
+    onError: (err) =>
+      log.warn(
+        { err: err.message, cause: (err.cause as Error | undefined)?.message },
+        "Kept the previous VNI map",
+      ),
+  });
+  const port = await receiver.start();
+  // Each worker streams on its own port (port + index): a client of one worker sees its flows only.
+  const streamPort =
+    stream && config.stream ? await stream.listen(config.stream.host, config.stream.port + index) : undefined;
+  log.info(
+    { port, worker: index, receiveBuffer: receiver.effectiveRecvBufferBytes, streamPort },
+    "Receiving VXLAN",
   );
-  return Promise.resolve(2);
+  return {
+    receiver,
+    stream,
+    stop: async () => {
+      stopWatching();
+      await receiver.stop();
+      await stream?.close();
+    },
+  };
+}
+
+/** Retention on a timer; the last sweep is what the disk metrics show. */
+function startRetention(config: CollectorConfig, log: Logger) {
+  let last: SweepResult = { files: 0, bytes: 0, deleted: 0 };
+  const sweep = (): void => {
+    last = sweepRetention(config.dir, config.retention, Date.now());
+    if (last.deleted > 0) log.info({ deleted: last.deleted, bytes: last.bytes }, "Removed old capture files");
+  };
+  sweep();
+  const timer = setInterval(sweep, RETENTION_INTERVAL_MS);
+  timer.unref();
+  return { last: () => last, stop: () => clearInterval(timer) };
+}
+
+function prepare(config: CollectorConfig, log: Logger): void {
+  ensurePrivateDir(config.dir);
+  const recovered = recoverPartialFiles(config.dir);
+  if (recovered > 0) log.warn({ recovered }, "Moved files left open by a previous run to _recovered");
+}
+
+async function runSingle(config: CollectorConfig, log: Logger): Promise<number> {
+  prepare(config, log);
+  const worker = await startWorker(config, log, 0);
+  const retention = startRetention(config, log);
+  const registry = new Registry();
+  registerReceiverMetrics(registry, worker.receiver, worker.stream);
+  registerHostMetrics(registry, {
+    captureBytes: () => retention.last().bytes,
+    captureFiles: () => retention.last().files,
+    kernelDrops: () => kernelDrops(config.listen.port),
+  });
+  const server = await startProbeServer({ ...config.metrics, registry });
+  log.info({ metricsPort: server.port, dir: config.dir }, "Collector started");
+  const why = await signalled();
+  log.info({ why }, "Stopping");
+  retention.stop();
+  await worker.stop();
+  await server.close();
+  return 0;
+}
+
+async function runClusterWorker(config: CollectorConfig, log: Logger): Promise<number> {
+  const index = Number(process.env["TMO_COLLECTOR_WORKER_INDEX"] ?? "0");
+  const worker = await startWorker(config, log.child({ worker: index }), index);
+  registerReceiverMetrics(workerRegistry, worker.receiver, worker.stream);
+  process.send?.({ ready: true });
+  await signalled();
+  await worker.stop();
+  return 0;
+}
+
+async function runPrimary(config: CollectorConfig, log: Logger): Promise<number> {
+  prepare(config, log);
+  const ready = new Set<number>();
+  let stopping = false;
+  const fork = (index: number): Worker => {
+    const w = cluster.fork({ TMO_COLLECTOR_WORKER_INDEX: String(index) });
+    w.on("message", (m: { ready?: boolean }) => m.ready && ready.add(index));
+    w.on("exit", (code, signal) => {
+      ready.delete(index);
+      if (stopping) return;
+      log.error({ worker: index, code, signal }, "Worker exited; starting it again");
+      workers[index] = fork(index);
+    });
+    return w;
+  };
+  const workers = Array.from({ length: config.workers }, (_, i) => fork(i));
+  const retention = startRetention(config, log);
+  const aggregator = new AggregatorRegistry();
+  const host = new Registry();
+  registerHostMetrics(host, {
+    captureBytes: () => retention.last().bytes,
+    captureFiles: () => retention.last().files,
+    kernelDrops: () => kernelDrops(config.listen.port),
+  });
+  const server = await startProbeServer({
+    ...config.metrics,
+    ready: () => ready.size === config.workers,
+    metricsText: async () => `${await aggregator.clusterMetrics()}\n${await host.metrics()}`,
+  });
+  log.info({ workers: config.workers, metricsPort: server.port, dir: config.dir }, "Collector started");
+  const why = await signalled();
+  log.info({ why }, "Stopping");
+  stopping = true;
+  retention.stop();
+  await Promise.all(
+    workers.map(
+      (w) =>
+        new Promise<void>((resolve) =>
+          w.isDead() ? resolve() : (w.once("exit", () => resolve()), w.kill("SIGTERM")),
+        ),
+    ),
+  );
+  await server.close();
+  return 0;
+}
+
+/** Runs the collector until SIGTERM/SIGINT; resolves to the exit code. */
+export async function run(_argv: string[]): Promise<number> {
+  const config = loadCollectorConfig(process.env);
+  const log = pino({
+    level: config.logLevel,
+    base: { component: "collector", node: process.env["TMO_NODE_NAME"] ?? hostname() },
+  });
+  if (cluster.isWorker) return runClusterWorker(config, log);
+  return config.workers === 1 ? runSingle(config, log) : runPrimary(config, log);
 }

@@ -94,3 +94,72 @@ export function loadOperatorConfig(
     logLevel: e.TMO_LOG_LEVEL,
   };
 }
+
+const bytes = z.coerce.number().int().min(0);
+
+/** The environment variables the collector reads, with their defaults. */
+export const CollectorEnvSchema = z.object({
+  TMO_COLLECTOR_ADDR: z.string().min(1).default("0.0.0.0"),
+  TMO_COLLECTOR_PORT: z.coerce.number().int().min(0).max(65535).default(4789),
+  TMO_COLLECTOR_RECV_BUFFER_BYTES: bytes.default(32 << 20),
+  TMO_COLLECTOR_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+  TMO_COLLECTOR_DIR: z.string().min(1).default("/var/lib/traffic-mirror/captures"),
+  TMO_COLLECTOR_VNI_MAP_FILE: z.string().min(1).default("/etc/traffic-mirror/vni-map.json"),
+  TMO_COLLECTOR_VNI_MAP_POLL_SECONDS: positive.default(2),
+  TMO_COLLECTOR_ROTATE_BYTES: bytes.min(4096).default(100 << 20),
+  TMO_COLLECTOR_ROTATE_SECONDS: positive.default(300),
+  TMO_COLLECTOR_RETAIN_SECONDS: z.coerce.number().min(0).default(86_400),
+  TMO_COLLECTOR_RETAIN_BYTES: bytes.default(10 * 2 ** 30),
+  TMO_COLLECTOR_DISK_RETRY_SECONDS: positive.default(10),
+  TMO_COLLECTOR_CAPTURE_UNKNOWN: bool.default(false),
+  TMO_COLLECTOR_STREAM_ADDR: listenAddr.optional(),
+  TMO_COLLECTOR_METRICS_ADDR: listenAddr.prefault(":9102"),
+  TMO_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
+});
+
+/** The collector's validated configuration. */
+export interface CollectorConfig {
+  listen: { host: string; port: number };
+  recvBufferBytes: number;
+  workers: number;
+  dir: string;
+  vniMapFile: string;
+  vniMapPollMs: number;
+  rotation: { maxFileBytes: number; maxFileMs: number; retryMs: number };
+  retention: { maxAgeMs: number; maxTotalBytes: number };
+  captureUnknown: boolean;
+  stream: { host: string; port: number } | undefined;
+  metrics: { host: string; port: number };
+  logLevel: string;
+}
+
+/** Reads the collector's configuration; throws one error listing every bad variable. */
+export function loadCollectorConfig(env: Record<string, string | undefined>): CollectorConfig {
+  const parsed = CollectorEnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new Error(`invalid collector configuration: ${problems}`);
+  }
+  const e = parsed.data;
+  return {
+    listen: { host: e.TMO_COLLECTOR_ADDR, port: e.TMO_COLLECTOR_PORT },
+    recvBufferBytes: e.TMO_COLLECTOR_RECV_BUFFER_BYTES,
+    workers: e.TMO_COLLECTOR_WORKERS,
+    dir: e.TMO_COLLECTOR_DIR,
+    vniMapFile: e.TMO_COLLECTOR_VNI_MAP_FILE,
+    vniMapPollMs: e.TMO_COLLECTOR_VNI_MAP_POLL_SECONDS * 1000,
+    rotation: {
+      maxFileBytes: e.TMO_COLLECTOR_ROTATE_BYTES,
+      maxFileMs: e.TMO_COLLECTOR_ROTATE_SECONDS * 1000,
+      retryMs: e.TMO_COLLECTOR_DISK_RETRY_SECONDS * 1000,
+    },
+    retention: {
+      maxAgeMs: e.TMO_COLLECTOR_RETAIN_SECONDS * 1000,
+      maxTotalBytes: e.TMO_COLLECTOR_RETAIN_BYTES,
+    },
+    captureUnknown: e.TMO_COLLECTOR_CAPTURE_UNKNOWN,
+    stream: e.TMO_COLLECTOR_STREAM_ADDR,
+    metrics: e.TMO_COLLECTOR_METRICS_ADDR,
+    logLevel: e.TMO_LOG_LEVEL,
+  };
+}

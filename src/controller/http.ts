@@ -3,12 +3,16 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 
+const PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8";
+
 /** What `startProbeServer` serves. */
 export interface ProbeServerOptions {
   host: string;
   port: number;
   /** Prometheus registry for `/metrics`; omitted means no `/metrics` route. */
   registry?: Registry;
+  /** Alternative to `registry`: the exposition text (e.g. summed over cluster workers). */
+  metricsText?: () => Promise<string>;
   /** Liveness: the process can make progress. */
   healthy?: () => boolean;
   /** Readiness: caches synced and the loop is running (or this replica is a ready standby). */
@@ -34,10 +38,11 @@ export async function startProbeServer(o: ProbeServerOptions): Promise<ProbeServ
       check(o.healthy?.() ?? true);
     } else if (path === "/readyz") {
       check(o.ready?.() ?? true);
-    } else if (path === "/metrics" && o.registry) {
-      const registry = o.registry;
-      registry.metrics().then(
-        (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
+    } else if (path === "/metrics" && (o.registry || o.metricsText)) {
+      const text = o.metricsText ? o.metricsText() : o.registry!.metrics();
+      text.then(
+        (body) =>
+          res.writeHead(200, { "content-type": o.registry?.contentType ?? PROMETHEUS_TEXT }).end(body),
         () => res.writeHead(500).end(),
       );
     } else {

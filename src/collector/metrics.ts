@@ -1,0 +1,174 @@
+/**
+ * The collector's Prometheus metrics. The receive path only bumps plain numbers; the metrics read
+ * them when scraped (`collect`), so there is no metric call per packet.
+ */
+import { readFileSync } from "node:fs";
+import { Counter, Gauge, type Registry } from "prom-client";
+import type { FileSetStats } from "./files.ts";
+import type { Receiver } from "./receiver.ts";
+import type { PcapStream } from "./stream.ts";
+import { MALFORMED_REASONS } from "./vxlan.ts";
+
+type Labels = Record<string, string>;
+
+/** A counter whose values are read from the process's own numbers at scrape time. */
+function readCounter(
+  registry: Registry,
+  spec: { name: string; help: string; labelNames?: string[] },
+  read: () => [Labels, number][],
+): void {
+  new Counter({
+    ...spec,
+    labelNames: spec.labelNames ?? [],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [labels, value] of read()) this.inc(labels, value);
+    },
+  });
+}
+
+function readGauge(
+  registry: Registry,
+  spec: { name: string; help: string; labelNames?: string[]; aggregator?: "sum" | "max" | "first" },
+  read: () => [Labels, number][],
+): void {
+  new Gauge({
+    ...spec,
+    labelNames: spec.labelNames ?? [],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [labels, value] of read()) this.set(labels, value);
+    },
+  });
+}
+
+/** Metrics of one worker's receiver (and its stream). Worker processes sum them in the primary. */
+export function registerReceiverMetrics(registry: Registry, r: Receiver, stream?: PcapStream): void {
+  const perPolicy = (pick: (c: { packets: number; bytes: number }) => number): [Labels, number][] =>
+    [...r.policies].map(([policy, c]) => [{ policy }, pick(c)]);
+  const perSet = (pick: (s: FileSetStats) => number): [Labels, number][] =>
+    [...r.fileSets].map(([dir, s]) => [{ policy: dir }, pick(s.stats)]);
+  readCounter(registry, { name: "tmo_collector_datagrams_total", help: "UDP datagrams received" }, () => [
+    [{}, r.counters.datagrams],
+  ]);
+  readCounter(
+    registry,
+    { name: "tmo_collector_received_bytes_total", help: "UDP payload bytes received" },
+    () => [[{}, r.counters.bytes]],
+  );
+  readCounter(
+    registry,
+    {
+      name: "tmo_collector_malformed_total",
+      help: "Datagrams dropped as malformed VXLAN",
+      labelNames: ["reason"],
+    },
+    () => MALFORMED_REASONS.map((reason, i) => [{ reason }, r.counters.malformed[i] ?? 0]),
+  );
+  readCounter(
+    registry,
+    { name: "tmo_collector_unknown_vni_packets_total", help: "Packets whose VNI is not in the map" },
+    () => [[{}, r.counters.unknownVniPackets]],
+  );
+  readCounter(
+    registry,
+    {
+      name: "tmo_collector_packets_total",
+      help: "Mirrored packets received per policy",
+      labelNames: ["policy"],
+    },
+    () => perPolicy((c) => c.packets),
+  );
+  readCounter(
+    registry,
+    {
+      name: "tmo_collector_bytes_total",
+      help: "Mirrored frame bytes received per policy",
+      labelNames: ["policy"],
+    },
+    () => perPolicy((c) => c.bytes),
+  );
+  readCounter(
+    registry,
+    {
+      name: "tmo_collector_written_packets_total",
+      help: "Packets written to capture files per policy directory",
+      labelNames: ["policy"],
+    },
+    () => perSet((s) => s.packetsWritten),
+  );
+  readCounter(
+    registry,
+    {
+      name: "tmo_collector_dropped_packets_total",
+      help: "Packets not written (disk full, write error) per policy directory",
+      labelNames: ["policy"],
+    },
+    () => perSet((s) => s.packetsDropped),
+  );
+  readCounter(
+    registry,
+    { name: "tmo_collector_file_rotations_total", help: "Capture files closed", labelNames: ["policy"] },
+    () => perSet((s) => s.filesClosed),
+  );
+  readGauge(
+    registry,
+    { name: "tmo_collector_receive_buffer_bytes", help: "SO_RCVBUF the kernel granted", aggregator: "max" },
+    () => [[{}, r.effectiveRecvBufferBytes]],
+  );
+  if (stream) {
+    readGauge(registry, { name: "tmo_collector_stream_clients", help: "Live stream clients" }, () => [
+      [{}, stream.stats.clients],
+    ]);
+    readCounter(
+      registry,
+      {
+        name: "tmo_collector_stream_slow_clients_dropped_total",
+        help: "Stream clients disconnected for lagging",
+      },
+      () => [[{}, stream.stats.slowClientsDropped]],
+    );
+  }
+}
+
+/** Drops the kernel counted for UDP sockets bound to `port` (`/proc/net/udp` and `udp6`). */
+export function kernelDrops(port: number, procFiles = ["/proc/net/udp", "/proc/net/udp6"]): number {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  let drops = 0;
+  for (const file of procFiles) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 13 || !f[1]!.endsWith(`:${hexPort}`)) continue;
+      drops += Number(f[12]) || 0;
+    }
+  }
+  return drops;
+}
+
+/** Host-wide metrics, exported once (by the primary): disk use and kernel drops. */
+export function registerHostMetrics(
+  registry: Registry,
+  read: { captureBytes: () => number; captureFiles: () => number; kernelDrops: () => number },
+): void {
+  readGauge(
+    registry,
+    { name: "tmo_collector_capture_bytes", help: "Bytes of closed capture files on disk" },
+    () => [[{}, read.captureBytes()]],
+  );
+  readGauge(registry, { name: "tmo_collector_capture_files", help: "Closed capture files on disk" }, () => [
+    [{}, read.captureFiles()],
+  ]);
+  readCounter(
+    registry,
+    { name: "tmo_collector_kernel_drops_total", help: "Datagrams the kernel dropped on the receive sockets" },
+    () => [[{}, read.kernelDrops()]],
+  );
+}

@@ -1,0 +1,220 @@
+/**
+ * The receive path: one UDP socket (several workers share the port with `reusePort`), VXLAN
+ * validation, VNI → policies, pcapng file sets and the live stream. Everything per datagram works
+ * on the buffer the socket delivered and on objects made when the map changed: the only allocation
+ * per packet is the one Node's dgram makes for the message itself (and a record per stream client,
+ * only while someone is connected).
+ */
+import { createSocket, type Socket } from "node:dgram";
+import type { Logger } from "pino";
+import type { VniMap } from "../api/vni-map.ts";
+import { CaptureFileSet, UNKNOWN_DIR, type InterfaceLabel, type RotationPolicy } from "./files.ts";
+import type { PacketView } from "./pcapng.ts";
+import { buildRoutes, policyDir, unknownLabel, type PolicyCounters, type Route } from "./routes.ts";
+import type { PcapStream } from "./stream.ts";
+import { MALFORMED_REASONS, VXLAN_HEADER_LENGTH, originalFrameLength, readVni } from "./vxlan.ts";
+
+/** What the receiver needs. */
+export interface ReceiverOptions {
+  host: string;
+  port: number;
+  /** Requested SO_RCVBUF; the kernel may grant less (see `effectiveRecvBufferBytes`). */
+  recvBufferBytes: number;
+  reusePort: boolean;
+  /** Capture root directory. */
+  root: string;
+  /** Prefix of this worker's files (`w0`, `w1`, …). */
+  worker: string;
+  rotation: RotationPolicy;
+  /** Keep packets of unknown VNIs in `_unknown/` (they are counted either way). */
+  captureUnknown: boolean;
+  log: Logger;
+  stream?: PcapStream;
+  /** Milliseconds since the epoch (rotation). */
+  now?: () => number;
+  /** Microseconds since the epoch (packet timestamps). */
+  nowMicros?: () => number;
+}
+
+/** Wall-clock microseconds: `Date.now()` has only milliseconds. */
+export function wallClockMicros(): number {
+  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+}
+
+/** Counters of the whole receiver, read by the metrics. */
+export interface ReceiverCounters {
+  datagrams: number;
+  bytes: number;
+  /** Indexed like `MALFORMED_REASONS`. */
+  malformed: number[];
+  unknownVniPackets: number;
+  unknownVniBytes: number;
+}
+
+interface LiveRoute extends Route {
+  sets: CaptureFileSet[];
+  counters: PolicyCounters[];
+}
+
+/** One worker's receiver. */
+export class Receiver {
+  readonly counters: ReceiverCounters = {
+    datagrams: 0,
+    bytes: 0,
+    malformed: MALFORMED_REASONS.map(() => 0),
+    unknownVniPackets: 0,
+    unknownVniBytes: 0,
+  };
+  /** Per policy key (`namespace/name`); entries stay when a policy goes, so counters never go back. */
+  readonly policies = new Map<string, PolicyCounters>();
+  /** Per capture subdirectory. */
+  readonly fileSets = new Map<string, CaptureFileSet>();
+  readonly #o: ReceiverOptions;
+  readonly #now: () => number;
+  readonly #nowMicros: () => number;
+  readonly #packet: PacketView = {
+    interfaceId: 0,
+    timestampMicros: 0,
+    data: Buffer.alloc(0),
+    start: 0,
+    length: 0,
+    originalLength: 0,
+  };
+  readonly #label = (vni: number): InterfaceLabel => this.#routes.get(vni)?.label ?? unknownLabel(vni);
+  #routes = new Map<number, LiveRoute>();
+  #unknown: CaptureFileSet | undefined;
+  #socket: Socket | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #recvBuffer = 0;
+
+  constructor(o: ReceiverOptions) {
+    this.#o = o;
+    this.#now = o.now ?? Date.now;
+    this.#nowMicros = o.nowMicros ?? wallClockMicros;
+    if (o.captureUnknown) this.#unknown = this.#fileSet(UNKNOWN_DIR);
+  }
+
+  /** The receive buffer the kernel granted (bytes), once bound. */
+  get effectiveRecvBufferBytes(): number {
+    return this.#recvBuffer;
+  }
+
+  /** The VNIs currently routed. */
+  get vnis(): number[] {
+    return [...this.#routes.keys()];
+  }
+
+  /** Takes a new VNI map; file sets of policies that left are closed. */
+  setMap(map: VniMap): void {
+    const routes = new Map<number, LiveRoute>();
+    const wanted = new Set<string>();
+    for (const r of buildRoutes(map).values()) {
+      const dirs = r.policies.map(policyDir);
+      for (const d of dirs) wanted.add(d);
+      routes.set(r.vni, {
+        ...r,
+        sets: dirs.map((d) => this.#fileSet(d)),
+        counters: r.policies.map((p) => this.#policy(p)),
+      });
+    }
+    this.#routes = routes;
+    for (const [dir, set] of this.fileSets) if (dir !== UNKNOWN_DIR && !wanted.has(dir)) set.close();
+  }
+
+  /** Binds the socket and starts the flush/rotation timer; resolves to the bound port. */
+  async start(): Promise<number> {
+    const socket = createSocket({ type: "udp4", reuseAddr: this.#o.reusePort, reusePort: this.#o.reusePort });
+    this.#socket = socket;
+    socket.on("message", (msg) => this.handle(msg));
+    socket.on("error", (err) => this.#o.log.error({ err }, "Receive socket failed"));
+    await new Promise<void>((resolve, reject) => {
+      socket.once("error", reject);
+      // exclusive: each cluster worker gets its own socket (the kernel spreads flows with reusePort).
+      socket.bind({ port: this.#o.port, address: this.#o.host, exclusive: true }, () => {
+        socket.off("error", reject);
+        resolve();
+      });
+    });
+    try {
+      socket.setRecvBufferSize(this.#o.recvBufferBytes);
+    } catch (err) {
+      this.#o.log.warn({ err, requested: this.#o.recvBufferBytes }, "Receive buffer size was refused");
+    }
+    // Linux reports twice what it keeps for data (the rest is bookkeeping); this is what it granted.
+    this.#recvBuffer = socket.getRecvBufferSize();
+    this.#timer = setInterval(() => this.tick(), 1000);
+    this.#timer.unref();
+    return socket.address().port;
+  }
+
+  /** Handles one datagram (public so tests and the fuzzer can feed it without a socket). */
+  handle(msg: Buffer): void {
+    const c = this.counters;
+    c.datagrams++;
+    c.bytes += msg.length;
+    const vni = readVni(msg, msg.length);
+    if (vni < 0) {
+      c.malformed[-vni - 1]!++;
+      return;
+    }
+    const p = this.#packet;
+    p.data = msg;
+    p.start = VXLAN_HEADER_LENGTH;
+    p.length = msg.length - VXLAN_HEADER_LENGTH;
+    p.originalLength = originalFrameLength(msg, VXLAN_HEADER_LENGTH, p.length);
+    p.timestampMicros = this.#nowMicros();
+    const route = this.#routes.get(vni);
+    if (route === undefined) {
+      c.unknownVniPackets++;
+      c.unknownVniBytes += p.length;
+      this.#unknown?.write(vni, this.#label, p);
+    } else {
+      for (let i = 0; i < route.sets.length; i++) {
+        const pc = route.counters[i]!;
+        pc.packets++;
+        pc.bytes += p.length;
+        route.sets[i]!.write(vni, this.#label, p);
+      }
+    }
+    if (this.#o.stream?.active) this.#o.stream.send(p);
+  }
+
+  /** Flushes buffers and closes files that are due (every second, and on demand in tests). */
+  tick(): void {
+    for (const set of this.fileSets.values()) set.tick();
+  }
+
+  /** Stops receiving and closes every file. */
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    const socket = this.#socket;
+    this.#socket = undefined;
+    if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
+    for (const set of this.fileSets.values()) set.close();
+  }
+
+  #policy(key: string): PolicyCounters {
+    let pc = this.policies.get(key);
+    if (!pc) {
+      pc = { packets: 0, bytes: 0 };
+      this.policies.set(key, pc);
+    }
+    return pc;
+  }
+
+  #fileSet(dir: string): CaptureFileSet {
+    let set = this.fileSets.get(dir);
+    if (!set) {
+      set = new CaptureFileSet({
+        root: this.#o.root,
+        subdir: dir,
+        prefix: this.#o.worker,
+        rotation: this.#o.rotation,
+        now: this.#now,
+        onError: (err) => this.#o.log.warn({ err: err.message, dir }, "Capture write failed"),
+      });
+      this.fileSets.set(dir, set);
+    }
+    return set;
+  }
+}
