@@ -6,7 +6,7 @@
 import cluster, { type Worker } from "node:cluster";
 import { hostname } from "node:os";
 import pino, { type Logger } from "pino";
-import { AggregatorRegistry, Registry, register as workerRegistry } from "prom-client";
+import { AggregatorRegistry, Registry } from "prom-client";
 import { startProbeServer } from "../controller/http.ts";
 import { ensurePrivateDir } from "../collector/files.ts";
 import { recoverPartialFiles, watchVniMap } from "../collector/map-watch.ts";
@@ -114,8 +114,12 @@ async function runSingle(config: CollectorConfig, log: Logger): Promise<number> 
 
 async function runClusterWorker(config: CollectorConfig, log: Logger): Promise<number> {
   const index = Number(process.env["TMO_COLLECTOR_WORKER_INDEX"] ?? "0");
-  const worker = await startWorker(config, log.child({ worker: index }), index);
-  registerReceiverMetrics(workerRegistry, worker.receiver, worker.stream);
+  const worker = await startWorker(config, log, index);
+  const registry = new Registry();
+  registerReceiverMetrics(registry, worker.receiver, worker.stream);
+  // Constructing an aggregator is what makes prom-client answer the primary's metric requests.
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([registry]);
   process.send?.({ ready: true });
   await signalled();
   await worker.stop();
@@ -156,12 +160,16 @@ async function runPrimary(config: CollectorConfig, log: Logger): Promise<number>
   log.info({ why }, "Stopping");
   stopping = true;
   retention.stop();
+  // A signal, not worker.kill(): that disconnects IPC first and a disconnected worker exits at
+  // once, leaving its open file under .partial instead of closing it.
   await Promise.all(
     workers.map(
       (w) =>
-        new Promise<void>((resolve) =>
-          w.isDead() ? resolve() : (w.once("exit", () => resolve()), w.kill("SIGTERM")),
-        ),
+        new Promise<void>((resolve) => {
+          if (w.isDead()) return resolve();
+          w.once("exit", () => resolve());
+          w.process.kill("SIGTERM");
+        }),
     ),
   );
   await server.close();

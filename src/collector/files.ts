@@ -138,7 +138,10 @@ export class CaptureFileSet {
     if (id === undefined) {
       id = this.#interfaces.size;
       const l = label(vni);
-      this.#append(interfaceDescriptionBlock(l.name, l.description));
+      if (!this.#append(interfaceDescriptionBlock(l.name, l.description))) {
+        this.stats.packetsDropped++;
+        return false;
+      }
       this.#interfaces.set(vni, id);
     }
     const size = enhancedPacketSize(p.length);
@@ -168,8 +171,8 @@ export class CaptureFileSet {
   /** Flushes and closes the open file, moving it into place (an empty file is removed). */
   close(): void {
     if (this.#fd < 0) return;
-    this.#flush();
-    this.#finish();
+    // A failed flush has already cut the file back and closed it.
+    if (this.#flush()) this.#finish();
   }
 
   #due(now: number): boolean {
@@ -198,14 +201,17 @@ export class CaptureFileSet {
     this.#used = 0;
     this.#bufferedPackets = 0;
     this.#interfaces.clear();
+    // An empty buffer always has room for the header.
     this.#append(sectionHeaderBlock("traffic-mirror-operator collector", `policy ${this.#o.subdir}`));
     return true;
   }
 
-  #append(block: Buffer): void {
-    if (this.#used + block.length > this.#buf.length) this.#flush();
+  /** Buffers a block; false when making room failed (the file is closed then). */
+  #append(block: Buffer): boolean {
+    if (this.#used + block.length > this.#buf.length && !this.#flush()) return false;
     block.copy(this.#buf, this.#used);
     this.#used += block.length;
+    return true;
   }
 
   /** Writes the buffer out; on a full disk, cuts the file back to its last whole block and stops. */

@@ -49,6 +49,8 @@ export interface ReceiverCounters {
   malformed: number[];
   unknownVniPackets: number;
   unknownVniBytes: number;
+  /** Datagrams whose handling threw (a bug); the receiver carries on. */
+  internalErrors: number;
 }
 
 interface LiveRoute extends Route {
@@ -64,6 +66,7 @@ export class Receiver {
     malformed: MALFORMED_REASONS.map(() => 0),
     unknownVniPackets: 0,
     unknownVniBytes: 0,
+    internalErrors: 0,
   };
   /** Per policy key (`namespace/name`); entries stay when a policy goes, so counters never go back. */
   readonly policies = new Map<string, PolicyCounters>();
@@ -86,6 +89,7 @@ export class Receiver {
   #socket: Socket | undefined;
   #timer: NodeJS.Timeout | undefined;
   #recvBuffer = 0;
+  #lastErrorLog = 0;
 
   constructor(o: ReceiverOptions) {
     this.#o = o;
@@ -125,7 +129,19 @@ export class Receiver {
   async start(): Promise<number> {
     const socket = createSocket({ type: "udp4", reuseAddr: this.#o.reusePort, reusePort: this.#o.reusePort });
     this.#socket = socket;
-    socket.on("message", (msg) => this.handle(msg));
+    socket.on("message", (msg) => {
+      try {
+        this.handle(msg);
+      } catch (err) {
+        // A bug must not stop the capture: count it, say it once a minute at most.
+        this.counters.internalErrors++;
+        const now = this.#now();
+        if (now - this.#lastErrorLog > 60_000) {
+          this.#lastErrorLog = now;
+          this.#o.log.error({ err }, "Handling a datagram failed");
+        }
+      }
+    });
     socket.on("error", (err) => this.#o.log.error({ err }, "Receive socket failed"));
     await new Promise<void>((resolve, reject) => {
       socket.once("error", reject);
