@@ -1,0 +1,322 @@
+// The Helm chart and the kustomize bases against the real control plane: lint with the values
+// schema, server-side validation of every rendered object, a real install whose collector lands
+// only on collector nodes (kwok), upgrade, uninstall, and a bad value refused with a clear message.
+// RBAC is checked for least privilege and for being the same in the chart and in config/.
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { KubeConfig } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { parseAllDocuments } from "yaml";
+import { KubeRest } from "../../src/k8s/rest.ts";
+import { eksNodeSpec, makeEksNode, type EksNodeSpec } from "../fixtures/eks.ts";
+import { until } from "../fixtures/scenario.ts";
+import { REPO_ROOT, TOOLS_BIN } from "../harness/controlplane.ts";
+import { CHART_DIR, renderConfig } from "../tools/render-config.ts";
+
+const run = promisify(execFile);
+const kubeconfig = inject("kubeconfigPath");
+const kc = new KubeConfig();
+kc.loadFromFile(kubeconfig);
+const rest = new KubeRest(kc);
+
+// Helm keeps its caches and repositories away from the user's own.
+const helmHome = mkdtempSync(join(tmpdir(), "tmo-chart-helm-"));
+const env = {
+  ...process.env,
+  PATH: `${TOOLS_BIN}:${process.env.PATH ?? ""}`,
+  KUBECONFIG: kubeconfig,
+  HELM_CACHE_HOME: join(helmHome, "cache"),
+  HELM_CONFIG_HOME: join(helmHome, "config"),
+  HELM_DATA_HOME: join(helmHome, "data"),
+};
+
+async function sh(cmd: string, args: string[], input?: string): Promise<{ stdout: string; stderr: string }> {
+  const p = run(cmd, args, { env, cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024 });
+  if (input !== undefined) p.child.stdin?.end(input);
+  return p;
+}
+
+/** A command's failure as text (stdout, stderr and message), or undefined if it succeeded. */
+async function failure(cmd: string, args: string[]): Promise<string | undefined> {
+  try {
+    await sh(cmd, args);
+    return undefined;
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    return `${e.stdout ?? ""}${e.stderr ?? ""}${e.message}`;
+  }
+}
+
+type K8sObject = {
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  rules?: Rule[];
+  spec?: Record<string, unknown>;
+};
+type Rule = { apiGroups?: string[]; resources?: string[]; verbs: string[]; resourceNames?: string[] };
+
+function docs(yamlText: string): K8sObject[] {
+  return parseAllDocuments(yamlText)
+    .map((d) => d.toJS() as K8sObject | null)
+    .filter((d): d is K8sObject => d !== null);
+}
+
+const CI_VALUES = join(CHART_DIR, "ci", "default-values.yaml");
+const ns = "tmo-chart";
+const release = "tmo";
+// Collector nodes are chosen by a label of this test only, so nodes other suites leave behind
+// with the product's default collector label cannot attract collector pods here.
+const TEST_LABEL = "chart-test.twtech.io/collector";
+// Indexes 740-749 are this suite's; 740-742 are collectors (742 also tainted), 743-744 are not.
+const collectorIdx = [740, 741, 742];
+const specs: EksNodeSpec[] = [740, 741, 742, 743, 744].map((i) =>
+  eksNodeSpec(i, {
+    prefix: "chart",
+    labels: collectorIdx.includes(i) ? { [TEST_LABEL]: "true" } : { "example.com/pool": "chart" },
+  }),
+);
+
+async function helmTemplate(...args: string[]): Promise<K8sObject[]> {
+  const { stdout } = await sh("helm", ["template", release, CHART_DIR, "-n", ns, "-f", CI_VALUES, ...args]);
+  return docs(stdout);
+}
+
+function clusterRoleRules(objs: K8sObject[]): Rule[] {
+  const roles = objs.filter((o) => o.kind === "ClusterRole");
+  expect(roles).toHaveLength(1);
+  return roles[0]!.rules ?? [];
+}
+
+/** Rules in a canonical form, so the chart's and kustomize's can be compared as sets. */
+function canonical(rules: Rule[]): string[] {
+  return rules
+    .map((r) =>
+      JSON.stringify({
+        apiGroups: [...(r.apiGroups ?? [])].sort(),
+        resources: [...(r.resources ?? [])].sort(),
+        resourceNames: [...(r.resourceNames ?? [])].sort(),
+        verbs: [...r.verbs].sort(),
+      }),
+    )
+    .sort();
+}
+
+describe("Helm chart", () => {
+  let valuesFile: string;
+
+  beforeAll(async () => {
+    valuesFile = join(helmHome, "test-values.yaml");
+    writeFileSync(
+      valuesFile,
+      [
+        "collector:",
+        "  nodeSelector:",
+        "    traffic-mirror.twtech.io/collector: null",
+        `    ${TEST_LABEL}: "true"`,
+        "",
+      ].join("\n"),
+    );
+    for (const s of specs) {
+      const node = makeEksNode(s);
+      // A tainted collector node: the chart's default toleration must let the collector on.
+      if (s === specs[2])
+        node.spec!.taints = [{ key: "traffic-mirror.twtech.io/collector", effect: "NoSchedule" }];
+      await rest.request({ method: "POST", path: "/api/v1/nodes", body: node, what: `creating ${s.name}` });
+    }
+  });
+
+  afterAll(async () => {
+    await sh("helm", ["uninstall", release, "-n", ns, "--wait"]).catch(() => undefined);
+    await sh("kubectl", ["delete", "namespace", ns, "--wait=false", "--ignore-not-found"]).catch(
+      () => undefined,
+    );
+    for (const s of specs)
+      await rest
+        .request({ method: "DELETE", path: `/api/v1/nodes/${s.name}`, what: "deleting node" })
+        .catch(() => undefined);
+    rmSync(helmHome, { recursive: true, force: true });
+  });
+
+  it("passes helm lint --strict with its values schema", async () => {
+    const { stdout } = await sh("helm", ["lint", "--strict", CHART_DIR, "-f", CI_VALUES]);
+    expect(stdout).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+  });
+
+  it("renders objects the apiserver accepts (server-side dry run), in every storage and mode", async () => {
+    await sh("kubectl", ["create", "namespace", ns]);
+    const variants = [
+      [],
+      [
+        "--set",
+        "networkPolicy.enabled=true,collector.kernelMode.enabled=true,collector.storage.type=emptyDir",
+        "--set",
+        "operator.serviceAccount.roleArn=arn:aws:iam::123456789012:role/tmo",
+      ],
+      [
+        "--set",
+        "collector.storage.type=persistentVolumeClaim,collector.storage.persistentVolumeClaim.claimName=caps",
+      ],
+      ["--set", "collector.enabled=false,metrics.service.enabled=false,operator.replicas=1"],
+    ];
+    for (const v of variants) {
+      const { stdout } = await sh("helm", ["template", release, CHART_DIR, "-n", ns, "-f", CI_VALUES, ...v]);
+      const out = await sh(
+        "kubectl",
+        ["apply", "--dry-run=server", "--validate=strict", "-n", ns, "-f", "-"],
+        stdout,
+      );
+      expect(out.stdout, v.join(" ")).toMatch(
+        /deployment.apps\/tmo-traffic-mirror-operator created \(server dry run\)/,
+      );
+    }
+  });
+
+  it("grants no secrets and no wildcards, and kustomize grants exactly the same", async () => {
+    const objs = await helmTemplate();
+    const roles = objs.filter((o) => o.kind === "ClusterRole" || o.kind === "Role");
+    expect(roles.map((r) => r.kind).sort()).toEqual(["ClusterRole", "Role"]);
+    for (const r of roles.flatMap((x) => x.rules ?? [])) {
+      expect(r.resources).not.toContain("secrets");
+      expect(r.resources).not.toContain("*");
+      expect(r.verbs).not.toContain("*");
+      expect(r.apiGroups).not.toContain("*");
+    }
+    // The namespaced rights (leases, the VNI map) are in the Role, never cluster-wide.
+    const clusterResources = clusterRoleRules(objs).flatMap((r) => r.resources ?? []);
+    expect(clusterResources).not.toContain("configmaps");
+    expect(clusterResources).not.toContain("leases");
+
+    const { stdout } = await sh("kubectl", ["kustomize", "config/default"]);
+    const kustomized = docs(stdout);
+    expect(canonical(clusterRoleRules(kustomized))).toEqual(canonical(clusterRoleRules(objs)));
+    const roleOf = (list: K8sObject[]): Rule[] => list.find((o) => o.kind === "Role")!.rules ?? [];
+    expect(canonical(roleOf(kustomized))).toEqual(canonical(roleOf(objs)));
+  });
+
+  it("has kustomize bases that match a fresh render of the chart (run `make kustomize`)", () => {
+    const drifted = [...renderConfig(join(TOOLS_BIN, "helm"))].filter(
+      ([path, text]) => readFileSync(join(REPO_ROOT, "config", path), "utf8") !== text,
+    );
+    expect(drifted.map(([p]) => p)).toEqual([]);
+  });
+
+  it("installs: 2 operator replicas, and collector pods on the collector nodes only", async () => {
+    await sh("helm", [
+      "install",
+      release,
+      CHART_DIR,
+      "-n",
+      ns,
+      "-f",
+      CI_VALUES,
+      "-f",
+      valuesFile,
+      "--wait",
+      "--timeout",
+      "90s",
+    ]);
+    const deploy = await rest.get<{ spec: { replicas: number }; status: { readyReplicas?: number } }>(
+      `/apis/apps/v1/namespaces/${ns}/deployments/${release}-traffic-mirror-operator`,
+      "reading the operator deployment",
+    );
+    expect(deploy.spec.replicas).toBe(2);
+    expect(deploy.status.readyReplicas).toBe(2);
+    const wanted = specs
+      .filter((_, i) => i < collectorIdx.length)
+      .map((s) => s.name)
+      .sort();
+    const nodes = await until("a collector pod on each collector node", async () => {
+      const pods = await rest.get<{ items: { spec: { nodeName?: string }; status: { phase?: string } }[] }>(
+        `/api/v1/namespaces/${ns}/pods?labelSelector=app.kubernetes.io/component%3Dcollector`,
+        "listing collector pods",
+      );
+      const running = pods.items.filter((p) => p.status.phase === "Running").map((p) => p.spec.nodeName!);
+      return running.length === wanted.length ? running.sort() : undefined;
+    });
+    expect(nodes).toEqual(wanted);
+  });
+
+  it("upgrades: a changed value reaches the running objects", async () => {
+    await sh("helm", [
+      "upgrade",
+      release,
+      CHART_DIR,
+      "-n",
+      ns,
+      "-f",
+      CI_VALUES,
+      "-f",
+      valuesFile,
+      "--set",
+      "operator.logLevel=debug,operator.replicas=3",
+      "--wait",
+      "--timeout",
+      "90s",
+    ]);
+    const deploy = await rest.get<{
+      spec: {
+        replicas: number;
+        template: { spec: { containers: { env: { name: string; value?: string }[] }[] } };
+      };
+    }>(`/apis/apps/v1/namespaces/${ns}/deployments/${release}-traffic-mirror-operator`, "reading");
+    expect(deploy.spec.replicas).toBe(3);
+    const envVars = deploy.spec.template.spec.containers[0]!.env;
+    expect(envVars.find((e) => e.name === "TMO_LOG_LEVEL")?.value).toBe("debug");
+    await until("3 operator pods running", async () => {
+      const pods = await rest.get<{ items: { status: { phase?: string } }[] }>(
+        `/api/v1/namespaces/${ns}/pods?labelSelector=app.kubernetes.io/component%3Doperator`,
+        "listing operator pods",
+      );
+      return pods.items.filter((p) => p.status.phase === "Running").length === 3 ? true : undefined;
+    });
+  });
+
+  it("refuses a bad value with a message that names it, and leaves the release as it was", async () => {
+    const why = await failure("helm", [
+      "upgrade",
+      release,
+      CHART_DIR,
+      "-n",
+      ns,
+      "-f",
+      CI_VALUES,
+      "-f",
+      valuesFile,
+      "--set",
+      "operator.replicas=two",
+    ]);
+    expect(why).toMatch(/values don't meet the specifications of the schema/);
+    expect(why).toMatch(/\/operator\/replicas.*got string, want integer/);
+    const noName = await failure("helm", ["install", "tmo-bad", CHART_DIR, "-n", ns, "--dry-run=server"]);
+    expect(noName).toMatch(/\/clusterName/);
+    const { stdout } = await sh("helm", ["status", release, "-n", ns, "-o", "json"]);
+    expect((JSON.parse(stdout) as { version: number }).version).toBe(2);
+  });
+
+  it("uninstalls: the operator, the collector and the cluster-wide RBAC are gone", async () => {
+    await sh("helm", ["uninstall", release, "-n", ns, "--wait", "--timeout", "90s"]);
+    const gone = async (path: string): Promise<boolean> =>
+      rest.get(path, "probing").then(
+        () => false,
+        () => true,
+      );
+    expect(await gone(`/apis/apps/v1/namespaces/${ns}/deployments/${release}-traffic-mirror-operator`)).toBe(
+      true,
+    );
+    expect(
+      await gone(`/apis/apps/v1/namespaces/${ns}/daemonsets/${release}-traffic-mirror-operator-collector`),
+    ).toBe(true);
+    expect(
+      await gone(`/apis/rbac.authorization.k8s.io/v1/clusterroles/${release}-traffic-mirror-operator`),
+    ).toBe(true);
+    // CRDs stay (Helm never deletes them): policies in other namespaces keep their data.
+    expect(
+      await gone(
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/trafficmirrorpolicies.trafficmirror.twtech.io",
+      ),
+    ).toBe(false);
+  });
+});
