@@ -3,9 +3,12 @@
  * kustomize bases under config/ (rbac, manager, collector), so that `kubectl apply -k
  * config/default` installs what `helm install` does. The chart is the one source; the chart test
  * fails when the committed files differ from a fresh render.
+ *
+ * config/crd gets copies of crds/: kustomize loads files only from a kustomization's directory or
+ * below, and a kustomization.yaml inside crds/ would break `kubectl apply -f crds/` and Helm.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments, stringify } from "yaml";
@@ -81,6 +84,11 @@ export function renderConfig(helm = "helm"): Map<string, string> {
     const [base, file] = path.split("/") as [string, string];
     byBase.set(base, [...(byBase.get(base) ?? []), file]);
   }
+  const crds = readdirSync(join(ROOT, "crds"))
+    .filter((f) => f.endsWith(".yaml"))
+    .sort();
+  for (const f of crds) rendered.set(`crd/${f}`, readFileSync(join(ROOT, "crds", f), "utf8"));
+  byBase.set("crd", crds);
   for (const [base, list] of byBase)
     rendered.set(
       `${base}/kustomization.yaml`,
