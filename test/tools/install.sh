@@ -125,9 +125,9 @@ install_moto() {
   link moto_server "$dir/bin/moto_server"
 }
 
-# Debian packages the tests read packet files with.
+# Debian packages the tests read packet files with, and Lua for the Argo CD health check.
 install_debian() {
-  local want=(tshark tcpdump suricata openssl) missing=()
+  local want=(tshark tcpdump suricata openssl lua5.4) missing=()
   for c in "${want[@]}"; do sys_which "$c" >/dev/null 2>&1 || missing+=("$c"); done
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
