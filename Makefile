@@ -70,6 +70,9 @@ manifests: deps ## Generate the CRDs from src/api (crds/ and the chart's copy)
 kustomize: deps ## Render the chart into the kustomize bases under config/ (rbac, manager, collector)
 	node test/tools/render-config.ts
 
+e2e-kind: tools deps ## End to end on kind with Docker (prints "skipped" without docker/kind)
+	bash test/e2e/kind.sh
+
 ec2-sim: deps ## Run the EC2 emulator on 127.0.0.1:4599 (admin API under /_sim/)
 	node test/ec2-sim/main.ts --port 4599
 
