@@ -10,7 +10,7 @@ NPM := npm --no-audit --no-fund --loglevel=error
 	sandbox-up sandbox-down demo clean ec2-sim bench kustomize e2e-kind
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 tools: ## Install the pinned toolchain (Node LTS, Kubernetes, etcd, kwok, helm, packet tools)
 	bash test/tools/install.sh all
