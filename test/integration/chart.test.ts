@@ -10,6 +10,9 @@ import { promisify } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parseAllDocuments } from "yaml";
+import { VNI_MAP_CONFIGMAP_KEY } from "../../src/api/vni-map.ts";
+import { loadOperatorConfig, OperatorEnvSchema } from "../../src/cmd/config.ts";
+import { VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { eksNodeSpec, makeEksNode, type EksNodeSpec } from "../fixtures/eks.ts";
 import { until } from "../fixtures/scenario.ts";
@@ -103,6 +106,123 @@ function canonical(rules: Rule[]): string[] {
     )
     .sort();
 }
+
+type EnvVar = { name: string; value?: string; valueFrom?: unknown };
+type Container = {
+  name: string;
+  args?: string[];
+  env?: EnvVar[];
+  ports?: { containerPort: number; hostPort?: number; protocol?: string }[];
+  securityContext?: {
+    runAsNonRoot?: boolean;
+    readOnlyRootFilesystem?: boolean;
+    allowPrivilegeEscalation?: boolean;
+    capabilities?: { drop?: string[]; add?: string[] };
+    seccompProfile?: { type: string };
+  };
+  volumeMounts?: { name: string; mountPath: string }[];
+};
+type PodSpec = {
+  hostNetwork?: boolean;
+  containers: Container[];
+  initContainers?: Container[];
+  volumes?: { name: string; configMap?: { name: string; items?: { key: string; path: string }[] } }[];
+};
+
+function podSpec(objs: K8sObject[], kind: string): PodSpec {
+  const o = objs.find((x) => x.kind === kind);
+  expect(o, kind).toBeDefined();
+  return (o!.spec as { template: { spec: PodSpec } }).template.spec;
+}
+
+const envOf = (c: Container): Record<string, string | undefined> =>
+  Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
+
+describe("Helm chart templates", () => {
+  it("sets only variables the operator reads, with values its config loader accepts", async () => {
+    const op = podSpec(
+      await helmTemplate("--set", "operator.metricsPort=9090,aws.region=eu-west-1"),
+      "Deployment",
+    ).containers[0]!;
+    expect(op.args).toEqual(["operator"]);
+    const known = Object.keys(OperatorEnvSchema.shape);
+    expect((op.env ?? []).map((e) => e.name).filter((n) => !known.includes(n))).toEqual([]);
+    // fieldRef values (namespace, pod name) as the kubelet would fill them in.
+    const env = { ...envOf(op), TMO_NAMESPACE: ns, TMO_POD_NAME: "tmo-0" };
+    const config = loadOperatorConfig(env, "fallback");
+    expect(config).toMatchObject({
+      clusterName: "ci",
+      region: "eu-west-1",
+      namespace: ns,
+      identity: "tmo-0",
+      leaderElection: true,
+      dryRun: false,
+      metrics: { port: 9090 },
+      health: { port: 8081 },
+    });
+  });
+
+  it("runs the operator restricted, with probes on the health port", async () => {
+    const spec = podSpec(await helmTemplate(), "Deployment");
+    const op = spec.containers[0]! as Container & {
+      livenessProbe: { httpGet: { path: string; port: string } };
+      readinessProbe: { httpGet: { path: string; port: string } };
+    };
+    expect(op.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    expect(op.livenessProbe.httpGet).toEqual({ path: "/healthz", port: "health" });
+    expect(op.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "health" });
+    expect(op.ports?.find((p) => p.containerPort === 8081)).toBeDefined();
+  });
+
+  it("gives the collector the env contract, the VNI map as a file, UDP 4789 on the host", async () => {
+    const spec = podSpec(await helmTemplate(), "DaemonSet");
+    const c = spec.containers[0]!;
+    expect(c.args).toEqual(["collector"]);
+    expect(spec.hostNetwork).toBe(true);
+    expect(envOf(c)).toMatchObject({
+      TMO_COLLECTOR_VNI_MAP_FILE: "/etc/traffic-mirror/vni-map.json",
+      TMO_COLLECTOR_DIR: "/var/lib/traffic-mirror/captures",
+      TMO_COLLECTOR_PORT: "4789",
+      TMO_COLLECTOR_METRICS_PORT: "9102",
+    });
+    expect(c.ports).toContainEqual({ name: "vxlan", containerPort: 4789, hostPort: 4789, protocol: "UDP" });
+    const vniVolume = spec.volumes!.find((v) => v.configMap)!;
+    expect(vniVolume.configMap).toMatchObject({
+      name: VNI_MAP_CONFIGMAP,
+      items: [{ key: VNI_MAP_CONFIGMAP_KEY, path: "vni-map.json" }],
+    });
+    expect(c.volumeMounts).toContainEqual(
+      expect.objectContaining({ name: vniVolume.name, mountPath: "/etc/traffic-mirror" }),
+    );
+    expect(c.volumeMounts).toContainEqual(
+      expect.objectContaining({ mountPath: "/var/lib/traffic-mirror/captures" }),
+    );
+    // Userspace mode: non-root, no capabilities at all.
+    expect(c.securityContext).toMatchObject({ runAsNonRoot: true, capabilities: { drop: ["ALL"] } });
+    expect(c.securityContext?.capabilities?.add).toBeUndefined();
+  });
+
+  it("adds NET_ADMIN only in kernel mode", async () => {
+    const c = podSpec(await helmTemplate("--set", "collector.kernelMode.enabled=true"), "DaemonSet")
+      .containers[0]!;
+    expect(c.securityContext?.capabilities).toEqual({ drop: ["ALL"], add: ["NET_ADMIN"] });
+    expect(envOf(c).TMO_COLLECTOR_MODE).toBe("kernel");
+  });
+
+  it("renders ServiceMonitors only when enabled and the cluster serves their API", async () => {
+    const monitors = (objs: K8sObject[]): number => objs.filter((o) => o.kind === "ServiceMonitor").length;
+    expect(monitors(await helmTemplate("--set", "metrics.serviceMonitor.enabled=true"))).toBe(0);
+    const api = ["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"];
+    expect(monitors(await helmTemplate(...api))).toBe(0);
+    expect(monitors(await helmTemplate(...api, "--set", "metrics.serviceMonitor.enabled=true"))).toBe(2);
+  });
+});
 
 describe("Helm chart", () => {
   let valuesFile: string;
