@@ -17,7 +17,7 @@ import { KubeRest } from "../../src/k8s/rest.ts";
 import { eksNodeSpec, makeEksNode, type EksNodeSpec } from "../fixtures/eks.ts";
 import { until } from "../fixtures/scenario.ts";
 import { REPO_ROOT, TOOLS_BIN } from "../harness/controlplane.ts";
-import { CHART_DIR, renderConfig } from "../tools/render-config.ts";
+import { CHART_DIR, KUSTOMIZE_NAMESPACE, renderConfig } from "../tools/render-config.ts";
 
 const run = promisify(execFile);
 const kubeconfig = inject("kubeconfigPath");
@@ -314,6 +314,52 @@ describe("Helm chart", () => {
     expect(canonical(clusterRoleRules(kustomized))).toEqual(canonical(clusterRoleRules(objs)));
     const roleOf = (list: K8sObject[]): Rule[] => list.find((o) => o.kind === "Role")!.rules ?? [];
     expect(canonical(roleOf(kustomized))).toEqual(canonical(roleOf(objs)));
+  });
+
+  it("has kustomize bases the apiserver accepts (server-side dry run of config/default)", async () => {
+    const { stdout } = await sh("kubectl", ["kustomize", "config/default"]);
+    const objs = docs(stdout);
+    expect(objs.map((o) => o.kind).sort()).toEqual(
+      [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+        "DaemonSet",
+        "Deployment",
+        "Namespace",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Service",
+        "ServiceAccount",
+        "ServiceAccount",
+      ].sort(),
+    );
+    // A dry run cannot create the namespace its namespaced objects go into: make it for real,
+    // and remove it again only if it was not there before.
+    const created = await sh("kubectl", ["create", "namespace", KUSTOMIZE_NAMESPACE]).then(
+      () => true,
+      () => false,
+    );
+    try {
+      const out = await sh("kubectl", ["apply", "--dry-run=server", "--validate=strict", "-f", "-"], stdout);
+      expect(out.stdout).toMatch(
+        /deployment.apps\/traffic-mirror-operator (created|configured|unchanged) \(server dry run\)/,
+      );
+      expect(out.stdout).toMatch(/daemonset.apps\/traffic-mirror-operator-collector/);
+    } finally {
+      if (created) await sh("kubectl", ["delete", "namespace", KUSTOMIZE_NAMESPACE, "--wait=false"]);
+    }
+  });
+
+  it("ships e2e scripts that parse, and a real-EKS smoke test that skips unless asked", async () => {
+    for (const f of ["test/e2e/kind.sh", "test/e2e/real-eks.sh"]) await sh("bash", ["-n", f]);
+    // Node leaves undefined variables out of a child's environment.
+    const unasked: NodeJS.ProcessEnv = { ...env, TMO_REAL_EKS: undefined };
+    const out = await run("bash", ["test/e2e/real-eks.sh"], { env: unasked, cwd: REPO_ROOT });
+    expect(out.stdout).toMatch(/skipped: set TMO_REAL_EKS=1/);
   });
 
   it("has kustomize bases that match a fresh render of the chart (run `make kustomize`)", () => {
