@@ -456,8 +456,23 @@ describe("Helm chart", () => {
     ]);
     expect(why).toMatch(/values don't meet the specifications of the schema/);
     expect(why).toMatch(/\/operator\/replicas.*got string, want integer/);
-    const noName = await failure("helm", ["install", "tmo-bad", CHART_DIR, "-n", ns, "--dry-run=server"]);
+    // A fresh install is refused too, before anything reaches the cluster.
+    const noName = await failure("helm", ["install", "tmo-bad", CHART_DIR, "-n", ns]);
+    expect(noName).toMatch(/values don't meet the specifications of the schema/);
     expect(noName).toMatch(/\/clusterName/);
+    const typo = await failure("helm", [
+      "install",
+      "tmo-bad",
+      CHART_DIR,
+      "-n",
+      ns,
+      "-f",
+      CI_VALUES,
+      "--set",
+      "collector.nodeSelecter.a=b",
+    ]);
+    expect(typo).toMatch(/additional properties 'nodeSelecter' not allowed/);
+    expect(await failure("helm", ["status", "tmo-bad", "-n", ns])).toMatch(/release: not found/);
     const { stdout } = await sh("helm", ["status", release, "-n", ns, "-o", "json"]);
     expect((JSON.parse(stdout) as { version: number }).version).toBe(2);
   });
