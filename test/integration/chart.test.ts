@@ -5,7 +5,7 @@
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { promisify } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -351,6 +351,33 @@ describe("Helm chart", () => {
       expect(out.stdout).toMatch(/daemonset.apps\/traffic-mirror-operator-collector/);
     } finally {
       if (created) await sh("kubectl", ["delete", "namespace", KUSTOMIZE_NAMESPACE, "--wait=false"]);
+    }
+  });
+
+  it("takes the overlay documented in config/default (cluster name and IRSA role)", async () => {
+    const overlay = mkdtempSync(join(tmpdir(), "tmo-overlay-"));
+    try {
+      // The example from config/default/kustomization.yaml, pointing at the local base.
+      const comment = readFileSync(join(REPO_ROOT, "config/default/kustomization.yaml"), "utf8")
+        .split("\n")
+        .filter((l) => l.startsWith("#   "))
+        .map((l) => l.slice(4))
+        .join("\n")
+        .replace(
+          /^resources: .*$/m,
+          `resources: [${relative(overlay, join(REPO_ROOT, "config", "default"))}]`,
+        );
+      writeFileSync(join(overlay, "kustomization.yaml"), comment + "\n");
+      const { stdout } = await sh("kubectl", ["kustomize", overlay]);
+      const objs = docs(stdout);
+      const op = podSpec(objs, "Deployment").containers[0]!;
+      expect(envOf(op).TMO_CLUSTER_NAME).toBe("my-cluster");
+      const sa = objs.find(
+        (o) => o.kind === "ServiceAccount" && o.metadata.name === "traffic-mirror-operator",
+      ) as { metadata: { annotations?: Record<string, string> } } | undefined;
+      expect(sa?.metadata.annotations?.["eks.amazonaws.com/role-arn"]).toMatch(/^arn:aws:iam::\d{12}:role\//);
+    } finally {
+      rmSync(overlay, { recursive: true, force: true });
     }
   });
 
