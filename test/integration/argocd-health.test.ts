@@ -3,6 +3,7 @@
 // control plane makes a healthy target and policy, a policy whose target is missing, one in a
 // namespace the target does not allow, and a suspended one. Reasons the loop does not reach here
 // (AWS limits, retries, dry-run) are checked on status built with the real condition reasons.
+// Every case runs under Lua 5.4 and 5.1 (what Argo CD's gopher-lua implements).
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -28,14 +29,25 @@ import { REPO_ROOT, TOOLS_BIN } from "../harness/controlplane.ts";
 
 const run = promisify(execFile);
 const SCRIPT = join(REPO_ROOT, "config", "argocd", "health.lua");
-// `make tools` links Debian's lua5.4 into .tools/bin (test/tools/install.sh).
-const LUA = existsSync(join(TOOLS_BIN, "lua5.4")) ? join(TOOLS_BIN, "lua5.4") : "lua5.4";
+// `make tools` links Debian's lua5.4 and lua5.1 into .tools/bin (test/tools/install.sh).
+const lua = (name: string): string => (existsSync(join(TOOLS_BIN, name)) ? join(TOOLS_BIN, name) : name);
+const LUAS = [lua("lua5.4"), lua("lua5.1")];
+
+/** A string as a Lua literal that Lua 5.1 and 5.4 both read: UTF-8 bytes outside ASCII as \\ddd. */
+function luaString(v: string): string {
+  let out = "";
+  for (const b of Buffer.from(v, "utf8"))
+    out +=
+      b >= 0x20 && b < 0x7f && b !== 0x22 && b !== 0x5c
+        ? String.fromCharCode(b)
+        : `\\${String(b).padStart(3, "0")}`;
+  return `"${out}"`;
+}
 
 /** A JSON value as a Lua table constructor (null and undefined become absent keys). */
 function toLua(v: unknown): string {
   if (v === null || v === undefined) return "nil";
-  if (typeof v === "string")
-    return `"${v.replace(/[\\"]/g, (c) => `\\${c}`).replace(/[^\x20-\x7e]/g, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`)}"`;
+  if (typeof v === "string") return luaString(v);
   if (typeof v === "number" || typeof v === "boolean") return String(v);
   if (Array.isArray(v)) return `{ ${v.map(toLua).join(", ")} }`;
   const fields = Object.entries(v as Record<string, unknown>)
@@ -44,12 +56,21 @@ function toLua(v: unknown): string {
   return `{ ${fields.join(", ")} }`;
 }
 
-/** Runs health.lua as Argo CD does: `obj` is a global, the chunk returns {status, message}. */
-async function health(obj: unknown): Promise<{ status: string; message: string }> {
+async function runScript(interpreter: string, obj: unknown): Promise<{ status: string; message: string }> {
   const chunk = `obj = ${toLua(obj)}\nlocal hs = dofile(${toLua(SCRIPT)})\nio.write(hs.status, "\\n", hs.message)`;
-  const { stdout } = await run(LUA, ["-e", chunk]);
+  const { stdout } = await run(interpreter, ["-e", chunk]);
   const [status = "", ...message] = stdout.split("\n");
   return { status, message: message.join("\n") };
+}
+
+/**
+ * Runs health.lua as Argo CD does (`obj` a global, the chunk returns {status, message}) under Lua
+ * 5.4 and under Lua 5.1, the language Argo CD's interpreter (gopher-lua) implements; both must agree.
+ */
+async function health(obj: unknown): Promise<{ status: string; message: string }> {
+  const [a, b] = await Promise.all(LUAS.map((l) => runScript(l, obj)));
+  expect(b, "Lua 5.1 and 5.4 agree").toEqual(a);
+  return a!;
 }
 
 type Obj = { metadata: { generation: number }; status?: { conditions?: { type: string; reason: string }[] } };
@@ -190,9 +211,23 @@ describe("Argo CD health check", () => {
         .catch(() => undefined);
   });
 
-  it("runs under the interpreter (lua5.4 is installed by make tools)", async () => {
-    const { stdout } = await run(LUA, ["-v"]);
-    expect(stdout).toMatch(/Lua 5\.4/);
+  it("runs under both interpreters (installed by make tools)", async () => {
+    const versions = await Promise.all(LUAS.map((l) => run(l, ["-v"]).then((r) => r.stdout + r.stderr)));
+    expect(versions[0]).toMatch(/Lua 5\.4/);
+    expect(versions[1]).toMatch(/Lua 5\.1/);
+  });
+
+  it("reads non-ASCII messages intact", async () => {
+    const obj = {
+      metadata: { generation: 1 },
+      status: {
+        observedGeneration: 1,
+        conditions: [
+          { type: "Ready", status: "False", reason: "EniFull", message: "ENI voll –\t3/3 \u{1F6A6}" },
+        ],
+      },
+    };
+    expect(await health(obj)).toEqual({ status: "Degraded", message: "EniFull: ENI voll –\t3/3 \u{1F6A6}" });
   });
 
   it("is the script the argocd-cm patch installs, for both kinds", () => {
