@@ -7,10 +7,10 @@ export NODE_OPTIONS ?=
 NPM := npm --no-audit --no-fund --loglevel=error
 
 .PHONY: help tools deps lint format typecheck test test-unit test-integration manifests \
-	sandbox-up sandbox-down demo clean ec2-sim bench
+	sandbox-up sandbox-down demo clean ec2-sim bench kustomize e2e-kind
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 tools: ## Install the pinned toolchain (Node LTS, Kubernetes, etcd, kwok, helm, packet tools)
 	bash test/tools/install.sh all
@@ -66,6 +66,12 @@ clean: ## Remove build and test state (not the tool cache)
 
 manifests: deps ## Generate the CRDs from src/api (crds/ and the chart's copy)
 	node src/api/crd-gen.ts
+
+kustomize: deps ## Render the chart into the kustomize bases under config/ (rbac, manager, collector)
+	node test/tools/render-config.ts
+
+e2e-kind: tools deps ## End to end on kind with Docker (prints "skipped" without docker/kind)
+	bash test/e2e/kind.sh
 
 ec2-sim: deps ## Run the EC2 emulator on 127.0.0.1:4599 (admin API under /_sim/)
 	node test/ec2-sim/main.ts --port 4599

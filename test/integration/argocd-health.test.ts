@@ -1,0 +1,311 @@
+// The Argo CD health check (config/argocd/health.lua) run by a real Lua 5.4 interpreter on status
+// objects the operator itself wrote: a real reconcile loop against the EC2 emulator and the
+// control plane makes a healthy target and policy, a policy whose target is missing, one in a
+// namespace the target does not allow, and a suspended one. Reasons the loop does not reach here
+// (AWS limits, retries, dry-run) are checked on status built with the real condition reasons.
+// Every case runs under Lua 5.4 and 5.1 (what Argo CD's gopher-lua implements).
+import { execFile } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { KubeConfig } from "@kubernetes/client-node";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { parse } from "yaml";
+import { ConditionType, Reason } from "../../src/api/reasons.ts";
+import { API_VERSION } from "../../src/api/resources.ts";
+import { makeEc2Client } from "../../src/aws/client.ts";
+import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
+import { makeOperatorMetrics } from "../../src/controller/metrics.ts";
+import { makeReconcileCycle } from "../../src/controller/reconcile.ts";
+import { OperatorRuntime } from "../../src/controller/runtime.ts";
+import { KubeRest } from "../../src/k8s/rest.ts";
+import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
+import { eksNodeSpec, makeEksNode } from "../fixtures/eks.ts";
+import { createCollectorTarget, createNamespaces, createPolicy, until } from "../fixtures/scenario.ts";
+import { makeWorld } from "../fixtures/world.ts";
+import { installCrds } from "../harness/crds.ts";
+import { REPO_ROOT, TOOLS_BIN } from "../harness/controlplane.ts";
+
+const run = promisify(execFile);
+const SCRIPT = join(REPO_ROOT, "config", "argocd", "health.lua");
+// `make tools` links Debian's lua5.4 and lua5.1 into .tools/bin (test/tools/install.sh).
+const lua = (name: string): string => (existsSync(join(TOOLS_BIN, name)) ? join(TOOLS_BIN, name) : name);
+const LUAS = [lua("lua5.4"), lua("lua5.1")];
+
+/** A string as a Lua literal that Lua 5.1 and 5.4 both read: UTF-8 bytes outside ASCII as \\ddd. */
+function luaString(v: string): string {
+  let out = "";
+  for (const b of Buffer.from(v, "utf8"))
+    out +=
+      b >= 0x20 && b < 0x7f && b !== 0x22 && b !== 0x5c
+        ? String.fromCharCode(b)
+        : `\\${String(b).padStart(3, "0")}`;
+  return `"${out}"`;
+}
+
+/** A JSON value as a Lua table constructor (null and undefined become absent keys). */
+function toLua(v: unknown): string {
+  if (v === null || v === undefined) return "nil";
+  if (typeof v === "string") return luaString(v);
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  if (Array.isArray(v)) return `{ ${v.map(toLua).join(", ")} }`;
+  const fields = Object.entries(v as Record<string, unknown>)
+    .filter(([, x]) => x !== null && x !== undefined)
+    .map(([k, x]) => `[${toLua(k)}] = ${toLua(x)}`);
+  return `{ ${fields.join(", ")} }`;
+}
+
+async function runScript(interpreter: string, obj: unknown): Promise<{ status: string; message: string }> {
+  const chunk = `obj = ${toLua(obj)}\nlocal hs = dofile(${toLua(SCRIPT)})\nio.write(hs.status, "\\n", hs.message)`;
+  const { stdout } = await run(interpreter, ["-e", chunk]);
+  const [status = "", ...message] = stdout.split("\n");
+  return { status, message: message.join("\n") };
+}
+
+/**
+ * Runs health.lua as Argo CD does (`obj` a global, the chunk returns {status, message}) under Lua
+ * 5.4 and under Lua 5.1, the language Argo CD's interpreter (gopher-lua) implements; both must agree.
+ */
+async function health(obj: unknown): Promise<{ status: string; message: string }> {
+  const [a, b] = await Promise.all(LUAS.map((l) => runScript(l, obj)));
+  expect(b, "Lua 5.1 and 5.4 agree").toEqual(a);
+  return a!;
+}
+
+type Obj = { metadata: { generation: number }; status?: { conditions?: { type: string; reason: string }[] } };
+
+const kc = new KubeConfig();
+kc.loadFromFile(inject("kubeconfigPath"));
+const rest = new KubeRest(kc);
+// Node indexes 745-749 are this suite's (740-744 are the chart test's); 745 is the collector.
+const FIRST = 745;
+const NODE_LABEL = { "argocd-health.twtech.io/collector": "true" };
+const specs = [0, 1, 2].map((i) =>
+  eksNodeSpec(FIRST + i, {
+    prefix: "argohealth",
+    labels: i === 0 ? NODE_LABEL : { "example.com/pool": "argohealth" },
+  }),
+);
+const TARGET = "argohealth-collector";
+const NS = "argohealth";
+const OTHER_NS = "argohealth-other";
+
+const policyPath = (ns: string, name: string): string =>
+  `/apis/${API_VERSION}/namespaces/${ns}/trafficmirrorpolicies/${name}`;
+
+/** The policy once the operator has written a Ready condition with this reason. */
+async function policyWithReady(ns: string, name: string, reason?: string): Promise<Obj> {
+  return until(`${ns}/${name} Ready ${reason ?? "True"}`, async () => {
+    const p = await rest.get<Obj>(policyPath(ns, name), "reading policy");
+    const ready = p.status?.conditions?.find((c) => c.type === ConditionType.Ready);
+    return ready && (reason === undefined || ready.reason === reason) ? p : undefined;
+  });
+}
+
+describe("Argo CD health check", () => {
+  let sim: Ec2Sim;
+  let runtime: OperatorRuntime;
+
+  beforeAll(async () => {
+    await installCrds(rest);
+    sim = await startEc2Sim();
+    seed(
+      sim.state,
+      makeWorld({ nodes: 3, podsPerNode: 0, firstIndex: FIRST, collectors: [FIRST] }).inventory,
+    );
+    for (const s of specs)
+      await rest.request({
+        method: "POST",
+        path: "/api/v1/nodes",
+        body: makeEksNode(s),
+        what: "creating node",
+      });
+    await createNamespaces(rest, ["argohealth-system", NS, OTHER_NS]);
+    await createCollectorTarget(rest, TARGET, {
+      collector: { nodeSelector: NODE_LABEL },
+      allowNodeSources: true,
+      allowedNamespaces: { from: "List", names: [NS] },
+    });
+    const metrics = makeOperatorMetrics();
+    const api = new Ec2MirrorApi({
+      client: makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } }),
+      cluster: "argohealth",
+    });
+    runtime = new OperatorRuntime({
+      kc,
+      rest,
+      log: pino({ level: "silent" }),
+      metrics,
+      resyncMs: 60_000,
+      cycle: makeReconcileCycle({
+        api,
+        rest,
+        cluster: "argohealth",
+        namespace: "argohealth-system",
+        dryRun: false,
+        concurrency: 2,
+        metrics,
+      }),
+    });
+    await runtime.start();
+    const nodes = { nodeSelector: { matchLabels: { "example.com/pool": "argohealth" } } };
+    await createPolicy(rest, {
+      namespace: NS,
+      name: "healthy",
+      spec: { ...nodes, targetRef: { name: TARGET } },
+    });
+    await createPolicy(rest, {
+      namespace: NS,
+      name: "no-target",
+      spec: { ...nodes, targetRef: { name: "absent" } },
+    });
+    await createPolicy(rest, {
+      namespace: NS,
+      name: "paused",
+      spec: { ...nodes, targetRef: { name: TARGET }, suspend: true },
+    });
+    await createPolicy(rest, {
+      namespace: OTHER_NS,
+      name: "elsewhere",
+      spec: { ...nodes, targetRef: { name: TARGET } },
+    });
+  });
+
+  afterAll(async () => {
+    for (const [ns, name] of [
+      [NS, "healthy"],
+      [NS, "no-target"],
+      [NS, "paused"],
+      [OTHER_NS, "elsewhere"],
+    ] as const)
+      await rest
+        .request({ method: "DELETE", path: policyPath(ns, name), what: "deleting" })
+        .catch(() => undefined);
+    // Let the operator remove what it made and release its finalizers before it stops.
+    await until("policies gone", async () => {
+      const gone = await rest.get(policyPath(NS, "healthy"), "probing").then(
+        () => false,
+        () => true,
+      );
+      return gone ? true : undefined;
+    }).catch(() => undefined);
+    await rest
+      .request({
+        method: "DELETE",
+        path: `/apis/${API_VERSION}/trafficmirrortargets/${TARGET}`,
+        what: "deleting",
+      })
+      .catch(() => undefined);
+    await until("target gone", async () =>
+      rest.get(`/apis/${API_VERSION}/trafficmirrortargets/${TARGET}`, "probing").then(
+        () => undefined,
+        () => true,
+      ),
+    ).catch(() => undefined);
+    await runtime?.stop();
+    await sim?.stop();
+    for (const s of specs)
+      await rest
+        .request({ method: "DELETE", path: `/api/v1/nodes/${s.name}`, what: "deleting node" })
+        .catch(() => undefined);
+  });
+
+  it("runs under both interpreters (installed by make tools)", async () => {
+    const versions = await Promise.all(LUAS.map((l) => run(l, ["-v"]).then((r) => r.stdout + r.stderr)));
+    expect(versions[0]).toMatch(/Lua 5\.4/);
+    expect(versions[1]).toMatch(/Lua 5\.1/);
+  });
+
+  it("reads non-ASCII messages intact", async () => {
+    const obj = {
+      metadata: { generation: 1 },
+      status: {
+        observedGeneration: 1,
+        conditions: [
+          { type: "Ready", status: "False", reason: "EniFull", message: "ENI voll –\t3/3 \u{1F6A6}" },
+        ],
+      },
+    };
+    expect(await health(obj)).toEqual({ status: "Degraded", message: "EniFull: ENI voll –\t3/3 \u{1F6A6}" });
+  });
+
+  it("is the script the argocd-cm patch installs, for both kinds", () => {
+    const patch = parse(readFileSync(join(REPO_ROOT, "config/argocd/argocd-cm-patch.yaml"), "utf8")) as {
+      data: Record<string, string>;
+    };
+    const script = readFileSync(SCRIPT, "utf8");
+    expect(Object.keys(patch.data).sort()).toEqual([
+      "resource.customizations.health.trafficmirror.twtech.io_TrafficMirrorPolicy",
+      "resource.customizations.health.trafficmirror.twtech.io_TrafficMirrorTarget",
+    ]);
+    for (const v of Object.values(patch.data)) expect(v).toBe(script);
+  });
+
+  it("calls a target and a policy the operator made Ready Healthy", async () => {
+    const target = await until("target Ready", async () => {
+      const t = await rest.get<Obj>(`/apis/${API_VERSION}/trafficmirrortargets/${TARGET}`, "reading target");
+      return t.status?.conditions?.some((c) => c.type === "Ready") ? t : undefined;
+    });
+    expect(await health(target)).toMatchObject({ status: "Healthy" });
+    const policy = await policyWithReady(NS, "healthy");
+    expect(await health(policy)).toMatchObject({ status: "Healthy" });
+    expect(sim.state.sessions.size).toBeGreaterThan(0);
+  });
+
+  it("is Progressing while the operator has not seen the latest generation, or wrote no status yet", async () => {
+    const policy = await policyWithReady(NS, "healthy");
+    const newer = { ...policy, metadata: { ...policy.metadata, generation: policy.metadata.generation + 1 } };
+    expect(await health(newer)).toEqual({
+      status: "Progressing",
+      message: `Waiting for the operator to observe generation ${policy.metadata.generation + 1}`,
+    });
+    expect(await health({ ...policy, status: undefined })).toMatchObject({ status: "Progressing" });
+    expect(await health({ ...policy, status: { observedGeneration: 1, conditions: [] } })).toMatchObject({
+      status: "Progressing",
+    });
+  });
+
+  it("is Degraded for a missing target and a namespace the target does not allow", async () => {
+    const missing = await health(await policyWithReady(NS, "no-target", Reason.TargetNotFound));
+    expect(missing.status).toBe("Degraded");
+    expect(missing.message).toMatch(/^TargetNotFound: .*absent does not exist/);
+    const elsewhere = await health(await policyWithReady(OTHER_NS, "elsewhere", Reason.NamespaceNotAllowed));
+    expect(elsewhere.status).toBe("Degraded");
+  });
+
+  it("is Suspended for a suspended policy", async () => {
+    expect(await health(await policyWithReady(NS, "paused", Reason.Suspended))).toMatchObject({
+      status: "Suspended",
+    });
+  });
+
+  it("maps the other reasons of src/api/reasons.ts: retries progress, limits and bad sources degrade", async () => {
+    const withReady = (status: "True" | "False" | "Unknown", reason: string): unknown => ({
+      metadata: { generation: 3 },
+      status: {
+        observedGeneration: 3,
+        conditions: [{ type: ConditionType.Ready, status, reason, message: "m", observedGeneration: 3 }],
+      },
+    });
+    const cases: [string, "True" | "False" | "Unknown", string][] = [
+      [Reason.Retrying, "False", "Progressing"],
+      [Reason.TargetNotReady, "False", "Progressing"],
+      [Reason.Pending, "Unknown", "Progressing"],
+      [Reason.DryRun, "Unknown", "Suspended"],
+      [Reason.EniFull, "False", "Degraded"],
+      [Reason.TargetFull, "False", "Degraded"],
+      [Reason.FilterTooLarge, "False", "Degraded"],
+      [Reason.UnsupportedInstanceType, "False", "Degraded"],
+      [Reason.NodeSourcesNotAllowed, "False", "Degraded"],
+      [Reason.InvalidSpec, "False", "Degraded"],
+      ["SomeReasonAddedLater", "False", "Degraded"],
+    ];
+    for (const [reason, status, want] of cases)
+      expect((await health(withReady(status, reason))).status, reason).toBe(want);
+    // A Ready condition computed for an older generation is not trusted either.
+    const stale = withReady("True", "Ready") as { status: { conditions: { observedGeneration: number }[] } };
+    stale.status.conditions[0]!.observedGeneration = 2;
+    expect((await health(stale)).status).toBe("Progressing");
+  });
+});
