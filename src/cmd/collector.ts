@@ -181,7 +181,7 @@ export async function run(_argv: string[]): Promise<number> {
   const config = loadCollectorConfig(process.env);
   const log = pino({
     level: config.logLevel,
-    base: { component: "collector", node: process.env["TMO_NODE_NAME"] ?? hostname() },
+    base: { component: "collector", node: config.nodeName ?? hostname() },
   });
   if (cluster.isWorker) return runClusterWorker(config, log);
   return config.workers === 1 ? runSingle(config, log) : runPrimary(config, log);

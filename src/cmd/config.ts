@@ -114,6 +114,8 @@ export const CollectorEnvSchema = z.object({
   TMO_COLLECTOR_CAPTURE_UNKNOWN: bool.default(false),
   TMO_COLLECTOR_STREAM_ADDR: listenAddr.optional(),
   TMO_COLLECTOR_METRICS_ADDR: listenAddr.prefault(":9102"),
+  TMO_COLLECTOR_MODE: z.enum(["userspace", "kernel"]).default("userspace"),
+  TMO_NODE_NAME: z.string().optional(),
   TMO_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -130,6 +132,8 @@ export interface CollectorConfig {
   captureUnknown: boolean;
   stream: { host: string; port: number } | undefined;
   metrics: { host: string; port: number };
+  mode: "userspace" | "kernel";
+  nodeName: string | undefined;
   logLevel: string;
 }
 
@@ -160,6 +164,8 @@ export function loadCollectorConfig(env: Record<string, string | undefined>): Co
     captureUnknown: e.TMO_COLLECTOR_CAPTURE_UNKNOWN,
     stream: e.TMO_COLLECTOR_STREAM_ADDR,
     metrics: e.TMO_COLLECTOR_METRICS_ADDR,
+    mode: e.TMO_COLLECTOR_MODE,
+    nodeName: e.TMO_NODE_NAME,
     logLevel: e.TMO_LOG_LEVEL,
   };
 }

@@ -11,7 +11,12 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { VNI_MAP_CONFIGMAP_KEY } from "../../src/api/vni-map.ts";
-import { loadOperatorConfig, OperatorEnvSchema } from "../../src/cmd/config.ts";
+import {
+  CollectorEnvSchema,
+  loadCollectorConfig,
+  loadOperatorConfig,
+  OperatorEnvSchema,
+} from "../../src/cmd/config.ts";
 import { VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { eksNodeSpec, makeEksNode, type EksNodeSpec } from "../fixtures/eks.ts";
@@ -189,8 +194,17 @@ describe("Helm chart templates", () => {
       TMO_COLLECTOR_VNI_MAP_FILE: "/etc/traffic-mirror/vni-map.json",
       TMO_COLLECTOR_DIR: "/var/lib/traffic-mirror/captures",
       TMO_COLLECTOR_PORT: "4789",
-      TMO_COLLECTOR_METRICS_PORT: "9102",
+      TMO_COLLECTOR_METRICS_ADDR: ":9102",
     });
+    // Every variable the chart sets is one the collector reads (and the values pass its schema).
+    const env = envOf(c);
+    const known = new Set(Object.keys(CollectorEnvSchema.shape));
+    expect(Object.keys(env).filter((k) => !known.has(k))).toEqual([]);
+    expect(() =>
+      loadCollectorConfig(
+        Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as Record<string, string>,
+      ),
+    ).not.toThrow();
     expect(c.ports).toContainEqual({ name: "vxlan", containerPort: 4789, hostPort: 4789, protocol: "UDP" });
     const vniVolume = spec.volumes!.find((v) => v.configMap)!;
     expect(vniVolume.configMap).toMatchObject({
