@@ -1,18 +1,23 @@
 // `make demo`: the product's main job on one machine. A real control plane with EKS-like kwok
-// nodes, the EC2 emulator seeded with the matching VPC, the CRDs and a sample target and policy,
-// a workload, and the operator as its own process; then a live table of what is mirrored.
-// Ctrl-C stops everything. `--once` exits after the policy is Ready (for a quick check).
-import { spawn } from "node:child_process";
+// nodes, the EC2 emulator seeded with the matching VPC, `helm install` of the chart (CRDs, RBAC,
+// ServiceAccounts; the operator and the collector themselves run here as local processes), a
+// sample target and policy, a workload, and the emulator's data plane sending synthetic pod traffic
+// that AWS's rules would mirror to the collector. It prints a live table of policies, sessions and
+// capture files. Ctrl-C stops everything. `--once` exits after tshark has read a closed capture file.
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AppsV1Api, KubeConfig } from "@kubernetes/client-node";
 import { API_VERSION, type PolicyStatus } from "../../src/api/resources.ts";
+import { VniMapSchema, VNI_MAP_CONFIGMAP_KEY } from "../../src/api/vni-map.ts";
+import { VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
+import type { SyntheticPacket } from "../ec2-sim/packets.ts";
 import { seed, startEc2Sim } from "../ec2-sim/server.ts";
-import { freePorts, REPO_ROOT, startControlPlane } from "../harness/controlplane.ts";
-import { installCrds } from "../harness/crds.ts";
+import { startCollectorProcess } from "../fixtures/collector.ts";
+import { freePorts, REPO_ROOT, startControlPlane, TOOLS_BIN } from "../harness/controlplane.ts";
 import {
   createCollectorTarget,
   createEksNodes,
@@ -33,11 +38,31 @@ const kc = new KubeConfig();
 kc.loadFromFile(cp.kubeconfigPath);
 const rest = new KubeRest(kc);
 const sim = await startEc2Sim();
-seed(sim.state, makeWorld({ nodes: NODES, podsPerNode: 0, collectors: [0] }).inventory);
+const world = makeWorld({ nodes: NODES, podsPerNode: 0, collectors: [0] });
+seed(sim.state, world.inventory);
 say(`EC2 emulator on ${sim.url}, seeded with ${NODES} m5.large instances and their ENIs`);
 await createEksNodes(rest, { first: 0, count: NODES, collectors: [0], pool: "apps" });
-await installCrds(rest);
-await createNamespaces(rest, ["traffic-mirror-system", "shop"]);
+const NS = "traffic-mirror-system";
+// The chart as people install it; its Deployment and DaemonSet are scaled to nothing here because
+// kwok pods run no code: the operator and the collector run below as local processes.
+execFileSync(
+  join(TOOLS_BIN, "helm"),
+  [
+    "install",
+    "traffic-mirror",
+    join(REPO_ROOT, "charts/traffic-mirror-operator"),
+    "--kubeconfig",
+    cp.kubeconfigPath,
+    "-n",
+    NS,
+    "--create-namespace",
+    "--set",
+    "clusterName=demo,operator.replicas=0,collector.enabled=false",
+  ],
+  { stdio: ["ignore", "ignore", "inherit"] },
+);
+say("helm install traffic-mirror charts/traffic-mirror-operator (CRDs, RBAC, ServiceAccounts, Services)");
+await createNamespaces(rest, ["shop"]);
 await createCollectorTarget(rest, "in-cluster-collector", {
   allowedNamespaces: { from: "List", names: ["shop"] },
 });
@@ -97,6 +122,16 @@ const op = spawn(
   },
 );
 say(`operator running (pid ${op.pid}); metrics on http://127.0.0.1:${metricsPort}/metrics`);
+const collector = await startCollectorProcess({
+  stateDir,
+  env: { TMO_COLLECTOR_ROTATE_SECONDS: "10", TMO_LOG_LEVEL: "warn" },
+});
+// Copies sent to the collector node's ENI arrive at the local collector.
+const collectorEni = world.inventory.networkInterfaces.find(
+  (e) => e.instanceId === world.inventory.instances[0]!.instanceId && e.deviceIndex === 0,
+)!;
+sim.dataPlane.setEndpoint(collectorEni.networkInterfaceId, { port: collector.port });
+say(`collector receiving VXLAN on 127.0.0.1:${collector.port}; capture files under ${collector.dir}`);
 say(`KUBECONFIG=${cp.kubeconfigPath} kubectl get trafficmirrorpolicies -A   # to look yourself`);
 
 let stopping = false;
@@ -106,16 +141,80 @@ const stop = async (code: number): Promise<never> => {
     say("stopping");
     op.kill("SIGTERM");
     await new Promise((r) => (op.exitCode !== null ? r(null) : op.once("exit", r)));
+    await collector.stop();
+    sim.dataPlane.close();
     await sim.stop();
     await cp.stop();
     rmSync(stateDir, { recursive: true, force: true });
+    if (!once) say(`capture files kept in ${collector.dir}`);
   }
   process.exit(code);
 };
 process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
-const deadline = Date.now() + 120_000;
+/** What kubelet does for the DaemonSet: the operator's VNI map ConfigMap, as the collector's file. */
+async function syncVniMap(): Promise<void> {
+  const cm = await rest
+    .get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${NS}/configmaps/${VNI_MAP_CONFIGMAP}`, "map")
+    .catch(() => undefined);
+  const text = cm?.data?.[VNI_MAP_CONFIGMAP_KEY];
+  if (text) collector.writeMap(VniMapSchema.parse(JSON.parse(text)));
+}
+
+let request = 0;
+/** HTTP requests from outside to every web pod (mirrored) and DNS from them (not mirrored). */
+async function sendTraffic(): Promise<number> {
+  const pods = await rest.get<{ items: { status?: { podIP?: string } }[] }>(
+    "/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb",
+    "pods",
+  );
+  const packets: SyntheticPacket[] = [];
+  for (const p of pods.items) {
+    const ip = p.status?.podIP;
+    if (!ip) continue;
+    request++;
+    packets.push(
+      {
+        src: "10.99.0.7",
+        dst: ip,
+        protocol: 6,
+        srcPort: 40000 + (request % 20000),
+        dstPort: 80,
+        payload: `GET /orders/${request} HTTP/1.1\r\nHost: shop\r\n\r\n`,
+      },
+      { src: ip, dst: "169.254.169.253", protocol: 17, srcPort: 50000, dstPort: 53, payloadLength: 40 },
+    );
+  }
+  return (await sim.dataPlane.send(packets)).filter((c) => c.sent).length;
+}
+
+function tsharkSummary(file: string): string[] {
+  const out = execFileSync(
+    "tshark",
+    [
+      "-r",
+      file,
+      "-T",
+      "fields",
+      "-E",
+      "separator=\t",
+      "-e",
+      "frame.interface_name",
+      "-e",
+      "ip.src",
+      "-e",
+      "ip.dst",
+      "-e",
+      "http.request.uri",
+    ],
+    { encoding: "utf8", env: { ...process.env, HOME: stateDir }, stdio: ["ignore", "pipe", "ignore"] },
+  );
+  return out.split("\n").filter(Boolean);
+}
+
+let mirrored = 0;
+const deadline = Date.now() + 180_000;
 for (;;) {
   const list = await rest.get<{
     items: { metadata: { namespace: string; name: string }; status?: PolicyStatus }[];
@@ -136,12 +235,20 @@ for (;;) {
   const allReady =
     list.items.length > 0 &&
     list.items.every((p) => p.status?.conditions?.find((c) => c.type === "Ready")?.status === "True");
-  if (once && allReady) {
-    say("the policy is Ready and its sessions exist; the packet collector arrives with the collector work");
-    await stop(0);
+  await syncVniMap();
+  if (allReady) mirrored += await sendTraffic();
+  const files = collector.files("shop/web-http");
+  console.log(
+    `  collector: ${mirrored} copies sent, ${await collector.sample("tmo_collector_packets_total", '{policy="shop/web-http"}')} received for shop/web-http, ${files.length} closed pcapng files in ${join(collector.dir, "shop/web-http")}`,
+  );
+  if (once && allReady && files.length > 0) {
+    const rows = tsharkSummary(files[0]!);
+    say(`tshark -r ${files[0]} reads ${rows.length} packets, for example:`);
+    for (const r of rows.slice(0, 5)) console.log(`    ${r}`);
+    await stop(rows.length > 0 ? 0 : 1);
   }
   if (once && Date.now() > deadline) {
-    say("timed out waiting for the policy to become Ready");
+    say("timed out waiting for the policy to become Ready and a capture file to close");
     await stop(1);
   }
   await sleep(2_000);
