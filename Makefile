@@ -80,3 +80,4 @@ bench: deps ## Run the benchmarks (see docs/benchmarks.md)
 	node --expose-gc bench/plan/run.ts 5000 5
 	node --expose-gc bench/cache/run.ts 100000
 	node bench/harness/run.ts 5
+	node bench/collector/run.ts 2 3

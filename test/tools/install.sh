@@ -125,10 +125,10 @@ install_moto() {
   link moto_server "$dir/bin/moto_server"
 }
 
-# Debian packages the tests read packet files with, and Lua for the Argo CD health check (5.4,
+# Debian packages the tests read packet files with, tcpreplay for the collector benchmark, and Lua for the Argo CD health check (5.4,
 # and 5.1: the language of the gopher-lua interpreter inside Argo CD).
 install_debian() {
-  local want=(tshark tcpdump suricata openssl lua5.4 lua5.1) missing=()
+  local want=(tshark tcpdump tcpreplay suricata openssl lua5.4 lua5.1) missing=()
   for c in "${want[@]}"; do sys_which "$c" >/dev/null 2>&1 || missing+=("$c"); done
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then

@@ -1,0 +1,237 @@
+// Collector receive rate with zero loss, against tcpdump capturing the same stream in the same run.
+//
+//   node bench/collector/run.ts [seconds-per-step=2] [repeats=3] [rates=50000,100000,...]
+//
+// tcpreplay injects VXLAN datagrams (VNI in the collector's map, 128 and 1,400 bytes on the wire)
+// into a veth pair at fixed rates; on the far end, in a network namespace the benchmark makes (and
+// removes), the collector (one worker, as a process) and `tcpdump -w` receive exactly the same
+// datagrams, as they would arrive from a NIC. (Frames injected on loopback are not delivered to
+// sockets, hence the veth.) For each size it prints, per rate, the median
+// loss of both and the collector's CPU per packet, then the highest rate each kept with zero loss
+// and the ratio. The machine is shared: read medians and ratios, not single runs.
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ipv4Header, pcapHeader, pcapRecord, vxlanHeader } from "../../test/ec2-sim/packets.ts";
+import { startCollectorProcess, type CollectorProcess } from "../../test/fixtures/collector.ts";
+
+const seconds = Number(process.argv[2] ?? 2);
+const repeats = Number(process.argv[3] ?? 3);
+const rates = (process.argv[4] ?? "25000,50000,100000,150000,200000,250000,300000").split(",").map(Number);
+const SIZES = [128, 1400];
+const VNI = 7;
+const work = mkdtempSync(join(tmpdir(), "tmo-bench-collector-"));
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+const NS = `tmo-bench-${process.pid}`;
+const OUTER = "tmob0";
+const INNER = "tmob1";
+const OUTER_IP = "10.250.0.1";
+const INNER_IP = "10.250.0.2";
+const sh = (...args: string[]): string =>
+  execFileSync(args[0]!, args.slice(1), { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+
+function setUpNetwork(): string {
+  sh("ip", "netns", "add", NS);
+  sh("ip", "link", "add", OUTER, "type", "veth", "peer", "name", INNER);
+  sh("ip", "link", "set", INNER, "netns", NS);
+  sh("ip", "addr", "add", `${OUTER_IP}/30`, "dev", OUTER);
+  sh("ip", "link", "set", OUTER, "up");
+  sh("ip", "netns", "exec", NS, "ip", "addr", "add", `${INNER_IP}/30`, "dev", INNER);
+  sh("ip", "netns", "exec", NS, "ip", "link", "set", INNER, "up");
+  sh("ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up");
+  const mac = sh("ip", "netns", "exec", NS, "cat", `/sys/class/net/${INNER}/address`).trim();
+  return mac;
+}
+
+function tearDownNetwork(): void {
+  for (const args of [
+    ["ip", "link", "del", OUTER],
+    ["ip", "netns", "del", NS],
+  ]) {
+    try {
+      sh(...args);
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/** An Ethernet frame to the collector's veth carrying one VXLAN datagram of `wire` bytes in all. */
+function vxlanFrame(dstMac: string, port: number, wire: number, i: number): Buffer {
+  const innerPayload = Buffer.alloc(wire - 14 - 20 - 8 - 8, i & 0xff);
+  // The inner frame: any Ethernet/IPv4 bytes; the collector does not look past the IP header.
+  innerPayload.writeUInt16BE(0x0800, 12);
+  const vxlan = Buffer.concat([vxlanHeader(VNI), innerPayload]);
+  const udp = Buffer.alloc(8);
+  udp.writeUInt16BE(40000 + (i % 64), 0); // 64 flows, as AWS's per-flow source ports give
+  udp.writeUInt16BE(port, 2);
+  udp.writeUInt16BE(8 + vxlan.length, 4);
+  const ip = ipv4Header({ src: OUTER_IP, dst: INNER_IP, protocol: 17, length: 8 + vxlan.length });
+  const macs = Buffer.from([...dstMac.split(":").map((x) => parseInt(x, 16)), 2, 0, 0, 0, 0, 1, 8, 0]);
+  return Buffer.concat([macs, ip, udp, vxlan]);
+}
+
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in USER_HZ (100)
+}
+
+async function tcpdumpStart(port: number, file: string) {
+  const p = spawn(
+    "ip",
+    [
+      "netns",
+      "exec",
+      NS,
+      "tcpdump",
+      "-i",
+      INNER,
+      "-Q",
+      "in",
+      "-n",
+      "-Z",
+      "root",
+      "-B",
+      "32768",
+      "-w",
+      file,
+      `udp dst port ${port}`,
+    ],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
+  let err = "";
+  p.stderr.on("data", (d: Buffer) => (err += d.toString()));
+  while (!err.includes("listening on")) {
+    if (p.exitCode !== null) throw new Error(`tcpdump failed: ${err}`);
+    await sleep(20);
+  }
+  return {
+    async stop(): Promise<number> {
+      p.kill("SIGINT");
+      await new Promise((r) => p.once("exit", r));
+      const captured = /(\d+) packets captured/.exec(err);
+      if (!captured) throw new Error(`tcpdump said: ${err}`);
+      return Number(captured[1]);
+    },
+  };
+}
+
+async function settle(c: CollectorProcess, name: string): Promise<number> {
+  let last = -1;
+  for (;;) {
+    const v = await c.sample(name);
+    if (v === last) return v;
+    last = v;
+    await sleep(150);
+  }
+}
+
+interface Step {
+  rate: number;
+  sent: number;
+  collectorLost: number;
+  tcpdumpLost: number;
+  cpuMicrosPerPacket: number;
+}
+
+async function step(c: CollectorProcess, file: string, rate: number): Promise<Step> {
+  const sent = rate * seconds;
+  const before = await settle(c, "tmo_collector_datagrams_total");
+  const dump = await tcpdumpStart(c.port, join(work, "tcpdump.pcap"));
+  const cpu0 = cpuSeconds(c.process.child.pid!);
+  execFileSync("tcpreplay", ["-i", OUTER, "-q", `--pps=${rate}`, `--limit=${sent}`, "--loop=0", file], {
+    stdio: "ignore",
+  });
+  const after = await settle(c, "tmo_collector_datagrams_total");
+  const cpu1 = cpuSeconds(c.process.child.pid!);
+  // tcpdump stops reading at SIGINT: give it the same time to drain its buffer as the collector had.
+  await sleep(500);
+  const captured = await dump.stop();
+  const got = after - before;
+  return {
+    rate,
+    sent,
+    collectorLost: sent - got,
+    tcpdumpLost: sent - captured,
+    cpuMicrosPerPacket: got > 0 ? ((cpu1 - cpu0) * 1e6) / got : NaN,
+  };
+}
+
+const stateDir = join(work, "state");
+execFileSync("mkdir", ["-p", stateDir]);
+tearDownNetwork();
+const innerMac = setUpNetwork();
+process.on("exit", tearDownNetwork);
+const collector = await startCollectorProcess({
+  stateDir,
+  netns: { name: NS, host: INNER_IP },
+  map: {
+    version: 1,
+    sessions: [
+      {
+        vni: VNI,
+        policies: ["bench/load"],
+        networkInterfaceId: "eni-bench",
+        sourceIp: "127.0.0.1",
+        pods: [],
+      },
+    ],
+  },
+  env: {
+    TMO_COLLECTOR_RECV_BUFFER_BYTES: String(32 << 20),
+    TMO_COLLECTOR_RETAIN_BYTES: String(2 * 2 ** 30),
+    TMO_LOG_LEVEL: "warn",
+  },
+});
+const rcvbuf = await collector.sample("tmo_collector_receive_buffer_bytes");
+console.log(
+  `collector pid ${collector.process.child.pid}, port ${collector.port}, SO_RCVBUF granted ${rcvbuf} bytes; ${seconds} s per step, ${repeats} repeats`,
+);
+try {
+  for (const size of SIZES) {
+    const file = join(work, `vxlan-${size}.pcap`);
+    writeFileSync(
+      file,
+      Buffer.concat([
+        pcapHeader(),
+        ...Array.from({ length: 256 }, (_, i) =>
+          pcapRecord(vxlanFrame(innerMac, collector.port, size, i), 0),
+        ),
+      ]),
+    );
+    console.log(`\n${size}-byte datagrams on the wire (VXLAN ${size - 42} bytes)`);
+    console.log(
+      "rate/s      collector lost (median)   tcpdump lost (median)   collector CPU µs/packet (median)",
+    );
+    let bestCollector = 0;
+    let bestTcpdump = 0;
+    for (const rate of rates) {
+      const runs: Step[] = [];
+      for (let r = 0; r < repeats; r++) runs.push(await step(collector, file, rate));
+      const cl = median(runs.map((s) => s.collectorLost));
+      const tl = median(runs.map((s) => s.tcpdumpLost));
+      const cpu = median(runs.map((s) => s.cpuMicrosPerPacket));
+      console.log(
+        `${String(rate).padEnd(11)} ${String(cl).padEnd(25)} ${String(tl).padEnd(23)} ${cpu.toFixed(2)}`,
+      );
+      if (cl === 0) bestCollector = rate;
+      if (tl === 0) bestTcpdump = rate;
+    }
+    const ratio = bestTcpdump > 0 ? (bestCollector / bestTcpdump).toFixed(2) : "n/a";
+    console.log(
+      `highest zero-loss rate: collector ${bestCollector}/s, tcpdump -w ${bestTcpdump}/s, ratio ${ratio}`,
+    );
+  }
+} finally {
+  await collector.stop();
+  rmSync(work, { recursive: true, force: true });
+  rmSync(dirname(collector.dir), { recursive: true, force: true });
+}
