@@ -16,6 +16,7 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ipv4Header, pcapHeader, pcapRecord, vxlanHeader } from "../../test/ec2-sim/packets.ts";
 import { startCollectorProcess, type CollectorProcess } from "../../test/fixtures/collector.ts";
+import { makeVethNamespace } from "../../test/fixtures/netns.ts";
 
 const seconds = Number(process.argv[2] ?? 2);
 const repeats = Number(process.argv[3] ?? 3);
@@ -28,40 +29,6 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-const NS = `tmo-bench-${process.pid}`;
-const OUTER = "tmob0";
-const INNER = "tmob1";
-const OUTER_IP = "10.250.0.1";
-const INNER_IP = "10.250.0.2";
-const sh = (...args: string[]): string =>
-  execFileSync(args[0]!, args.slice(1), { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-
-function setUpNetwork(): string {
-  sh("ip", "netns", "add", NS);
-  sh("ip", "link", "add", OUTER, "type", "veth", "peer", "name", INNER);
-  sh("ip", "link", "set", INNER, "netns", NS);
-  sh("ip", "addr", "add", `${OUTER_IP}/30`, "dev", OUTER);
-  sh("ip", "link", "set", OUTER, "up");
-  sh("ip", "netns", "exec", NS, "ip", "addr", "add", `${INNER_IP}/30`, "dev", INNER);
-  sh("ip", "netns", "exec", NS, "ip", "link", "set", INNER, "up");
-  sh("ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up");
-  const mac = sh("ip", "netns", "exec", NS, "cat", `/sys/class/net/${INNER}/address`).trim();
-  return mac;
-}
-
-function tearDownNetwork(): void {
-  for (const args of [
-    ["ip", "link", "del", OUTER],
-    ["ip", "netns", "del", NS],
-  ]) {
-    try {
-      sh(...args);
-    } catch {
-      // Already gone.
-    }
-  }
-}
-
 /** An Ethernet frame to the collector's veth carrying one VXLAN datagram of `wire` bytes in all. */
 function vxlanFrame(dstMac: string, port: number, wire: number, i: number): Buffer {
   const innerPayload = Buffer.alloc(wire - 14 - 20 - 8 - 8, i & 0xff);
@@ -72,7 +39,7 @@ function vxlanFrame(dstMac: string, port: number, wire: number, i: number): Buff
   udp.writeUInt16BE(40000 + (i % 64), 0); // 64 flows, as AWS's per-flow source ports give
   udp.writeUInt16BE(port, 2);
   udp.writeUInt16BE(8 + vxlan.length, 4);
-  const ip = ipv4Header({ src: OUTER_IP, dst: INNER_IP, protocol: 17, length: 8 + vxlan.length });
+  const ip = ipv4Header({ src: net.outerIp, dst: net.innerIp, protocol: 17, length: 8 + vxlan.length });
   const macs = Buffer.from([...dstMac.split(":").map((x) => parseInt(x, 16)), 2, 0, 0, 0, 0, 1, 8, 0]);
   return Buffer.concat([macs, ip, udp, vxlan]);
 }
@@ -88,10 +55,10 @@ async function tcpdumpStart(port: number, file: string) {
     [
       "netns",
       "exec",
-      NS,
+      net.ns,
       "tcpdump",
       "-i",
-      INNER,
+      net.inner,
       "-Q",
       "in",
       "-n",
@@ -117,6 +84,7 @@ async function tcpdumpStart(port: number, file: string) {
     async stop(): Promise<number> {
       p.kill("SIGINT");
       await new Promise((r) => p.once("exit", r));
+      if (process.env["BENCH_DEBUG"]) console.error(err.trim().split("\n").slice(-3).join(" / "));
       const captured = /(\d+) packets captured/.exec(err);
       if (!captured) throw new Error(`tcpdump said: ${err}`);
       return Number(captured[1]);
@@ -147,13 +115,14 @@ async function step(c: CollectorProcess, file: string, rate: number): Promise<St
   const before = await settle(c, "tmo_collector_datagrams_total");
   const dump = await tcpdumpStart(c.port, join(work, "tcpdump.pcap"));
   const cpu0 = cpuSeconds(c.process.child.pid!);
-  execFileSync("tcpreplay", ["-i", OUTER, "-q", `--pps=${rate}`, `--limit=${sent}`, "--loop=0", file], {
+  execFileSync("tcpreplay", ["-i", net.outer, "-q", `--pps=${rate}`, `--limit=${sent}`, "--loop=0", file], {
     stdio: "ignore",
   });
   const after = await settle(c, "tmo_collector_datagrams_total");
   const cpu1 = cpuSeconds(c.process.child.pid!);
-  // tcpdump stops reading at SIGINT: give it the same time to drain its buffer as the collector had.
-  await sleep(500);
+  // tcpdump stops reading at SIGINT, and libpcap hands over a partly filled ring block only after
+  // its 1 s timeout: wait longer than that, or packets it did receive would count as lost.
+  await sleep(1500);
   const captured = await dump.stop();
   const got = after - before;
   return {
@@ -167,12 +136,11 @@ async function step(c: CollectorProcess, file: string, rate: number): Promise<St
 
 const stateDir = join(work, "state");
 execFileSync("mkdir", ["-p", stateDir]);
-tearDownNetwork();
-const innerMac = setUpNetwork();
-process.on("exit", tearDownNetwork);
+const net = makeVethNamespace("bench");
+process.on("exit", () => net.close());
 const collector = await startCollectorProcess({
   stateDir,
-  netns: { name: NS, host: INNER_IP },
+  netns: { name: net.ns, host: net.innerIp },
   map: {
     version: 1,
     sessions: [
@@ -203,7 +171,7 @@ try {
       Buffer.concat([
         pcapHeader(),
         ...Array.from({ length: 256 }, (_, i) =>
-          pcapRecord(vxlanFrame(innerMac, collector.port, size, i), 0),
+          pcapRecord(vxlanFrame(net.innerMac, collector.port, size, i), 0),
         ),
       ]),
     );

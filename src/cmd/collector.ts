@@ -10,7 +10,13 @@ import { AggregatorRegistry, Registry } from "prom-client";
 import { startProbeServer } from "../controller/http.ts";
 import { ensurePrivateDir } from "../collector/files.ts";
 import { recoverPartialFiles, watchVniMap } from "../collector/map-watch.ts";
-import { kernelDrops, registerHostMetrics, registerReceiverMetrics } from "../collector/metrics.ts";
+import { VxlanDevices } from "../collector/kernel.ts";
+import {
+  kernelDrops,
+  registerDeviceMetrics,
+  registerHostMetrics,
+  registerReceiverMetrics,
+} from "../collector/metrics.ts";
 import { Receiver } from "../collector/receiver.ts";
 import { sweepRetention, type SweepResult } from "../collector/retention.ts";
 import { PcapStream } from "../collector/stream.ts";
@@ -176,6 +182,45 @@ async function runPrimary(config: CollectorConfig, log: Logger): Promise<number>
   return 0;
 }
 
+/** Kernel mode: the devices follow the map; metrics and probes as in userspace mode. */
+async function runKernel(config: CollectorConfig, log: Logger): Promise<number> {
+  const devices = new VxlanDevices({ port: config.listen.port, log });
+  try {
+    devices.existing();
+  } catch (err) {
+    throw new Error("kernel mode needs the ip command, the vxlan module and NET_ADMIN", { cause: err });
+  }
+  let synced = false;
+  const stopWatching = watchVniMap({
+    path: config.vniMapFile,
+    intervalMs: config.vniMapPollMs,
+    onMap: (map) => {
+      devices.sync(map);
+      synced = true;
+      log.info({ sessions: map.sessions.length }, "Loaded the VNI map");
+    },
+    onError: (err) =>
+      log.warn(
+        { err: err.message, cause: (err.cause as Error | undefined)?.message },
+        "Kept the previous VNI map",
+      ),
+  });
+  if (!synced) devices.sync({ version: 1, sessions: [] }); // no map yet: leftovers go now
+  const registry = new Registry();
+  registerDeviceMetrics(
+    registry,
+    () => devices.counters(),
+    () => devices.errors,
+  );
+  const server = await startProbeServer({ ...config.metrics, registry });
+  log.info({ metricsPort: server.port, port: config.listen.port }, "Collector started in kernel mode");
+  const why = await signalled();
+  log.info({ why }, "Stopping; the vxlan devices stay for the tools attached to them");
+  stopWatching();
+  await server.close();
+  return 0;
+}
+
 /** Runs the collector until SIGTERM/SIGINT; resolves to the exit code. */
 export async function run(_argv: string[]): Promise<number> {
   const config = loadCollectorConfig(process.env);
@@ -183,6 +228,7 @@ export async function run(_argv: string[]): Promise<number> {
     level: config.logLevel,
     base: { component: "collector", node: config.nodeName ?? hostname() },
   });
+  if (config.mode === "kernel") return runKernel(config, log);
   if (cluster.isWorker) return runClusterWorker(config, log);
   return config.workers === 1 ? runSingle(config, log) : runPrimary(config, log);
 }

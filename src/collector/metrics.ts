@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { FileSetStats } from "./files.ts";
+import type { DeviceCounters } from "./kernel.ts";
 import type { Receiver } from "./receiver.ts";
 import type { PcapStream } from "./stream.ts";
 import { MALFORMED_REASONS } from "./vxlan.ts";
@@ -170,5 +171,36 @@ export function registerHostMetrics(
     registry,
     { name: "tmo_collector_kernel_drops_total", help: "Datagrams the kernel dropped on the receive sockets" },
     () => [[{}, read.kernelDrops()]],
+  );
+}
+
+/** Kernel mode: the vxlan devices' counters, per device (and the policies its VNI serves). */
+export function registerDeviceMetrics(
+  registry: Registry,
+  read: () => DeviceCounters[],
+  errors: () => number,
+): void {
+  const labelled = (pick: (d: DeviceCounters) => number): [Labels, number][] =>
+    read().map((d) => [{ device: d.device, vni: String(d.vni), policy: d.policies.join(",") }, pick(d)]);
+  const labelNames = ["device", "vni", "policy"];
+  readCounter(
+    registry,
+    { name: "tmo_collector_device_packets_total", help: "Frames received on a vxlan device", labelNames },
+    () => labelled((d) => d.rxPackets),
+  );
+  readCounter(
+    registry,
+    { name: "tmo_collector_device_bytes_total", help: "Bytes received on a vxlan device", labelNames },
+    () => labelled((d) => d.rxBytes),
+  );
+  readCounter(
+    registry,
+    { name: "tmo_collector_device_dropped_total", help: "Frames a vxlan device dropped", labelNames },
+    () => labelled((d) => d.rxDropped),
+  );
+  readCounter(
+    registry,
+    { name: "tmo_collector_device_errors_total", help: "ip commands that failed while managing devices" },
+    () => [[{}, errors()]],
   );
 }
