@@ -11,7 +11,7 @@ import { makeEc2Client } from "../aws/client.ts";
 import { Ec2MirrorApi } from "../aws/ec2-adapter.ts";
 import { loadInventory } from "../aws/inventory.ts";
 import { API_GROUP, API_VERSION } from "../controller/runtime.ts";
-import { leanCustom, leanNode, leanPod } from "../k8s/lean.ts";
+import { leanCustom, leanNamespace, leanNode, leanPod } from "../k8s/lean.ts";
 import { Reflector, type RawObject } from "../k8s/reflector.ts";
 import { KubeRest } from "../k8s/rest.ts";
 import { apiServerSource } from "../k8s/source.ts";
@@ -62,11 +62,12 @@ export async function run(argv: string[]): Promise<number> {
   const kc = new KubeConfig();
   kc.loadFromDefault();
   const crd = (plural: string): string => `/apis/${API_GROUP}/${API_VERSION}/${plural}`;
-  const [pods, nodes, policies, targets] = await Promise.all([
+  const [pods, nodes, policies, targets, namespaces] = await Promise.all([
     listAll(kc, "/api/v1/pods", leanPod),
     listAll(kc, "/api/v1/nodes", leanNode),
     listAll(kc, crd("trafficmirrorpolicies"), (o) => leanCustom(o)),
     listAll(kc, crd("trafficmirrortargets"), (o) => leanCustom(o)),
+    listAll(kc, "/api/v1/namespaces", leanNamespace),
   ]);
   const client = makeEc2Client({
     region: config.region,
@@ -97,7 +98,7 @@ export async function run(argv: string[]): Promise<number> {
         ? [{ name: t.name, generation: t.generation, deleting: t.deleting, spec: spec.data }]
         : [];
     }),
-    namespaces: [],
+    namespaces,
     pods,
     nodes,
     inventory,

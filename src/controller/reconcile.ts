@@ -153,7 +153,7 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
         clusterName: d.cluster,
         policies,
         targets,
-        namespaces: [],
+        namespaces: snapshot.namespaces,
         pods: snapshot.pods,
         nodes: snapshot.nodes,
         inventory,

@@ -7,7 +7,16 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { Watch } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { LeaderElector } from "../k8s/leader.ts";
-import { leanCustom, leanNode, leanPod, type LeanCustom, type LeanNode, type LeanPod } from "../k8s/lean.ts";
+import {
+  leanCustom,
+  leanNamespace,
+  leanNode,
+  leanPod,
+  type LeanCustom,
+  type LeanNamespace,
+  type LeanNode,
+  type LeanPod,
+} from "../k8s/lean.ts";
 import { Reflector, type RawObject } from "../k8s/reflector.ts";
 import type { KubeRest } from "../k8s/rest.ts";
 import { apiServerSource } from "../k8s/source.ts";
@@ -25,6 +34,7 @@ export interface ClusterSnapshot {
   nodes: LeanNode[];
   policies: LeanCustom[];
   targets: LeanCustom[];
+  namespaces: LeanNamespace[];
 }
 
 /** One plan-and-apply cycle. */
@@ -52,6 +62,7 @@ export class OperatorRuntime {
   readonly nodes: Reflector<LeanNode>;
   readonly policies: Reflector<LeanCustom>;
   readonly targets: Reflector<LeanCustom>;
+  readonly namespaces: Reflector<LeanNamespace>;
   readonly #d: RuntimeDeps;
   readonly #trigger: CoalescingTrigger;
   #elector: LeaderElector | undefined;
@@ -74,6 +85,7 @@ export class OperatorRuntime {
     this.nodes = make("nodes", "/api/v1/nodes", leanNode);
     this.policies = make("policies", crd("trafficmirrorpolicies"), (o) => leanCustom(o));
     this.targets = make("targets", crd("trafficmirrortargets"), (o) => leanCustom(o));
+    this.namespaces = make("namespaces", "/api/v1/namespaces", leanNamespace);
     this.#trigger = new CoalescingTrigger({
       log: d.log,
       resyncMs: d.resyncMs,
@@ -88,6 +100,7 @@ export class OperatorRuntime {
       ["nodes", this.nodes],
       ["policies", this.policies],
       ["targets", this.targets],
+      ["namespaces", this.namespaces],
     ] as [string, Reflector<unknown>][];
   }
 
@@ -147,6 +160,7 @@ export class OperatorRuntime {
       nodes: [...this.nodes.values()],
       policies: [...this.policies.values()],
       targets: [...this.targets.values()],
+      namespaces: [...this.namespaces.values()],
     };
   }
 

@@ -30,6 +30,12 @@ export interface LeanNode {
   ready: boolean;
 }
 
+/** A namespace as the planner sees it: its labels (targets may allow namespaces by selector). */
+export interface LeanNamespace {
+  name: string;
+  labels: Record<string, string>;
+}
+
 /** A custom resource kept whole but for managed fields (they are small and few). */
 export interface LeanCustom<Spec = unknown, Status = unknown> {
   namespace: string | undefined;
@@ -99,6 +105,12 @@ export function leanNode(o: RawObject): LeanNode {
     internalIP: status.addresses?.find((a) => a.type === "InternalIP")?.address,
     ready: status.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
   };
+}
+
+/** The lean copy of a namespace. */
+export function leanNamespace(o: RawObject): LeanNamespace {
+  const m = meta(o);
+  return { name: m.name ?? "", labels: copyLabels(m.labels) };
 }
 
 /** The lean copy of one of the operator's custom resources (spec validated later, by the caller). */

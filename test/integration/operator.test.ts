@@ -201,6 +201,49 @@ describe("operator: policies to mirror sessions", () => {
     expect(cond(s, "Ready")?.message).toContain("does not allow namespace tenant-b");
   });
 
+  it("allows namespaces by label, and follows a namespace's labels as they change", async () => {
+    await post(`/apis/${API_VERSION}/trafficmirrortargets`, {
+      apiVersion: API_VERSION,
+      kind: "TrafficMirrorTarget",
+      metadata: { name: "by-label" },
+      spec: {
+        collector: { nodeSelector: COLLECTOR_LABEL },
+        allowedNamespaces: {
+          from: "Selector",
+          selector: { matchLabels: { "mirroring.example.com/allowed": "yes" } },
+        },
+      },
+    });
+    await post(policyPath("tenant-b"), {
+      apiVersion: API_VERSION,
+      kind: "TrafficMirrorPolicy",
+      metadata: { name: "labelled" },
+      spec: { podSelector: { matchLabels: { app: "nothing-yet" } }, targetRef: { name: "by-label" } },
+    });
+    const reason = async () => cond(await statusOf("tenant-b", "labelled"), "Ready")?.reason;
+    await until("NamespaceNotAllowed before the label", async () =>
+      (await reason()) === "NamespaceNotAllowed" ? true : undefined,
+    );
+    await rest.request({
+      method: "PATCH",
+      path: "/api/v1/namespaces/tenant-b",
+      body: { metadata: { labels: { "mirroring.example.com/allowed": "yes" } } },
+      contentType: "application/merge-patch+json",
+      what: "labelling tenant-b",
+    });
+    const after = await until("allowed once labelled", async () => {
+      const r = await reason();
+      return r !== undefined && r !== "NamespaceNotAllowed" ? r : undefined;
+    });
+    expect(after).not.toBe("NamespaceNotAllowed");
+    await rest.request({ method: "DELETE", path: policyPath("tenant-b", "labelled"), what: "cleanup" });
+    await rest.request({
+      method: "DELETE",
+      path: `/apis/${API_VERSION}/trafficmirrortargets/by-label`,
+      what: "cleanup",
+    });
+  });
+
   it("gives an ENI's three slots to the three highest-priority policies and says EniFull for the fourth", async () => {
     // Four policies on the same pods, each to its own NLB target: four sessions wanted per ENI.
     for (const n of [1, 2, 3, 4]) {
