@@ -76,6 +76,28 @@ export function registerReceiverMetrics(registry: Registry, r: Receiver, stream?
   readCounter(
     registry,
     {
+      name: "tmo_collector_unknown_vni_bytes_total",
+      help: "Frame bytes of packets whose VNI is not in the map",
+    },
+    () => [[{}, r.counters.unknownVniBytes]],
+  );
+  readCounter(
+    registry,
+    { name: "tmo_collector_internal_errors_total", help: "Datagrams whose handling failed unexpectedly" },
+    () => [[{}, r.counters.internalErrors]],
+  );
+  readCounter(
+    registry,
+    {
+      name: "tmo_collector_write_errors_total",
+      help: "Failed opens, writes or renames of capture files per policy directory",
+      labelNames: ["policy"],
+    },
+    () => perSet((s) => s.writeErrors),
+  );
+  readCounter(
+    registry,
+    {
       name: "tmo_collector_packets_total",
       help: "Mirrored packets received per policy",
       labelNames: ["policy"],

@@ -92,6 +92,7 @@ describe("a full disk", () => {
       );
       const w1 = await written();
       expect(await dropped()).toBeGreaterThan(0);
+      expect(await c.sample("tmo_collector_write_errors_total", '{policy="ops/app"}')).toBeGreaterThan(0);
       expect(w1).toBeGreaterThan(0);
       expect(await fetch(`http://127.0.0.1:${c.metricsPort}/healthz`).then((r) => r.status)).toBe(200);
       // What was kept is whole: once the open file is closed (1 s rotation), the files hold it all.

@@ -276,6 +276,8 @@ describe("collector input it cannot use", () => {
     );
     expect(await Promise.all(reasons)).toEqual([expectShort, 100 - expectShort, 1]);
     expect(await c.sample("tmo_collector_unknown_vni_packets_total")).toBe(7);
+    expect(await c.sample("tmo_collector_unknown_vni_bytes_total")).toBe(7 * frame.length);
+    expect(await c.metrics()).toMatch(/^tmo_collector_internal_errors_total 0$/m);
     expect(await fetch(`http://127.0.0.1:${c.metricsPort}/healthz`).then((r) => r.status)).toBe(200);
     await c.stop();
     const [file] = c.files("_unknown");
