@@ -6,7 +6,6 @@ export const ConditionType = {
   SourcesResolved: "SourcesResolved",
   SessionsProgrammed: "SessionsProgrammed",
   WithinLimits: "WithinLimits",
-  Accepted: "Accepted",
 } as const;
 
 /** Why a source (pod or node) or a whole policy is not mirrored, or why a condition is as it is. */
@@ -18,7 +17,6 @@ export const Reason = {
   NamespaceNotAllowed: "NamespaceNotAllowed",
   NodeSourcesNotAllowed: "NodeSourcesNotAllowed",
   InvalidSpec: "InvalidSpec",
-  NoSourcesSelected: "NoSourcesSelected",
   // Source-level
   PodNotRunning: "PodNotRunning",
   PodHasNoIp: "PodHasNoIp",
@@ -37,12 +35,11 @@ export const Reason = {
   // Positive
   Resolved: "Resolved",
   Programmed: "Programmed",
+  /** Not set by the operator today; the Argo CD health check treats it as Progressing. */
   Pending: "Pending",
   Retrying: "Retrying",
   DryRun: "DryRun",
   WithinLimits: "WithinLimits",
-  LimitsReached: "LimitsReached",
-  SourcesUnresolved: "SourcesUnresolved",
 } as const;
 
 /** A reason value. */
