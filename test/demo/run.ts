@@ -154,12 +154,16 @@ process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
 /** What kubelet does for the DaemonSet: the operator's VNI map ConfigMap, as the collector's file. */
+let lastMap = "";
 async function syncVniMap(): Promise<void> {
   const cm = await rest
     .get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${NS}/configmaps/${VNI_MAP_CONFIGMAP}`, "map")
     .catch(() => undefined);
   const text = cm?.data?.[VNI_MAP_CONFIGMAP_KEY];
-  if (text) collector.writeMap(VniMapSchema.parse(JSON.parse(text)));
+  if (!text || text === lastMap) return;
+  lastMap = text;
+  collector.writeMap(VniMapSchema.parse(JSON.parse(text)));
+  await sleep(500); // the collector polls its map file every 200 ms
 }
 
 let request = 0;
@@ -216,6 +220,7 @@ function tsharkSummary(file: string): string[] {
 let mirrored = 0;
 const deadline = Date.now() + 180_000;
 for (;;) {
+  if (stopping) await new Promise(() => undefined); // Ctrl-C: stop() exits the process
   const list = await rest.get<{
     items: { metadata: { namespace: string; name: string }; status?: PolicyStatus }[];
   }>(`/apis/${API_VERSION}/trafficmirrorpolicies`, "list");
