@@ -41,33 +41,39 @@ function port(r: { from: number; to: number } | undefined): PortRange | undefine
   return r ? { fromPort: r.from, toPort: r.to } : undefined;
 }
 
-function directions(d: PolicyFilterRule["direction"]): TrafficDirection[] {
-  return d === "both" ? ["ingress", "egress"] : [d];
-}
-
-/** Rules of one user rule applied to one local block. */
-function expand(r: PolicyFilterRule, local: string): Omit<DesiredRule, "ruleNumber">[] {
+/** Rules of one user rule applied to one local block, pushed onto `out` with their tier. */
+function expand(r: PolicyFilterRule, local: string, tier: number, out: Unnumbered[]): void {
   const protocol = PROTOCOLS[r.protocol];
   const remote = r.remoteCidr ?? ANY;
-  return directions(r.direction).map((direction) => {
-    const inbound = direction === "ingress";
-    return {
-      direction,
-      action: r.action,
-      ...(protocol === undefined ? {} : { protocol }),
-      sourceCidrBlock: inbound ? remote : local,
-      destinationCidrBlock: inbound ? local : remote,
-      ...(port(inbound ? r.remotePorts : r.localPorts)
-        ? { sourcePortRange: port(inbound ? r.remotePorts : r.localPorts) }
-        : {}),
-      ...(port(inbound ? r.localPorts : r.remotePorts)
-        ? { destinationPortRange: port(inbound ? r.localPorts : r.remotePorts) }
-        : {}),
-    };
-  });
+  if (r.direction !== "egress") out.push(oneRule(r, { direction: "ingress", protocol, tier }, remote, local));
+  if (r.direction !== "ingress") out.push(oneRule(r, { direction: "egress", protocol, tier }, local, remote));
+}
+
+/**
+ * One rule as a literal (this runs for every rule of every filter of a plan); keys are added in
+ * the order they always had, since the plan is compared byte for byte.
+ */
+function oneRule(
+  r: PolicyFilterRule,
+  how: { direction: TrafficDirection; protocol: number | undefined; tier: number },
+  sourceCidrBlock: string,
+  destinationCidrBlock: string,
+): Unnumbered {
+  const inbound = how.direction === "ingress";
+  const rule: Unnumbered = { direction: how.direction, action: r.action } as Unnumbered;
+  if (how.protocol !== undefined) rule.protocol = how.protocol;
+  rule.sourceCidrBlock = sourceCidrBlock;
+  rule.destinationCidrBlock = destinationCidrBlock;
+  const sp = port(inbound ? r.remotePorts : r.localPorts);
+  if (sp) rule.sourcePortRange = sp;
+  const dp = port(inbound ? r.localPorts : r.remotePorts);
+  if (dp) rule.destinationPortRange = dp;
+  rule.tier = how.tier;
+  return rule;
 }
 
 const ALL_TRAFFIC: PolicyFilterRule = { direction: "both", action: "accept", protocol: "All" };
+const REJECT_ALL: PolicyFilterRule = { direction: "both", action: "reject", protocol: "All" };
 
 /** A rule before numbering, with its tier: rules of a lower tier must be evaluated first. */
 type Unnumbered = Omit<DesiredRule, "ruleNumber"> & { tier: number };
@@ -79,29 +85,44 @@ type Unnumbered = Omit<DesiredRule, "ruleNumber"> & { tier: number };
  * and the filter is updated with one or two calls instead of being rebuilt.
  */
 function number(rules: Unnumbered[]): DesiredRule[] {
-  const used: Record<TrafficDirection, Set<number>> = { ingress: new Set(), egress: new Set() };
-  return rules.map(({ tier, ...r }) => {
-    const base = tier * 1000 + 1;
-    let offset = hash53(canonicalRule({ ...r, ruleNumber: 0 })) % 997;
-    while (used[r.direction].has(base + offset)) offset = (offset + 1) % 997;
-    used[r.direction].add(base + offset);
-    return { ...r, ruleNumber: base + offset };
+  const ingress = new Set<number>();
+  const egress = new Set<number>();
+  return rules.map((u) => {
+    const used = u.direction === "ingress" ? ingress : egress;
+    const base = u.tier * 1000 + 1;
+    let offset = hash53(canonicalText(u, 0)) % 997;
+    while (used.has(base + offset)) offset = (offset + 1) % 997;
+    used.add(base + offset);
+    return numbered(u, base + offset);
   });
+}
+
+/** `u` without its tier and with its number, keys in the order a spread of it gave. */
+function numbered(u: Unnumbered, ruleNumber: number): DesiredRule {
+  const r = { direction: u.direction, action: u.action } as DesiredRule;
+  if ("protocol" in u) r.protocol = u.protocol;
+  r.sourceCidrBlock = u.sourceCidrBlock;
+  r.destinationCidrBlock = u.destinationCidrBlock;
+  if ("sourcePortRange" in u) r.sourcePortRange = u.sourcePortRange;
+  if ("destinationPortRange" in u) r.destinationPortRange = u.destinationPortRange;
+  r.ruleNumber = ruleNumber;
+  return r;
 }
 
 function acceptForm(locals: readonly string[], userRules: readonly PolicyFilterRule[]): Unnumbered[] {
   const rules = userRules.length > 0 ? userRules : [ALL_TRAFFIC];
-  return rules.flatMap((r, i) => locals.flatMap((l) => expand(r, l).map((x) => ({ ...x, tier: i + 1 }))));
+  const out: Unnumbered[] = [];
+  rules.forEach((r, i) => {
+    for (const l of locals) expand(r, l, i + 1, out);
+  });
+  return out;
 }
 
 function rejectForm(rejectBlocks: readonly Block[]): Unnumbered[] {
-  const rejects = rejectBlocks.flatMap((b) =>
-    expand({ direction: "both", action: "reject", protocol: "All" }, formatBlock(b)).map((x) => ({
-      ...x,
-      tier: 1,
-    })),
-  );
-  return [...rejects, ...expand(ALL_TRAFFIC, ANY).map((x) => ({ ...x, tier: 2 }))];
+  const out: Unnumbered[] = [];
+  for (const b of rejectBlocks) expand(REJECT_ALL, formatBlock(b), 1, out);
+  expand(ALL_TRAFFIC, ANY, 2, out);
+  return out;
 }
 
 /**
@@ -136,7 +157,11 @@ function range(s: number, e: number): number[] {
 
 /** One rule as a comparable string (ignores the id). */
 export function canonicalRule(r: DesiredRule): string {
+  return canonicalText(r, r.ruleNumber);
+}
+
+function canonicalText(r: Omit<DesiredRule, "ruleNumber">, ruleNumber: number): string {
   const sp = r.sourcePortRange;
   const dp = r.destinationPortRange;
-  return `${r.direction} ${r.ruleNumber} ${r.action} ${r.protocol ?? -1} ${r.sourceCidrBlock} ${r.destinationCidrBlock} ${sp?.fromPort ?? -1}-${sp?.toPort ?? -1} ${dp?.fromPort ?? -1}-${dp?.toPort ?? -1}`;
+  return `${r.direction} ${ruleNumber} ${r.action} ${r.protocol ?? -1} ${r.sourceCidrBlock} ${r.destinationCidrBlock} ${sp?.fromPort ?? -1}-${sp?.toPort ?? -1} ${dp?.fromPort ?? -1}-${dp?.toPort ?? -1}`;
 }

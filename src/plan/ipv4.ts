@@ -34,7 +34,7 @@ export function parseIp(ip: string): number | undefined {
 
 /** Formats a number as a dotted IPv4 address. */
 export function formatIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
 /** Parses `a.b.c.d/len`; undefined if it is not an IPv4 CIDR. */

@@ -13,7 +13,7 @@ import { diffAgainstInventory } from "./diff.ts";
 import { buildFilterRules, type DesiredRule } from "./filters.ts";
 import { byString, hash53, hashHex } from "./hash.ts";
 import { indexInventory, type InventoryIndex } from "./inventory-index.ts";
-import { normalizeRanges, type Ranges } from "./ipv4.ts";
+import type { Ranges } from "./ipv4.ts";
 import { matches } from "./selectors.ts";
 import { locateNode, locatePod, selectSources, type Located, type LocateCtx } from "./sources.ts";
 import { pickSlot, resolveTargets, type ResolvedTarget } from "./targets.ts";
@@ -40,8 +40,18 @@ function policyId(p: PolicyInput): string {
   return `${p.namespace}/${p.name}`;
 }
 
-interface Member {
+/** A policy with what the hot loops would otherwise recompute per pod. */
+interface RankedPolicy {
   policy: PolicyInput;
+  id: string;
+  /** Position in priority order; equal for policies `byPriority` cannot tell apart. */
+  rank: number;
+  /** The report its sources go to (the last one registered under its id, as a map lookup gave). */
+  report: PolicyReport;
+}
+
+interface Member {
+  policy: RankedPolicy;
   located: Located;
 }
 
@@ -56,6 +66,8 @@ interface Group {
   mirrorDns: boolean;
   userRules: PolicyFilterRule[];
   whole: boolean;
+  /** `hash53(groupKey)`, computed once per policy rather than once per group. */
+  keyHash: number;
   members: Member[];
 }
 
@@ -112,58 +124,83 @@ function groupKeyOf(p: PolicyInput, whole: boolean): string {
   ]);
 }
 
-function addMember(
-  groups: Map<string, Group>,
-  m: Member,
-  keys: { target: ResolvedTarget; groupKey: string; hash: string },
-): void {
+/** Per-policy constants of its groups. */
+interface GroupKeys {
+  target: ResolvedTarget;
+  groupKey: string;
+  hash: string;
+  keyHash: number;
+}
+
+function addMember(groupsByEni: Map<string, Group[]>, m: Member, keys: GroupKeys): void {
   const { target, groupKey } = keys;
-  const whole = m.located.ip === "all";
-  const id = `${m.located.eni.networkInterfaceId}|${groupKey}`;
-  let g = groups.get(id);
+  const eniId = m.located.eni.networkInterfaceId;
+  const spec = m.policy.policy.spec;
+  let groups = groupsByEni.get(eniId);
+  if (!groups) {
+    groups = [];
+    groupsByEni.set(eniId, groups);
+  }
+  let g: Group | undefined;
+  for (const x of groups) if (x.groupKey === groupKey) g = x;
   if (!g) {
     g = {
       groupKey,
-      sessionKey: `session-${m.located.eni.networkInterfaceId}-${keys.hash}`,
+      sessionKey: `session-${eniId}-${keys.hash}`,
       eni: m.located.eni,
       target,
-      priority: m.policy.spec.priority,
-      packetLength: m.policy.spec.packetLength,
-      mirrorDns: m.policy.spec.filter?.mirrorDns ?? false,
-      userRules: m.policy.spec.filter?.rules ?? [],
-      whole,
+      priority: spec.priority,
+      packetLength: spec.packetLength,
+      mirrorDns: spec.filter?.mirrorDns ?? false,
+      userRules: spec.filter?.rules ?? [],
+      whole: m.located.ip === "all",
+      keyHash: keys.keyHash,
       members: [],
     };
-    groups.set(id, g);
+    groups.push(g);
   }
-  g.priority = Math.max(g.priority, m.policy.spec.priority);
+  g.priority = Math.max(g.priority, spec.priority);
   g.members.push(m);
 }
 
-function unselectedRanges(held: Ranges, selected: ReadonlySet<number>): Ranges {
+/** The held addresses not in `selected` (sorted, distinct), as merged ranges. */
+function unselectedRanges(held: Ranges, selected: readonly number[]): Ranges {
+  // `held` is merged, so the gaps between selected addresses come out sorted and merged too.
   const out: [number, number][] = [];
+  let k = 0;
   for (const [s, e] of held) {
     let start = s;
-    for (let a = s; a <= e; a++) {
-      if (!selected.has(a)) continue;
+    while (k < selected.length && selected[k]! < s) k++;
+    for (; k < selected.length && selected[k]! <= e; k++) {
+      const a = selected[k]!;
       if (a > start) out.push([start, a - 1]);
       start = a + 1;
     }
     if (start <= e) out.push([start, e]);
   }
-  return normalizeRanges(out);
+  return out;
+}
+
+function sortedDistinct(xs: readonly number[]): number[] {
+  const out = [...xs].sort((a, b) => a - b);
+  let n = 0;
+  for (let i = 0; i < out.length; i++) if (i === 0 || out[i] !== out[n - 1]) out[n++] = out[i]!;
+  out.length = n;
+  return out;
 }
 
 /** Filter rules for a group, dropping its lowest-priority pods until the rules fit. */
 function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRule[] | undefined {
   g.members.sort(
-    (a, b) => byPriority(a.policy, b.policy) || byString(a.located.report.name, b.located.report.name),
+    (a, b) => a.policy.rank - b.policy.rank || byString(a.located.report.name, b.located.report.name),
   );
+  const held = g.whole ? [] : idx.heldRanges(g.eni.networkInterfaceId);
   while (g.members.length > 0) {
-    const ips = g.members.flatMap((m) => (m.located.ip === "all" ? [] : [m.located.ip]));
+    const ips: number[] = [];
+    for (const m of g.members) if (m.located.ip !== "all") ips.push(m.located.ip);
     const rules = buildFilterRules({
       selected: g.whole ? "all" : ips,
-      unselected: g.whole ? [] : unselectedRanges(idx.heldRanges(g.eni.networkInterfaceId), new Set(ips)),
+      unselected: g.whole ? [] : unselectedRanges(held, sortedDistinct(ips)),
       userRules: g.userRules,
       allowRejectForm: g.target.input.spec.allowNodeSources,
     });
@@ -175,7 +212,7 @@ function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRul
 
 function sessionNumberFor(g: Group, taken: Set<number>): number {
   // Priority decides the order AWS evaluates sessions in: higher priority, lower number.
-  let n = (1000 - g.priority) * 32 + 1 + (hash53(g.groupKey) % 32);
+  let n = (1000 - g.priority) * 32 + 1 + (g.keyHash % 32);
   while (taken.has(n)) n = n >= 32766 ? 1 : n + 1;
   taken.add(n);
   return n;
@@ -186,25 +223,31 @@ interface Outcome {
   filters: Map<string, DesiredFilter>;
 }
 
-function unmirrored(reports: Map<string, PolicyReport>, m: Member, reason: string, message: string): void {
-  reports.get(policyId(m.policy))!.sources.push({
-    ...m.located.report,
+function unmirrored(m: Member, reason: string, message: string): void {
+  const r = m.located.report;
+  m.policy.report.sources.push({
+    kind: r.kind,
+    name: r.name,
     networkInterfaceId: m.located.eni.networkInterfaceId,
     reason,
     message,
   });
 }
 
-function programGroup(
-  g: Group,
-  ctx: { idx: InventoryIndex; reports: Map<string, PolicyReport>; taken: Set<number>; out: Outcome },
-): void {
-  const { idx, reports, out } = ctx;
+interface ProgramCtx {
+  idx: InventoryIndex;
+  reports: Map<string, PolicyReport>;
+  /** Owned target id to its key (the first in the index's order), built on first use. */
+  keyOfTarget: () => Map<string, string>;
+  out: Outcome;
+}
+
+function programGroup(g: Group, ctx: ProgramCtx, taken: Set<number>): void {
+  const { idx, out } = ctx;
   const dropped: Member[] = [];
   const rules = fitFilter(g, idx, dropped);
   for (const m of dropped) {
     unmirrored(
-      reports,
       m,
       Reason.FilterTooLarge,
       `more sources on ${g.eni.networkInterfaceId} than one filter's 10 rules can select`,
@@ -212,16 +255,11 @@ function programGroup(
   }
   if (!rules) return;
   const existing = idx.ownedSessions.get(g.sessionKey);
-  const current = existing ? currentTargetRef(idx, existing.trafficMirrorTargetId) : undefined;
+  const current = existing ? currentTargetRef(ctx, existing.trafficMirrorTargetId) : undefined;
   const slot = pickSlot(g.target.slots, g.eni.availabilityZone, current);
   if (!slot) {
-    for (const m of g.members)
-      unmirrored(
-        reports,
-        m,
-        Reason.TargetFull,
-        `every AWS target of ${g.target.input.name} has its maximum number of sources`,
-      );
+    const message = `every AWS target of ${g.target.input.name} has its maximum number of sources`;
+    for (const m of g.members) unmirrored(m, Reason.TargetFull, message);
     return;
   }
   slot.used++;
@@ -238,41 +276,74 @@ function programGroup(
       networkServices,
       description: "traffic-mirror-operator filter",
     });
-  const owners = [...new Set(g.members.map((m) => policyId(m.policy)))].sort();
-  const first = g.members[0]!.located;
-  out.sessions.push({
-    key: g.sessionKey,
-    networkInterfaceId: g.eni.networkInterfaceId,
-    target: slot.ref,
-    filterKey: fKey,
-    sessionNumber: sessionNumberFor(g, ctx.taken),
-    ...(g.packetLength ? { packetLength: g.packetLength } : {}),
-    virtualNetworkId: 0,
-    owners,
-    nodeName: first.nodeName,
-    instanceId: first.instanceId,
-    pods: g.whole ? [] : g.members.map((m) => ({ name: m.located.report.name, ip: m.located.ipText! })),
-    description: `traffic-mirror-operator: ${owners.join(", ")}`.slice(0, 255),
-  });
+  out.sessions.push(desiredSession(g, { target: slot.ref, fKey, sessionNumber: sessionNumberFor(g, taken) }));
+  const eniId = g.eni.networkInterfaceId;
   for (const m of g.members) {
-    reports.get(policyId(m.policy))!.sources.push({
-      ...m.located.report,
+    const r = m.located.report;
+    m.policy.report.sources.push({
+      kind: r.kind,
+      name: r.name,
       sessionKey: g.sessionKey,
-      networkInterfaceId: g.eni.networkInterfaceId,
+      networkInterfaceId: eniId,
     });
   }
 }
 
-function currentTargetRef(idx: InventoryIndex, targetId: string): { key: string } | { id: string } {
-  for (const [key, t] of idx.ownedTargets) if (t.trafficMirrorTargetId === targetId) return { key };
-  return { id: targetId };
+/** The session of a group that got a slot; keys in the order the plan has always had them. */
+function desiredSession(
+  g: Group,
+  at: { target: DesiredSession["target"]; fKey: string; sessionNumber: number },
+): DesiredSession {
+  const owners = distinctOwners(g.members);
+  const first = g.members[0]!.located;
+  const s = {
+    key: g.sessionKey,
+    networkInterfaceId: g.eni.networkInterfaceId,
+    target: at.target,
+    filterKey: at.fKey,
+    sessionNumber: at.sessionNumber,
+  } as DesiredSession;
+  if (g.packetLength) s.packetLength = g.packetLength;
+  s.virtualNetworkId = 0;
+  s.owners = owners;
+  s.nodeName = first.nodeName;
+  s.instanceId = first.instanceId;
+  s.pods = g.whole ? [] : g.members.map((m) => ({ name: m.located.report.name, ip: m.located.ipText! }));
+  s.description = `traffic-mirror-operator: ${owners.join(", ")}`.slice(0, 255);
+  return s;
 }
 
-/** Chooses which groups get an ENI's free slots, by priority. */
-function arbitrate(
-  groupsByEni: Map<string, Group[]>,
-  ctx: { idx: InventoryIndex; reports: Map<string, PolicyReport>; out: Outcome },
-): void {
+function distinctOwners(members: readonly Member[]): string[] {
+  // Members come sorted by policy, so one policy's members are adjacent.
+  const owners: string[] = [];
+  let last: RankedPolicy | undefined;
+  for (const m of members) {
+    if (m.policy === last) continue;
+    last = m.policy;
+    if (!owners.includes(last.id)) owners.push(last.id);
+  }
+  return owners.sort();
+}
+
+function currentTargetRef(ctx: ProgramCtx, targetId: string): { key: string } | { id: string } {
+  const key = ctx.keyOfTarget().get(targetId);
+  return key === undefined ? { id: targetId } : { key };
+}
+
+function keysOfOwnedTargets(idx: InventoryIndex): () => Map<string, string> {
+  let m: Map<string, string> | undefined;
+  return () => {
+    if (!m) {
+      m = new Map();
+      for (const [key, t] of idx.ownedTargets)
+        if (!m.has(t.trafficMirrorTargetId)) m.set(t.trafficMirrorTargetId, key);
+    }
+    return m;
+  };
+}
+
+/** Chooses which groups get an ENI's free slots, by priority; then reports shadowing on it. */
+function arbitrate(groupsByEni: Map<string, Group[]>, ctx: ProgramCtx): void {
   for (const eniId of [...groupsByEni.keys()].sort()) {
     const groups = groupsByEni
       .get(eniId)!
@@ -280,19 +351,22 @@ function arbitrate(
     const foreign = ctx.idx.foreignSessions(eniId);
     const free = Math.max(0, MAX_SESSIONS_PER_ENI - foreign.length);
     const taken = new Set(foreign.map((s) => s.sessionNumber));
+    const firstSession = ctx.out.sessions.length;
     groups.forEach((g, i) => {
       if (i < free) {
-        programGroup(g, { ...ctx, taken });
+        programGroup(g, ctx, taken);
         return;
       }
       const msg = `${eniId} already has ${MAX_SESSIONS_PER_ENI} sessions (${foreign.length} not made by this operator); higher-priority policies hold the rest`;
-      for (const m of g.members) unmirrored(ctx.reports, m, Reason.EniFull, msg);
+      for (const m of g.members) unmirrored(m, Reason.EniFull, msg);
     });
+    if (ctx.out.sessions.length - firstSession > 1)
+      reportShadowing(eniId, ctx.out.sessions.slice(firstSession), ctx.reports);
   }
 }
 
 /** Deterministic, stable VNIs: an existing session keeps its VNI; new ones hash their key. */
-function assignVnis(sessions: DesiredSession[], idx: InventoryIndex): void {
+function assignVnis(sessions: DesiredSession[], idx: InventoryIndex): DesiredSession[] {
   const used = new Set<number>();
   const sorted = [...sessions].sort((a, b) => byString(a.key, b.key));
   const pending: DesiredSession[] = [];
@@ -311,29 +385,55 @@ function assignVnis(sessions: DesiredSession[], idx: InventoryIndex): void {
     s.virtualNetworkId = vni;
     used.add(vni);
   }
+  return sorted;
 }
 
-/** Marks policies whose packets an earlier session on the same ENI, to another target, takes first. */
-function reportShadowing(out: Outcome, reports: Map<string, PolicyReport>): void {
-  const byEni = new Map<string, DesiredSession[]>();
-  for (const s of out.sessions)
-    byEni.set(s.networkInterfaceId, [...(byEni.get(s.networkInterfaceId) ?? []), s]);
-  for (const [eni, sessions] of byEni) {
-    sessions.sort((a, b) => a.sessionNumber - b.sessionNumber);
-    sessions.forEach((later, i) => {
-      const laterIps = new Set(later.pods.map((p) => p.ip));
-      const shadowers = sessions.slice(0, i).filter((earlier) => {
-        if (JSON.stringify(earlier.target) === JSON.stringify(later.target)) return false;
-        return (
-          earlier.pods.length === 0 || later.pods.length === 0 || earlier.pods.some((p) => laterIps.has(p.ip))
-        );
-      });
-      if (shadowers.length === 0) return;
-      const by = [...new Set(shadowers.flatMap((s) => s.owners))].sort();
-      for (const owner of later.owners)
-        reports.get(owner)?.shadowedBy.push({ networkInterfaceId: eni, policies: by });
+function sameRef(a: DesiredSession["target"], b: DesiredSession["target"]): boolean {
+  if ("key" in a) return "key" in b && a.key === b.key;
+  return !("key" in b) && a.id === b.id;
+}
+
+/**
+ * Marks policies whose packets an earlier session on the same ENI, to another target, takes
+ * first. `sessions` are one ENI's.
+ */
+function reportShadowing(eni: string, sessions: DesiredSession[], reports: Map<string, PolicyReport>): void {
+  sessions.sort((a, b) => a.sessionNumber - b.sessionNumber);
+  sessions.forEach((later, i) => {
+    const laterIps = new Set(later.pods.map((p) => p.ip));
+    const shadowers = sessions.slice(0, i).filter((earlier) => {
+      if (sameRef(earlier.target, later.target)) return false;
+      return (
+        earlier.pods.length === 0 || later.pods.length === 0 || earlier.pods.some((p) => laterIps.has(p.ip))
+      );
     });
+    if (shadowers.length === 0) return;
+    const by = [...new Set(shadowers.flatMap((s) => s.owners))].sort();
+    for (const owner of later.owners)
+      reports.get(owner)?.shadowedBy.push({ networkInterfaceId: eni, policies: by });
+  });
+}
+/** Policies in priority order, each with its rank and, once all are registered, its report. */
+function rankPolicies(policies: readonly PolicyInput[]): RankedPolicy[] {
+  const sorted = [...policies].sort(byPriority);
+  const ranked: RankedPolicy[] = [];
+  sorted.forEach((policy, i) => {
+    const prev = ranked[i - 1];
+    const rank = prev && byPriority(prev.policy, policy) === 0 ? prev.rank : i;
+    const id = policyId(policy);
+    ranked.push({ policy, id, rank, report: { policy: id, sources: [], sessionKeys: [], shadowedBy: [] } });
+  });
+  return ranked;
+}
+
+function podsByNamespace(pods: readonly LeanPod[]): Map<string, LeanPod[]> {
+  const m = new Map<string, LeanPod[]>();
+  for (const pod of pods) {
+    const list = m.get(pod.namespace);
+    if (list) list.push(pod);
+    else m.set(pod.namespace, [pod]);
   }
+  return m;
 }
 
 function collectDemands(
@@ -343,18 +443,15 @@ function collectDemands(
   targetEnis: Set<string>,
 ) {
   const reports = new Map<string, PolicyReport>();
-  const groups = new Map<string, Group>();
+  const groupsByEni = new Map<string, Group[]>();
   const nodesByName = new Map(input.nodes.map((n) => [n.name, n]));
-  const podsByNamespace = new Map<string, LeanPod[]>();
-  for (const pod of input.pods) {
-    const list = podsByNamespace.get(pod.namespace);
-    if (list) list.push(pod);
-    else podsByNamespace.set(pod.namespace, [pod]);
-  }
+  const byNamespace = podsByNamespace(input.pods);
   const nodeCache = new Map();
-  for (const p of [...input.policies].sort(byPriority)) {
-    const report: PolicyReport = { policy: policyId(p), sources: [], sessionKeys: [], shadowedBy: [] };
-    reports.set(report.policy, report);
+  const ranked = rankPolicies(input.policies);
+  for (const rp of ranked) {
+    const p = rp.policy;
+    const report = rp.report;
+    reports.set(rp.id, report);
     const blocked = policyBlock(p, targets, input);
     if (blocked) {
       report.blocked = blocked;
@@ -368,19 +465,19 @@ function collectDemands(
       allowNodeSources: target.input.spec.allowNodeSources,
       nodeCache,
     };
-    const sel = selectSources(p, podsByNamespace.get(p.namespace) ?? [], input.nodes);
-    const located = [
-      ...sel.pods.map((pod) => locatePod(pod, ctx)),
-      ...sel.nodes.flatMap((n) => locateNode(n, ctx)),
-    ];
+    const sel = selectSources(p, byNamespace.get(p.namespace) ?? [], input.nodes);
     const groupKey = groupKeyOf(p, sel.nodes.length > 0);
-    const keys = { target, groupKey, hash: shortHash(groupKey) };
-    for (const l of located) {
-      if ("eni" in l) addMember(groups, { policy: p, located: l }, keys);
+    const keys: GroupKeys = { target, groupKey, hash: shortHash(groupKey), keyHash: hash53(groupKey) };
+    const place = (l: Located | SourceReport): void => {
+      if ("eni" in l) addMember(groupsByEni, { policy: rp, located: l }, keys);
       else report.sources.push(l);
-    }
+    };
+    for (const pod of sel.pods) place(locatePod(pod, ctx));
+    for (const n of sel.nodes) for (const l of locateNode(n, ctx)) place(l);
   }
-  return { reports, groups };
+  // Sources go to the report a lookup by id finds, which for a repeated id is the last one.
+  for (const rp of ranked) rp.report = reports.get(rp.id)!;
+  return { reports, groupsByEni };
 }
 
 function targetReports(
@@ -389,10 +486,13 @@ function targetReports(
   out: Outcome,
 ): Map<string, TargetReport> {
   const reports = new Map<string, TargetReport>();
+  // Sessions hold their slot's ref object: count per object, then per ref as JSON (rare repeats).
+  const perObject = new Map<object, number>();
+  for (const x of out.sessions) perObject.set(x.target, (perObject.get(x.target) ?? 0) + 1);
   const perRef = new Map<string, number>();
-  for (const x of out.sessions) {
-    const k = JSON.stringify(x.target);
-    perRef.set(k, (perRef.get(k) ?? 0) + 1);
+  for (const [ref, n] of perObject) {
+    const k = JSON.stringify(ref);
+    perRef.set(k, (perRef.get(k) ?? 0) + n);
   }
   for (const t of input.targets) {
     const r = targets.get(t.name);
@@ -428,27 +528,24 @@ export function planMirroring(
   const targetEnis = new Set(idx.targetEnis);
   for (const t of targets.values())
     for (const s of t.slots) if (s.networkInterfaceId) targetEnis.add(s.networkInterfaceId);
-  const { reports, groups } = collectDemands(input, targets, idx, targetEnis);
-  const groupsByEni = new Map<string, Group[]>();
-  for (const g of groups.values())
-    groupsByEni.set(g.eni.networkInterfaceId, [...(groupsByEni.get(g.eni.networkInterfaceId) ?? []), g]);
+  const { reports, groupsByEni } = collectDemands(input, targets, idx, targetEnis);
   const out: Outcome = { sessions: [], filters: new Map() };
-  arbitrate(groupsByEni, { idx, reports, out });
-  assignVnis(out.sessions, idx);
-  reportShadowing(out, reports);
+  arbitrate(groupsByEni, { idx, reports, keyOfTarget: keysOfOwnedTargets(idx), out });
+  const sessions = assignVnis(out.sessions, idx);
   for (const s of out.sessions) for (const owner of s.owners) reports.get(owner)?.sessionKeys.push(s.key);
-  out.sessions.sort((a, b) => byString(a.key, b.key));
+  // Same stable sort of the same array as assignVnis's: its result is the order wanted here.
+  out.sessions = sessions;
   const desiredTargets = [...targets.values()]
     .flatMap((t) => t.slots.flatMap((s) => (s.desired ? [s.desired] : [])))
     .sort((a, b) => byString(a.key, b.key));
   const filters = [...out.filters.values()].sort((a, b) => byString(a.key, b.key));
-  const desired = { targets: desiredTargets, filters, sessions: out.sessions };
+  const desired = { targets: desiredTargets, filters, sessions };
   return {
     desired,
     diff: diffAgainstInventory(desired, idx),
     policies: reports,
     targets: targetReports(targets, input, out),
-    vniMap: { version: 1, sessions: out.sessions.map((s) => vniEntry(s, idx)) },
+    vniMap: { version: 1, sessions: sessions.map((s) => vniEntry(s, idx)) },
   };
 }
 
