@@ -25,12 +25,71 @@ function rulesOf(f: MirrorFilter): DesiredRule[] {
 
 /** Whether an owned filter's rules and services match the desired ones. */
 function sameFilter(actual: MirrorFilter, desired: DesiredFilter): boolean {
+  // Nearly every owned filter matches; pairing rules field by field proves that without building
+  // and sorting strings. Only a filter that fails the quick test is compared the careful way.
+  if (
+    quickSameRules(actual, desired.rules) &&
+    quickSameServices(actual.networkServices, desired.networkServices)
+  )
+    return true;
   const a = rulesOf(actual).map(canonicalRule).sort();
   const d = desired.rules.map(canonicalRule).sort();
   return (
     JSON.stringify(a) === JSON.stringify(d) &&
     JSON.stringify([...actual.networkServices].sort()) === JSON.stringify([...desired.networkServices].sort())
   );
+}
+
+/** Equal as `canonicalRule` renders them (`x === y` implies equal text; the text decides otherwise). */
+function sameText(x: unknown, y: unknown): boolean {
+  return x === y || String(x) === String(y);
+}
+
+/** Whether two rules render to the same `canonicalRule` text, field by field. */
+function sameRule(a: DesiredRule, d: DesiredRule): boolean {
+  return (
+    sameText(a.direction, d.direction) &&
+    sameText(a.ruleNumber, d.ruleNumber) &&
+    sameText(a.action, d.action) &&
+    sameText(a.protocol ?? -1, d.protocol ?? -1) &&
+    sameText(a.sourceCidrBlock, d.sourceCidrBlock) &&
+    sameText(a.destinationCidrBlock, d.destinationCidrBlock) &&
+    samePorts(a.sourcePortRange, d.sourcePortRange) &&
+    samePorts(a.destinationPortRange, d.destinationPortRange)
+  );
+}
+
+function samePorts(a: DesiredRule["sourcePortRange"], d: DesiredRule["sourcePortRange"]): boolean {
+  return sameText(a?.fromPort ?? -1, d?.fromPort ?? -1) && sameText(a?.toPort ?? -1, d?.toPort ?? -1);
+}
+
+/**
+ * True only if the rules pair up one to one with equal text (then their sorted texts are equal);
+ * false means "not shown", not "different".
+ */
+function quickSameRules(actual: MirrorFilter, desired: readonly DesiredRule[]): boolean {
+  const n = actual.ingressRules.length + actual.egressRules.length;
+  if (n !== desired.length || n > 32) return false;
+  let used = 0;
+  for (const d of desired) {
+    let k = 0;
+    let found = false;
+    for (const list of [actual.ingressRules, actual.egressRules]) {
+      for (const a of list) {
+        if (!found && (used & (1 << k)) === 0 && sameRule(a, d)) {
+          used |= 1 << k;
+          found = true;
+        }
+        k++;
+      }
+    }
+    if (!found) return false;
+  }
+  return true;
+}
+
+function quickSameServices(actual: readonly string[], desired: readonly string[]): boolean {
+  return actual.length === desired.length && actual.every((s, i) => s === desired[i]);
 }
 
 function resolveTargetId(ref: TargetRef, idx: InventoryIndex): string | undefined {

@@ -85,14 +85,15 @@ type Unnumbered = Omit<DesiredRule, "ruleNumber"> & { tier: number };
  * and the filter is updated with one or two calls instead of being rebuilt.
  */
 function number(rules: Unnumbered[]): DesiredRule[] {
-  const ingress = new Set<number>();
-  const egress = new Set<number>();
+  // At most ten rules: arrays beat sets here.
+  const ingress: number[] = [];
+  const egress: number[] = [];
   return rules.map((u) => {
     const used = u.direction === "ingress" ? ingress : egress;
     const base = u.tier * 1000 + 1;
     let offset = hash53(canonicalText(u, 0)) % 997;
-    while (used.has(base + offset)) offset = (offset + 1) % 997;
-    used.add(base + offset);
+    while (used.includes(base + offset)) offset = (offset + 1) % 997;
+    used.push(base + offset);
     return numbered(u, base + offset);
   });
 }
@@ -143,9 +144,9 @@ export function buildFilterRules(req: FilterRequest): DesiredRule[] | undefined 
     const selectedRanges = req.selected.map((a) => [a, a] as const);
     candidates.push(rejectForm(cover(unselectedAddrs, selectedRanges)));
   }
-  const best = candidates
-    .filter((c) => c.length <= MAX_RULES_PER_FILTER)
-    .sort((a, b) => a.length - b.length)[0];
+  let best: Unnumbered[] | undefined;
+  for (const c of candidates)
+    if (c.length <= MAX_RULES_PER_FILTER && (!best || c.length < best.length)) best = c;
   return best ? number(best) : undefined;
 }
 
