@@ -131,13 +131,15 @@ export function diffAgainstInventory(
   desired: { targets: DesiredTarget[]; filters: DesiredFilter[]; sessions: DesiredSession[] },
   idx: InventoryIndex,
 ): PlanDiff {
-  const wantSessions = new Set(desired.sessions.map((s) => s.key));
-  const wantFilters = new Set(desired.filters.map((f) => f.key));
+  // Owned resources some desired key found; the rest are deleted. Marking the ones found saves
+  // a set of every desired key (tens of thousands of strings to hash).
+  const keptSessions = new Set<MirrorSession>();
+  const keptFilters = new Set<MirrorFilter>();
   const wantTargets = new Set(desired.targets.map((t) => t.key));
   const diff: PlanDiff = {
     deleteSessions: [],
     createTargets: desired.targets.filter((t) => !idx.ownedTargets.has(t.key)),
-    createFilters: desired.filters.filter((f) => !idx.ownedFilters.has(f.key)),
+    createFilters: [],
     replaceFilterRules: [],
     modifySessions: [],
     createSessions: [],
@@ -146,22 +148,27 @@ export function diffAgainstInventory(
   };
   for (const f of desired.filters) {
     const actual = idx.ownedFilters.get(f.key);
-    if (actual && !sameFilter(actual, f))
-      diff.replaceFilterRules.push({ filterId: actual.trafficMirrorFilterId, filter: f });
+    if (!actual) diff.createFilters.push(f);
+    else {
+      keptFilters.add(actual);
+      if (!sameFilter(actual, f))
+        diff.replaceFilterRules.push({ filterId: actual.trafficMirrorFilterId, filter: f });
+    }
   }
   for (const s of desired.sessions) {
     const actual = idx.ownedSessions.get(s.key);
     if (!actual) diff.createSessions.push(s);
     else {
+      keptSessions.add(actual);
       const change = sessionChange(actual, s, idx);
       if (change) diff.modifySessions.push(change);
     }
   }
   const sortKey = <T extends { key: string }>(xs: T[]): T[] => xs.sort((a, b) => byString(a.key, b.key));
   for (const [key, s] of idx.ownedSessions)
-    if (!wantSessions.has(key)) diff.deleteSessions.push({ sessionId: s.trafficMirrorSessionId, key });
+    if (!keptSessions.has(s)) diff.deleteSessions.push({ sessionId: s.trafficMirrorSessionId, key });
   for (const [key, f] of idx.ownedFilters)
-    if (!wantFilters.has(key)) diff.deleteFilters.push({ filterId: f.trafficMirrorFilterId, key });
+    if (!keptFilters.has(f)) diff.deleteFilters.push({ filterId: f.trafficMirrorFilterId, key });
   for (const [key, t] of idx.ownedTargets)
     if (!wantTargets.has(key)) diff.deleteTargets.push({ targetId: t.trafficMirrorTargetId, key });
   sortKey(diff.deleteSessions);

@@ -3,7 +3,7 @@
  * exist, the changes that reach it, and for every selected pod or node its session or the reason it
  * has none. No I/O, no clock, no randomness: the same input always gives the same plan.
  */
-import type { NetworkInterface } from "../api/inventory.ts";
+import type { MirrorSession, NetworkInterface } from "../api/inventory.ts";
 import { Reason } from "../api/reasons.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
 import { isOwnedBy } from "../api/tags.ts";
@@ -59,6 +59,8 @@ interface Member {
 interface Group {
   groupKey: string;
   sessionKey: string;
+  /** `shortHash(groupKey)`, the tail of the session and pod filter keys. */
+  hash: string;
   eni: NetworkInterface;
   target: ResolvedTarget;
   priority: number;
@@ -68,6 +70,8 @@ interface Group {
   whole: boolean;
   /** `hash53(groupKey)`, computed once per policy rather than once per group. */
   keyHash: number;
+  /** A number per distinct group key in this plan: comparing long keys per pod was a hot spot. */
+  gid: number;
   members: Member[];
 }
 
@@ -130,6 +134,7 @@ interface GroupKeys {
   groupKey: string;
   hash: string;
   keyHash: number;
+  gid: number;
 }
 
 function addMember(groupsByEni: Map<string, Group[]>, m: Member, keys: GroupKeys): void {
@@ -142,11 +147,12 @@ function addMember(groupsByEni: Map<string, Group[]>, m: Member, keys: GroupKeys
     groupsByEni.set(eniId, groups);
   }
   let g: Group | undefined;
-  for (const x of groups) if (x.groupKey === groupKey) g = x;
+  for (const x of groups) if (x.gid === keys.gid) g = x;
   if (!g) {
     g = {
       groupKey,
       sessionKey: `session-${eniId}-${keys.hash}`,
+      hash: keys.hash,
       eni: m.located.eni,
       target,
       priority: spec.priority,
@@ -155,6 +161,7 @@ function addMember(groupsByEni: Map<string, Group[]>, m: Member, keys: GroupKeys
       userRules: spec.filter?.rules ?? [],
       whole: m.located.ip === "all",
       keyHash: keys.keyHash,
+      gid: keys.gid,
       members: [],
     };
     groups.push(g);
@@ -220,7 +227,12 @@ function sessionNumberFor(g: Group, taken: Set<number>): number {
 
 interface Outcome {
   sessions: DesiredSession[];
-  filters: Map<string, DesiredFilter>;
+  /** The owned session each of `sessions` matches, if any (looked up once, used thrice). */
+  existing: (MirrorSession | undefined)[];
+  /** Pod filters: their keys embed the ENI, so only groups on one ENI could share one. */
+  podFilters: DesiredFilter[];
+  /** Whole-node filters, keyed by content and shared. */
+  wholeFilters: Map<string, DesiredFilter>;
 }
 
 function unmirrored(m: Member, reason: string, message: string): void {
@@ -242,7 +254,12 @@ interface ProgramCtx {
   out: Outcome;
 }
 
-function programGroup(g: Group, ctx: ProgramCtx, taken: Set<number>): void {
+function programGroup(
+  g: Group,
+  ctx: ProgramCtx,
+  onEni: { taken: Set<number>; podFilterHashes: string[] },
+): void {
+  const { taken, podFilterHashes } = onEni;
   const { idx, out } = ctx;
   const dropped: Member[] = [];
   const rules = fitFilter(g, idx, dropped);
@@ -254,7 +271,7 @@ function programGroup(g: Group, ctx: ProgramCtx, taken: Set<number>): void {
     );
   }
   if (!rules) return;
-  const existing = idx.ownedSessions.get(g.sessionKey);
+  const existing = idx.ownedSessions.size > 0 ? idx.ownedSessions.get(g.sessionKey) : undefined;
   const current = existing ? currentTargetRef(ctx, existing.trafficMirrorTargetId) : undefined;
   const slot = pickSlot(g.target.slots, g.eni.availabilityZone, current);
   if (!slot) {
@@ -269,13 +286,14 @@ function programGroup(g: Group, ctx: ProgramCtx, taken: Set<number>): void {
   const fKey = g.whole
     ? `filter-${hashHex(JSON.stringify([rules, networkServices]))}`
     : `filter-${g.sessionKey.slice("session-".length)}`;
-  if (!out.filters.has(fKey))
-    out.filters.set(fKey, {
-      key: fKey,
-      rules,
-      networkServices,
-      description: "traffic-mirror-operator filter",
-    });
+  const filter = { key: fKey, rules, networkServices, description: "traffic-mirror-operator filter" };
+  if (g.whole) {
+    if (!out.wholeFilters.has(fKey)) out.wholeFilters.set(fKey, filter);
+  } else if (!podFilterHashes.includes(g.hash)) {
+    podFilterHashes.push(g.hash);
+    out.podFilters.push(filter);
+  }
+  out.existing.push(existing);
   out.sessions.push(desiredSession(g, { target: slot.ref, fKey, sessionNumber: sessionNumberFor(g, taken) }));
   const eniId = g.eni.networkInterfaceId;
   for (const m of g.members) {
@@ -350,11 +368,11 @@ function arbitrate(groupsByEni: Map<string, Group[]>, ctx: ProgramCtx): void {
       .sort((a, b) => b.priority - a.priority || byString(a.groupKey, b.groupKey));
     const foreign = ctx.idx.foreignSessions(eniId);
     const free = Math.max(0, MAX_SESSIONS_PER_ENI - foreign.length);
-    const taken = new Set(foreign.map((s) => s.sessionNumber));
+    const onEni = { taken: new Set(foreign.map((s) => s.sessionNumber)), podFilterHashes: [] };
     const firstSession = ctx.out.sessions.length;
     groups.forEach((g, i) => {
       if (i < free) {
-        programGroup(g, ctx, taken);
+        programGroup(g, ctx, onEni);
         return;
       }
       const msg = `${eniId} already has ${MAX_SESSIONS_PER_ENI} sessions (${foreign.length} not made by this operator); higher-priority policies hold the rest`;
@@ -365,13 +383,18 @@ function arbitrate(groupsByEni: Map<string, Group[]>, ctx: ProgramCtx): void {
   }
 }
 
-/** Deterministic, stable VNIs: an existing session keeps its VNI; new ones hash their key. */
-function assignVnis(sessions: DesiredSession[], idx: InventoryIndex): DesiredSession[] {
+/**
+ * Deterministic, stable VNIs: an existing session keeps its VNI; new ones hash their key. Returns
+ * the positions of `out.sessions` in key order.
+ */
+function assignVnis(out: Outcome): number[] {
+  const { sessions, existing } = out;
   const used = new Set<number>();
-  const sorted = [...sessions].sort((a, b) => byString(a.key, b.key));
+  const order = sessions.map((_, i) => i).sort((a, b) => byString(sessions[a]!.key, sessions[b]!.key));
   const pending: DesiredSession[] = [];
-  for (const s of sorted) {
-    const vni = idx.ownedSessions.get(s.key)?.virtualNetworkId;
+  for (const i of order) {
+    const s = sessions[i]!;
+    const vni = existing[i]?.virtualNetworkId;
     if (vni !== undefined && vni > 0 && !used.has(vni)) {
       s.virtualNetworkId = vni;
       used.add(vni);
@@ -385,7 +408,7 @@ function assignVnis(sessions: DesiredSession[], idx: InventoryIndex): DesiredSes
     s.virtualNetworkId = vni;
     used.add(vni);
   }
-  return sorted;
+  return order;
 }
 
 function sameRef(a: DesiredSession["target"], b: DesiredSession["target"]): boolean {
@@ -447,6 +470,8 @@ function collectDemands(
   const nodesByName = new Map(input.nodes.map((n) => [n.name, n]));
   const byNamespace = podsByNamespace(input.pods);
   const nodeCache = new Map();
+  const podNodeCache = new Map();
+  const groupIds = new Map<string, number>();
   const ranked = rankPolicies(input.policies);
   for (const rp of ranked) {
     const p = rp.policy;
@@ -464,10 +489,13 @@ function collectDemands(
       targetEnis,
       allowNodeSources: target.input.spec.allowNodeSources,
       nodeCache,
+      podNodeCache,
     };
     const sel = selectSources(p, byNamespace.get(p.namespace) ?? [], input.nodes);
     const groupKey = groupKeyOf(p, sel.nodes.length > 0);
-    const keys: GroupKeys = { target, groupKey, hash: shortHash(groupKey), keyHash: hash53(groupKey) };
+    let gid = groupIds.get(groupKey);
+    if (gid === undefined) groupIds.set(groupKey, (gid = groupIds.size));
+    const keys: GroupKeys = { target, groupKey, hash: shortHash(groupKey), keyHash: hash53(groupKey), gid };
     const place = (l: Located | SourceReport): void => {
       if ("eni" in l) addMember(groupsByEni, { policy: rp, located: l }, keys);
       else report.sources.push(l);
@@ -529,30 +557,30 @@ export function planMirroring(
   for (const t of targets.values())
     for (const s of t.slots) if (s.networkInterfaceId) targetEnis.add(s.networkInterfaceId);
   const { reports, groupsByEni } = collectDemands(input, targets, idx, targetEnis);
-  const out: Outcome = { sessions: [], filters: new Map() };
+  const out: Outcome = { sessions: [], existing: [], podFilters: [], wholeFilters: new Map() };
   arbitrate(groupsByEni, { idx, reports, keyOfTarget: keysOfOwnedTargets(idx), out });
-  const sessions = assignVnis(out.sessions, idx);
+  const order = assignVnis(out);
   for (const s of out.sessions) for (const owner of s.owners) reports.get(owner)?.sessionKeys.push(s.key);
-  // Same stable sort of the same array as assignVnis's: its result is the order wanted here.
-  out.sessions = sessions;
+  const sessions = order.map((i) => out.sessions[i]!);
   const desiredTargets = [...targets.values()]
     .flatMap((t) => t.slots.flatMap((s) => (s.desired ? [s.desired] : [])))
     .sort((a, b) => byString(a.key, b.key));
-  const filters = [...out.filters.values()].sort((a, b) => byString(a.key, b.key));
+  // Keys are distinct, so the order they were gathered in does not matter.
+  const filters = [...out.podFilters, ...out.wholeFilters.values()].sort((a, b) => byString(a.key, b.key));
   const desired = { targets: desiredTargets, filters, sessions };
   return {
     desired,
     diff: diffAgainstInventory(desired, idx),
     policies: reports,
     targets: targetReports(targets, input, out),
-    vniMap: { version: 1, sessions: sessions.map((s) => vniEntry(s, idx)) },
+    vniMap: { version: 1, sessions: order.map((i) => vniEntry(out.sessions[i]!, out.existing[i], idx)) },
   };
 }
 
-function vniEntry(s: DesiredSession, idx: InventoryIndex): VniEntry {
+function vniEntry(s: DesiredSession, existing: MirrorSession | undefined, idx: InventoryIndex): VniEntry {
   return {
     vni: s.virtualNetworkId,
-    sessionId: idx.ownedSessions.get(s.key)?.trafficMirrorSessionId,
+    sessionId: existing?.trafficMirrorSessionId,
     policies: s.owners,
     networkInterfaceId: s.networkInterfaceId,
     sourceIp: idx.eni(s.networkInterfaceId)?.primaryIp ?? "",

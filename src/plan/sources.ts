@@ -27,13 +27,21 @@ export interface LocateCtx {
   targetEnis: Set<string>;
   allowNodeSources: boolean;
   /** Per-node lookups, shared across policies within one plan. */
-  nodeCache?: Map<string, { instanceId: string } | Failure>;
+  nodeCache?: Map<string, Instance | Failure>;
+  /** Pod `nodeName` to its node and that node's lookup, shared likewise. */
+  podNodeCache?: Map<string, { node: LeanNode; inst: Instance | Failure } | null>;
+}
+
+/** A node's EC2 instance and its ENIs (membership in `enis` is `eni.instanceId === instanceId`). */
+interface Instance {
+  instanceId: string;
+  enis: readonly NetworkInterface[];
 }
 
 /** Why a source cannot be located. */
 export type Failure = { reason: string; message: string };
 
-function instanceOf(ctx: LocateCtx, node: LeanNode): { instanceId: string } | Failure {
+function instanceOf(ctx: LocateCtx, node: LeanNode): Instance | Failure {
   const cached = ctx.nodeCache?.get(node.name);
   if (cached) return cached;
   const found = lookUpInstance(ctx, node);
@@ -41,7 +49,7 @@ function instanceOf(ctx: LocateCtx, node: LeanNode): { instanceId: string } | Fa
   return found;
 }
 
-function lookUpInstance(ctx: LocateCtx, node: LeanNode): { instanceId: string } | Failure {
+function lookUpInstance(ctx: LocateCtx, node: LeanNode): Instance | Failure {
   const instanceId = instanceIdFromProviderId(node.providerID);
   if (!instanceId) {
     return {
@@ -58,7 +66,7 @@ function lookUpInstance(ctx: LocateCtx, node: LeanNode): { instanceId: string } 
   const support = mirrorSourceSupport(instance.instanceType);
   if (!support.supported)
     return { reason: Reason.UnsupportedInstanceType, message: support.message ?? instance.instanceType };
-  return { instanceId };
+  return { instanceId, enis: ctx.idx.enisOf(instanceId) };
 }
 
 function checkEni(ctx: LocateCtx, eni: NetworkInterface): Failure | undefined {
@@ -89,31 +97,59 @@ function podFailure(pod: LeanPod, ctx: LocateCtx): Failure | undefined {
   return undefined;
 }
 
+function nodeOfPod(
+  ctx: LocateCtx,
+  nodeName: string,
+): { node: LeanNode; inst: Instance | Failure } | undefined {
+  const cached = ctx.podNodeCache?.get(nodeName);
+  if (cached !== undefined) return cached ?? undefined;
+  const node = ctx.nodesByName.get(nodeName);
+  const found = node ? { node, inst: instanceOf(ctx, node) } : null;
+  ctx.podNodeCache?.set(nodeName, found);
+  return found ?? undefined;
+}
+
+/** The first IPv4 address of a pod, as text and number. */
+function firstIpv4(pod: LeanPod): { text: string; ip: number } | undefined {
+  for (const text of pod.podIPs) {
+    const ip = parseIp(text);
+    if (ip !== undefined) return { text, ip };
+  }
+  return undefined;
+}
+
 /** Locates one pod; a report with a reason when it cannot be mirrored. */
 export function locatePod(pod: LeanPod, ctx: LocateCtx): Located | SourceReport {
   const report: SourceReport = { kind: "Pod", name: `${pod.namespace}/${pod.name}` };
   const fail = (f: Failure): SourceReport => ({ ...report, ...f });
   const early = podFailure(pod, ctx);
   if (early) return fail(early);
-  const ipText = pod.podIPs.find((ip) => parseIp(ip) !== undefined);
-  const ip = ipText === undefined ? undefined : parseIp(ipText);
-  if (ip === undefined)
+  const addr = firstIpv4(pod);
+  if (addr === undefined)
     return fail({
       reason: Reason.PodHasNoIp,
       message: pod.podIPs.length ? "only IPv6 addresses, not supported yet" : "no IP yet",
     });
-  const node = pod.nodeName ? ctx.nodesByName.get(pod.nodeName) : undefined;
-  if (!node)
+  const found = pod.nodeName ? nodeOfPod(ctx, pod.nodeName) : undefined;
+  if (!found)
     return fail({ reason: Reason.NodeNotFound, message: `node ${pod.nodeName ?? "(none)"} not found` });
-  const inst = instanceOf(ctx, node);
+  const inst = found.inst;
   if ("reason" in inst) return fail(inst);
-  const eni = ctx.idx.eniHolding(ip);
-  if (!eni || eni.instanceId !== inst.instanceId) {
-    return fail({ reason: Reason.EniNotFound, message: `no ENI of ${inst.instanceId} holds ${ipText}` });
+  const eni = ctx.idx.eniHolding(addr.ip);
+  // Membership by identity: comparing instance-id strings per pod cost more.
+  if (!eni || !inst.enis.includes(eni)) {
+    return fail({ reason: Reason.EniNotFound, message: `no ENI of ${inst.instanceId} holds ${addr.text}` });
   }
   const bad = checkEni(ctx, eni);
   if (bad) return fail(bad);
-  return { report, eni, ip, ipText, nodeName: node.name, instanceId: inst.instanceId };
+  return {
+    report,
+    eni,
+    ip: addr.ip,
+    ipText: addr.text,
+    nodeName: found.node.name,
+    instanceId: inst.instanceId,
+  };
 }
 
 /** Locates a whole node: one entry per ENI of its instance. */
@@ -121,7 +157,7 @@ export function locateNode(node: LeanNode, ctx: LocateCtx): (Located | SourceRep
   const report: SourceReport = { kind: "Node", name: node.name };
   const inst = instanceOf(ctx, node);
   if ("reason" in inst) return [{ ...report, ...inst }];
-  const enis = ctx.idx.enisOf(inst.instanceId);
+  const enis = inst.enis;
   if (enis.length === 0)
     return [{ ...report, reason: Reason.EniNotFound, message: `${inst.instanceId} has no ENIs` }];
   return enis.map((eni) => {
