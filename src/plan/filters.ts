@@ -7,7 +7,7 @@
  */
 import type { FilterRule, PortRange, TrafficDirection } from "../api/inventory.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
-import { hash53 } from "./hash.ts";
+import { Hash53 } from "./hash.ts";
 import { cover, formatBlock, type Block, type Ranges } from "./ipv4.ts";
 
 /** AWS's quota of rules per filter (both directions together). */
@@ -41,12 +41,27 @@ function port(r: { from: number; to: number } | undefined): PortRange | undefine
   return r ? { fromPort: r.from, toPort: r.to } : undefined;
 }
 
-/** Rules of one user rule applied to one local block, pushed onto `out` with their tier. */
-function expand(r: PolicyFilterRule, local: string, tier: number, out: Unnumbered[]): void {
+/**
+ * Rules waiting for their numbers: `rules[i]` has every key but `ruleNumber` (added last, where a
+ * spread used to put it) and belongs to `tiers[i]`.
+ */
+interface Unnumbered {
+  rules: DesiredRule[];
+  tiers: number[];
+}
+
+/** Rules of one user rule applied to one local block. */
+function expand(r: PolicyFilterRule, local: string, tier: number, out: Unnumbered): void {
   const protocol = PROTOCOLS[r.protocol];
   const remote = r.remoteCidr ?? ANY;
-  if (r.direction !== "egress") out.push(oneRule(r, { direction: "ingress", protocol, tier }, remote, local));
-  if (r.direction !== "ingress") out.push(oneRule(r, { direction: "egress", protocol, tier }, local, remote));
+  if (r.direction !== "egress") {
+    out.rules.push(oneRule(r, { direction: "ingress", protocol }, remote, local));
+    out.tiers.push(tier);
+  }
+  if (r.direction !== "ingress") {
+    out.rules.push(oneRule(r, { direction: "egress", protocol }, local, remote));
+    out.tiers.push(tier);
+  }
 }
 
 /**
@@ -55,12 +70,12 @@ function expand(r: PolicyFilterRule, local: string, tier: number, out: Unnumbere
  */
 function oneRule(
   r: PolicyFilterRule,
-  how: { direction: TrafficDirection; protocol: number | undefined; tier: number },
+  how: { direction: TrafficDirection; protocol: number | undefined },
   sourceCidrBlock: string,
   destinationCidrBlock: string,
-): Unnumbered {
+): DesiredRule {
   const inbound = how.direction === "ingress";
-  const rule: Unnumbered = { direction: how.direction, action: r.action } as Unnumbered;
+  const rule = { direction: how.direction, action: r.action } as DesiredRule;
   if (how.protocol !== undefined) rule.protocol = how.protocol;
   rule.sourceCidrBlock = sourceCidrBlock;
   rule.destinationCidrBlock = destinationCidrBlock;
@@ -68,15 +83,11 @@ function oneRule(
   if (sp) rule.sourcePortRange = sp;
   const dp = port(inbound ? r.localPorts : r.remotePorts);
   if (dp) rule.destinationPortRange = dp;
-  rule.tier = how.tier;
   return rule;
 }
 
 const ALL_TRAFFIC: PolicyFilterRule = { direction: "both", action: "accept", protocol: "All" };
 const REJECT_ALL: PolicyFilterRule = { direction: "both", action: "reject", protocol: "All" };
-
-/** A rule before numbering, with its tier: rules of a lower tier must be evaluated first. */
-type Unnumbered = Omit<DesiredRule, "ruleNumber"> & { tier: number };
 
 /**
  * Rule numbers that keep order where order matters and stay put otherwise. Rules of one tier
@@ -84,43 +95,32 @@ type Unnumbered = Omit<DesiredRule, "ruleNumber"> & { tier: number };
  * content inside its tier's range: a pod that arrives adds a rule without renumbering the others,
  * and the filter is updated with one or two calls instead of being rebuilt.
  */
-function number(rules: Unnumbered[]): DesiredRule[] {
+function number(u: Unnumbered): DesiredRule[] {
   // At most ten rules: arrays beat sets here.
   const ingress: number[] = [];
   const egress: number[] = [];
-  return rules.map((u) => {
-    const used = u.direction === "ingress" ? ingress : egress;
-    const base = u.tier * 1000 + 1;
-    let offset = hash53(canonicalText(u, 0)) % 997;
+  u.rules.forEach((r, i) => {
+    const used = r.direction === "ingress" ? ingress : egress;
+    const base = u.tiers[i]! * 1000 + 1;
+    let offset = hashCanonical(r, 0) % 997;
     while (used.includes(base + offset)) offset = (offset + 1) % 997;
     used.push(base + offset);
-    return numbered(u, base + offset);
+    r.ruleNumber = base + offset;
   });
+  return u.rules;
 }
 
-/** `u` without its tier and with its number, keys in the order a spread of it gave. */
-function numbered(u: Unnumbered, ruleNumber: number): DesiredRule {
-  const r = { direction: u.direction, action: u.action } as DesiredRule;
-  if ("protocol" in u) r.protocol = u.protocol;
-  r.sourceCidrBlock = u.sourceCidrBlock;
-  r.destinationCidrBlock = u.destinationCidrBlock;
-  if ("sourcePortRange" in u) r.sourcePortRange = u.sourcePortRange;
-  if ("destinationPortRange" in u) r.destinationPortRange = u.destinationPortRange;
-  r.ruleNumber = ruleNumber;
-  return r;
-}
-
-function acceptForm(locals: readonly string[], userRules: readonly PolicyFilterRule[]): Unnumbered[] {
+function acceptForm(locals: readonly string[], userRules: readonly PolicyFilterRule[]): Unnumbered {
   const rules = userRules.length > 0 ? userRules : [ALL_TRAFFIC];
-  const out: Unnumbered[] = [];
+  const out: Unnumbered = { rules: [], tiers: [] };
   rules.forEach((r, i) => {
     for (const l of locals) expand(r, l, i + 1, out);
   });
   return out;
 }
 
-function rejectForm(rejectBlocks: readonly Block[]): Unnumbered[] {
-  const out: Unnumbered[] = [];
+function rejectForm(rejectBlocks: readonly Block[]): Unnumbered {
+  const out: Unnumbered = { rules: [], tiers: [] };
   for (const b of rejectBlocks) expand(REJECT_ALL, formatBlock(b), 1, out);
   expand(ALL_TRAFFIC, ANY, 2, out);
   return out;
@@ -133,7 +133,7 @@ function rejectForm(rejectBlocks: readonly Block[]): Unnumbered[] {
 export function buildFilterRules(req: FilterRequest): DesiredRule[] | undefined {
   if (req.selected === "all") {
     const rules = acceptForm([ANY], req.userRules);
-    return rules.length <= MAX_RULES_PER_FILTER ? number(rules) : undefined;
+    return rules.rules.length <= MAX_RULES_PER_FILTER ? number(rules) : undefined;
   }
   if (req.selected.length === 0) return undefined;
   const blocks = cover(req.selected, req.unselected).map(formatBlock);
@@ -144,9 +144,9 @@ export function buildFilterRules(req: FilterRequest): DesiredRule[] | undefined 
     const selectedRanges = req.selected.map((a) => [a, a] as const);
     candidates.push(rejectForm(cover(unselectedAddrs, selectedRanges)));
   }
-  let best: Unnumbered[] | undefined;
+  let best: Unnumbered | undefined;
   for (const c of candidates)
-    if (c.length <= MAX_RULES_PER_FILTER && (!best || c.length < best.length)) best = c;
+    if (c.rules.length <= MAX_RULES_PER_FILTER && (!best || c.rules.length < best.rules.length)) best = c;
   return best ? number(best) : undefined;
 }
 
@@ -165,4 +165,31 @@ function canonicalText(r: Omit<DesiredRule, "ruleNumber">, ruleNumber: number): 
   const sp = r.sourcePortRange;
   const dp = r.destinationPortRange;
   return `${r.direction} ${ruleNumber} ${r.action} ${r.protocol ?? -1} ${r.sourceCidrBlock} ${r.destinationCidrBlock} ${sp?.fromPort ?? -1}-${sp?.toPort ?? -1} ${dp?.fromPort ?? -1}-${dp?.toPort ?? -1}`;
+}
+
+/** `hash53(canonicalText(r, ruleNumber))`, fed piece by piece. */
+function hashCanonical(r: Omit<DesiredRule, "ruleNumber">, ruleNumber: number): number {
+  const sp = r.sourcePortRange;
+  const dp = r.destinationPortRange;
+  return new Hash53()
+    .add(r.direction)
+    .add(" ")
+    .add(String(ruleNumber))
+    .add(" ")
+    .add(r.action)
+    .add(" ")
+    .add(String(r.protocol ?? -1))
+    .add(" ")
+    .add(r.sourceCidrBlock)
+    .add(" ")
+    .add(r.destinationCidrBlock)
+    .add(" ")
+    .add(String(sp?.fromPort ?? -1))
+    .add("-")
+    .add(String(sp?.toPort ?? -1))
+    .add(" ")
+    .add(String(dp?.fromPort ?? -1))
+    .add("-")
+    .add(String(dp?.toPort ?? -1))
+    .value();
 }
