@@ -11,7 +11,7 @@ import type { VniEntry } from "../api/vni-map.ts";
 import type { LeanPod } from "../k8s/lean.ts";
 import { diffAgainstInventory } from "./diff.ts";
 import { buildFilterRules, type DesiredRule } from "./filters.ts";
-import { byString, hash53, hashHex } from "./hash.ts";
+import { byString, Hash53, hash53, hashHex } from "./hash.ts";
 import { indexInventory, type InventoryIndex } from "./inventory-index.ts";
 import type { Ranges } from "./ipv4.ts";
 import { matches } from "./selectors.ts";
@@ -188,6 +188,11 @@ function unselectedRanges(held: Ranges, selected: readonly number[]): Ranges {
   return out;
 }
 
+function isSortedDistinct(xs: readonly number[]): boolean {
+  for (let i = 1; i < xs.length; i++) if (!(xs[i - 1]! < xs[i]!)) return false;
+  return true;
+}
+
 function sortedDistinct(xs: readonly number[]): number[] {
   const out = [...xs].sort((a, b) => a - b);
   let n = 0;
@@ -207,7 +212,7 @@ function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRul
     for (const m of g.members) if (m.located.ip !== "all") ips.push(m.located.ip);
     const rules = buildFilterRules({
       selected: g.whole ? "all" : ips,
-      unselected: g.whole ? [] : unselectedRanges(held, sortedDistinct(ips)),
+      unselected: g.whole ? [] : unselectedRanges(held, isSortedDistinct(ips) ? ips : sortedDistinct(ips)),
       userRules: g.userRules,
       allowRejectForm: g.target.input.spec.allowNodeSources,
     });
@@ -229,6 +234,8 @@ interface Outcome {
   sessions: DesiredSession[];
   /** The owned session each of `sessions` matches, if any (looked up once, used thrice). */
   existing: (MirrorSession | undefined)[];
+  /** The group each of `sessions` serves. */
+  groups: Group[];
   /** Pod filters: their keys embed the ENI, so only groups on one ENI could share one. */
   podFilters: DesiredFilter[];
   /** Whole-node filters, keyed by content and shared. */
@@ -285,7 +292,7 @@ function programGroup(
   // filter depends only on the policy's rules, so identical ones are shared.
   const fKey = g.whole
     ? `filter-${hashHex(JSON.stringify([rules, networkServices]))}`
-    : `filter-${g.sessionKey.slice("session-".length)}`;
+    : `filter-${g.eni.networkInterfaceId}-${g.hash}`; // the session key's tail
   const filter = { key: fKey, rules, networkServices, description: "traffic-mirror-operator filter" };
   if (g.whole) {
     if (!out.wholeFilters.has(fKey)) out.wholeFilters.set(fKey, filter);
@@ -294,6 +301,7 @@ function programGroup(
     out.podFilters.push(filter);
   }
   out.existing.push(existing);
+  out.groups.push(g);
   out.sessions.push(desiredSession(g, { target: slot.ref, fKey, sessionNumber: sessionNumberFor(g, taken) }));
   const eniId = g.eni.networkInterfaceId;
   for (const m of g.members) {
@@ -391,7 +399,7 @@ function assignVnis(out: Outcome): number[] {
   const { sessions, existing } = out;
   const used = new Set<number>();
   const order = sessions.map((_, i) => i).sort((a, b) => byString(sessions[a]!.key, sessions[b]!.key));
-  const pending: DesiredSession[] = [];
+  const pending: number[] = [];
   for (const i of order) {
     const s = sessions[i]!;
     const vni = existing[i]?.virtualNetworkId;
@@ -399,11 +407,15 @@ function assignVnis(out: Outcome): number[] {
       s.virtualNetworkId = vni;
       used.add(vni);
     } else {
-      pending.push(s);
+      pending.push(i);
     }
   }
-  for (const s of pending) {
-    let vni = (hash53(s.key) % 0xfffffe) + 1;
+  for (const i of pending) {
+    const s = sessions[i]!;
+    const g = out.groups[i]!;
+    // hash53(s.key), fed the pieces the key was made of.
+    const h = new Hash53().add("session-").add(g.eni.networkInterfaceId).add("-").add(g.hash).value();
+    let vni = (h % 0xfffffe) + 1;
     while (used.has(vni)) vni = (vni % 0xfffffe) + 1;
     s.virtualNetworkId = vni;
     used.add(vni);
@@ -557,7 +569,7 @@ export function planMirroring(
   for (const t of targets.values())
     for (const s of t.slots) if (s.networkInterfaceId) targetEnis.add(s.networkInterfaceId);
   const { reports, groupsByEni } = collectDemands(input, targets, idx, targetEnis);
-  const out: Outcome = { sessions: [], existing: [], podFilters: [], wholeFilters: new Map() };
+  const out: Outcome = { sessions: [], existing: [], groups: [], podFilters: [], wholeFilters: new Map() };
   arbitrate(groupsByEni, { idx, reports, keyOfTarget: keysOfOwnedTargets(idx), out });
   const order = assignVnis(out);
   for (const s of out.sessions) for (const owner of s.owners) reports.get(owner)?.sessionKeys.push(s.key);

@@ -5,7 +5,7 @@ import { Reason } from "../api/reasons.ts";
 import type { LeanNode, LeanPod } from "../k8s/lean.ts";
 import { instanceIdFromProviderId, type InventoryIndex } from "./inventory-index.ts";
 import { parseIp } from "./ipv4.ts";
-import { matches } from "./selectors.ts";
+import { compileSelector, matches } from "./selectors.ts";
 import type { PolicyInput, SourceReport } from "./types.ts";
 
 /** A source located on an ENI. */
@@ -176,10 +176,9 @@ export function selectSources(
 ): { pods: LeanPod[]; nodes: LeanNode[] } {
   if (p.spec.nodeSelector)
     return { pods: [], nodes: nodes.filter((n) => matches(p.spec.nodeSelector, n.labels)) };
+  const selects = compileSelector(p.spec.podSelector);
   return {
-    pods: pods.filter(
-      (x) => x.namespace === p.namespace && !x.deleting && matches(p.spec.podSelector, x.labels),
-    ),
+    pods: pods.filter((x) => x.namespace === p.namespace && !x.deleting && selects(x.labels)),
     nodes: [],
   };
 }
