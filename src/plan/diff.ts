@@ -96,18 +96,38 @@ function resolveTargetId(ref: TargetRef, idx: InventoryIndex): string | undefine
   return "id" in ref ? ref.id : idx.ownedTargets.get(ref.key)?.trafficMirrorTargetId;
 }
 
-function sessionChange(
-  actual: MirrorSession,
-  d: DesiredSession,
-  idx: InventoryIndex,
-): SessionChange | undefined {
+/**
+ * Answers of the index, remembered within one diff: sessions share a few target refs, and each
+ * session's filter was looked up already (keyed by the very same key string, so no text compare).
+ */
+interface Known {
+  idx: InventoryIndex;
+  targetIds: Map<TargetRef, string | undefined>;
+  /** Desired filter key to the id of the owned filter with that key, null when there is none. */
+  filterIds: Map<string, string | null>;
+}
+
+function targetIdOf(ref: TargetRef, k: Known): string | undefined {
+  if (k.targetIds.has(ref)) return k.targetIds.get(ref);
+  const id = resolveTargetId(ref, k.idx);
+  k.targetIds.set(ref, id);
+  return id;
+}
+
+function filterIdOf(key: string, k: Known): string | undefined {
+  const known = k.filterIds.get(key);
+  if (known === undefined) return k.idx.ownedFilters.get(key)?.trafficMirrorFilterId;
+  return known ?? undefined;
+}
+
+function sessionChange(actual: MirrorSession, d: DesiredSession, k: Known): SessionChange | undefined {
   const change: SessionChange = { sessionId: actual.trafficMirrorSessionId, key: d.key };
   let changed = false;
-  if (resolveTargetId(d.target, idx) !== actual.trafficMirrorTargetId) {
+  if (targetIdOf(d.target, k) !== actual.trafficMirrorTargetId) {
     change.target = d.target;
     changed = true;
   }
-  if (idx.ownedFilters.get(d.filterKey)?.trafficMirrorFilterId !== actual.trafficMirrorFilterId) {
+  if (filterIdOf(d.filterKey, k) !== actual.trafficMirrorFilterId) {
     change.filterKey = d.filterKey;
     changed = true;
   }
@@ -146,8 +166,10 @@ export function diffAgainstInventory(
     deleteFilters: [],
     deleteTargets: [],
   };
+  const known: Known = { idx, targetIds: new Map(), filterIds: new Map() };
   for (const f of desired.filters) {
     const actual = idx.ownedFilters.get(f.key);
+    known.filterIds.set(f.key, actual?.trafficMirrorFilterId ?? null);
     if (!actual) diff.createFilters.push(f);
     else {
       keptFilters.add(actual);
@@ -160,7 +182,7 @@ export function diffAgainstInventory(
     if (!actual) diff.createSessions.push(s);
     else {
       keptSessions.add(actual);
-      const change = sessionChange(actual, s, idx);
+      const change = sessionChange(actual, s, known);
       if (change) diff.modifySessions.push(change);
     }
   }

@@ -203,9 +203,7 @@ function sortedDistinct(xs: readonly number[]): number[] {
 
 /** Filter rules for a group, dropping its lowest-priority pods until the rules fit. */
 function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRule[] | undefined {
-  g.members.sort(
-    (a, b) => a.policy.rank - b.policy.rank || byString(a.located.report.name, b.located.report.name),
-  );
+  g.members.sort((a, b) => a.policy.rank - b.policy.rank || byString(a.located.name, b.located.name));
   const held = g.whole ? [] : idx.heldRanges(g.eni.networkInterfaceId);
   while (g.members.length > 0) {
     const ips: number[] = [];
@@ -243,7 +241,7 @@ interface Outcome {
 }
 
 function unmirrored(m: Member, reason: string, message: string): void {
-  const r = m.located.report;
+  const r = m.located;
   m.policy.report.sources.push({
     kind: r.kind,
     name: r.name,
@@ -305,7 +303,7 @@ function programGroup(
   out.sessions.push(desiredSession(g, { target: slot.ref, fKey, sessionNumber: sessionNumberFor(g, taken) }));
   const eniId = g.eni.networkInterfaceId;
   for (const m of g.members) {
-    const r = m.located.report;
+    const r = m.located;
     m.policy.report.sources.push({
       kind: r.kind,
       name: r.name,
@@ -334,7 +332,7 @@ function desiredSession(
   s.owners = owners;
   s.nodeName = first.nodeName;
   s.instanceId = first.instanceId;
-  s.pods = g.whole ? [] : g.members.map((m) => ({ name: m.located.report.name, ip: m.located.ipText! }));
+  s.pods = g.whole ? [] : g.members.map((m) => ({ name: m.located.name, ip: m.located.ipText! }));
   s.description = `traffic-mirror-operator: ${owners.join(", ")}`.slice(0, 255);
   return s;
 }

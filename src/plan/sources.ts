@@ -10,7 +10,9 @@ import type { PolicyInput, SourceReport } from "./types.ts";
 
 /** A source located on an ENI. */
 export interface Located {
-  report: SourceReport;
+  kind: SourceReport["kind"];
+  /** `namespace/name` of a pod, or a node's name. */
+  name: string;
   eni: NetworkInterface;
   /** The selected address, or "all" for a whole ENI. */
   ip: number | "all";
@@ -120,8 +122,8 @@ function firstIpv4(pod: LeanPod): { text: string; ip: number } | undefined {
 
 /** Locates one pod; a report with a reason when it cannot be mirrored. */
 export function locatePod(pod: LeanPod, ctx: LocateCtx): Located | SourceReport {
-  const report: SourceReport = { kind: "Pod", name: `${pod.namespace}/${pod.name}` };
-  const fail = (f: Failure): SourceReport => ({ ...report, ...f });
+  const name = `${pod.namespace}/${pod.name}`;
+  const fail = (f: Failure): SourceReport => ({ kind: "Pod", name, ...f });
   const early = podFailure(pod, ctx);
   if (early) return fail(early);
   const addr = firstIpv4(pod);
@@ -143,7 +145,8 @@ export function locatePod(pod: LeanPod, ctx: LocateCtx): Located | SourceReport 
   const bad = checkEni(ctx, eni);
   if (bad) return fail(bad);
   return {
-    report,
+    kind: "Pod",
+    name,
     eni,
     ip: addr.ip,
     ipText: addr.text,
@@ -164,7 +167,7 @@ export function locateNode(node: LeanNode, ctx: LocateCtx): (Located | SourceRep
     const bad = checkEni(ctx, eni);
     return bad
       ? { ...report, ...bad }
-      : { report: { ...report }, eni, ip: "all" as const, nodeName: node.name, instanceId: inst.instanceId };
+      : { kind: "Node", name: node.name, eni, ip: "all", nodeName: node.name, instanceId: inst.instanceId };
   });
 }
 
