@@ -48,21 +48,52 @@ function port(r: { from: number; to: number } | undefined): PortRange | undefine
 interface Unnumbered {
   rules: DesiredRule[];
   tiers: number[];
+  /** `hash53` of each rule's canonical text with rule number 0. */
+  hashes: number[];
 }
+
+/**
+ * A rule's canonical text (number 0) around its local block: every rule made from one user rule
+ * and direction shares it, so the part before the block is hashed once.
+ */
+interface RuleText {
+  head: Hash53;
+  tail: string;
+}
+
+function ruleText(r: PolicyFilterRule, direction: TrafficDirection): RuleText {
+  const protocol = PROTOCOLS[r.protocol] ?? -1;
+  const remote = r.remoteCidr ?? ANY;
+  const inbound = direction === "ingress";
+  const sp = inbound ? r.remotePorts : r.localPorts;
+  const dp = inbound ? r.localPorts : r.remotePorts;
+  const ports = `${sp?.from ?? -1}-${sp?.to ?? -1} ${dp?.from ?? -1}-${dp?.to ?? -1}`;
+  return inbound
+    ? { head: new Hash53().add(`${direction} 0 ${r.action} ${protocol} ${remote} `), tail: ` ${ports}` }
+    : { head: new Hash53().add(`${direction} 0 ${r.action} ${protocol} `), tail: ` ${remote} ${ports}` };
+}
+
+/** The texts of the accept-all rule, which nearly every filter uses (it is private and never changes). */
+const ALL_TRAFFIC_TEXT: Record<TrafficDirection, RuleText> = {
+  ingress: ruleText({ direction: "both", action: "accept", protocol: "All" }, "ingress"),
+  egress: ruleText({ direction: "both", action: "accept", protocol: "All" }, "egress"),
+};
 
 /** Rules of one user rule applied to one local block. */
 function expand(r: PolicyFilterRule, local: string, tier: number, out: Unnumbered): void {
   const protocol = PROTOCOLS[r.protocol];
   const remote = r.remoteCidr ?? ANY;
-  if (r.direction !== "egress") {
-    out.rules.push(oneRule(r, { direction: "ingress", protocol }, remote, local));
+  for (const direction of DIRECTIONS) {
+    if (r.direction === (direction === "ingress" ? "egress" : "ingress")) continue;
+    const inbound = direction === "ingress";
+    out.rules.push(oneRule(r, { direction, protocol }, inbound ? remote : local, inbound ? local : remote));
     out.tiers.push(tier);
-  }
-  if (r.direction !== "ingress") {
-    out.rules.push(oneRule(r, { direction: "egress", protocol }, local, remote));
-    out.tiers.push(tier);
+    const text = r === ALL_TRAFFIC ? ALL_TRAFFIC_TEXT[direction] : ruleText(r, direction);
+    out.hashes.push(text.head.copy().add(local).add(text.tail).value());
   }
 }
+
+const DIRECTIONS: readonly TrafficDirection[] = ["ingress", "egress"];
 
 /**
  * One rule as a literal (this runs for every rule of every filter of a plan); keys are added in
@@ -102,7 +133,7 @@ function number(u: Unnumbered): DesiredRule[] {
   u.rules.forEach((r, i) => {
     const used = r.direction === "ingress" ? ingress : egress;
     const base = u.tiers[i]! * 1000 + 1;
-    let offset = hashCanonical(r, 0) % 997;
+    let offset = u.hashes[i]! % 997;
     while (used.includes(base + offset)) offset = (offset + 1) % 997;
     used.push(base + offset);
     r.ruleNumber = base + offset;
@@ -112,7 +143,7 @@ function number(u: Unnumbered): DesiredRule[] {
 
 function acceptForm(locals: readonly string[], userRules: readonly PolicyFilterRule[]): Unnumbered {
   const rules = userRules.length > 0 ? userRules : [ALL_TRAFFIC];
-  const out: Unnumbered = { rules: [], tiers: [] };
+  const out: Unnumbered = { rules: [], tiers: [], hashes: [] };
   rules.forEach((r, i) => {
     for (const l of locals) expand(r, l, i + 1, out);
   });
@@ -120,7 +151,7 @@ function acceptForm(locals: readonly string[], userRules: readonly PolicyFilterR
 }
 
 function rejectForm(rejectBlocks: readonly Block[]): Unnumbered {
-  const out: Unnumbered = { rules: [], tiers: [] };
+  const out: Unnumbered = { rules: [], tiers: [], hashes: [] };
   for (const b of rejectBlocks) expand(REJECT_ALL, formatBlock(b), 1, out);
   expand(ALL_TRAFFIC, ANY, 2, out);
   return out;
@@ -165,31 +196,4 @@ function canonicalText(r: Omit<DesiredRule, "ruleNumber">, ruleNumber: number): 
   const sp = r.sourcePortRange;
   const dp = r.destinationPortRange;
   return `${r.direction} ${ruleNumber} ${r.action} ${r.protocol ?? -1} ${r.sourceCidrBlock} ${r.destinationCidrBlock} ${sp?.fromPort ?? -1}-${sp?.toPort ?? -1} ${dp?.fromPort ?? -1}-${dp?.toPort ?? -1}`;
-}
-
-/** `hash53(canonicalText(r, ruleNumber))`, fed piece by piece. */
-function hashCanonical(r: Omit<DesiredRule, "ruleNumber">, ruleNumber: number): number {
-  const sp = r.sourcePortRange;
-  const dp = r.destinationPortRange;
-  return new Hash53()
-    .add(r.direction)
-    .add(" ")
-    .add(String(ruleNumber))
-    .add(" ")
-    .add(r.action)
-    .add(" ")
-    .add(String(r.protocol ?? -1))
-    .add(" ")
-    .add(r.sourceCidrBlock)
-    .add(" ")
-    .add(r.destinationCidrBlock)
-    .add(" ")
-    .add(String(sp?.fromPort ?? -1))
-    .add("-")
-    .add(String(sp?.toPort ?? -1))
-    .add(" ")
-    .add(String(dp?.fromPort ?? -1))
-    .add("-")
-    .add(String(dp?.toPort ?? -1))
-    .value();
 }

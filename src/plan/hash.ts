@@ -30,6 +30,14 @@ export class Hash53 {
     return this;
   }
 
+  /** A hasher that has been fed what this one has. */
+  copy(): Hash53 {
+    const c = new Hash53();
+    c.h1 = this.h1;
+    c.h2 = this.h2;
+    return c;
+  }
+
   /** The hash of everything fed so far. */
   value(): number {
     const h1 =
