@@ -236,6 +236,9 @@ interface Outcome {
   groups: Group[];
   /** Pod filters: their keys embed the ENI, so only groups on one ENI could share one. */
   podFilters: DesiredFilter[];
+  /** Where each ENI's sessions and pod filters begin in `sessions` and `podFilters`. */
+  sessionRuns: number[];
+  podFilterRuns: number[];
   /** Whole-node filters, keyed by content and shared. */
   wholeFilters: Map<string, DesiredFilter>;
 }
@@ -376,6 +379,8 @@ function arbitrate(groupsByEni: Map<string, Group[]>, ctx: ProgramCtx): void {
     const free = Math.max(0, MAX_SESSIONS_PER_ENI - foreign.length);
     const onEni = { taken: new Set(foreign.map((s) => s.sessionNumber)), podFilterHashes: [] };
     const firstSession = ctx.out.sessions.length;
+    ctx.out.sessionRuns.push(firstSession);
+    ctx.out.podFilterRuns.push(ctx.out.podFilters.length);
     groups.forEach((g, i) => {
       if (i < free) {
         programGroup(g, ctx, onEni);
@@ -390,13 +395,49 @@ function arbitrate(groupsByEni: Map<string, Group[]>, ctx: ProgramCtx): void {
 }
 
 /**
+ * Positions of `keys` in ascending order, as a stable sort gives them. Keys come in runs (one per
+ * ENI, ENIs in order) that mostly join up once each short run is sorted: then a check of the joins
+ * replaces sorting tens of thousands of keys. If the joined runs are not strictly ascending, a
+ * full stable sort decides.
+ */
+function keyOrder(keys: readonly string[], runStarts: readonly number[]): number[] {
+  const order: number[] = [];
+  runStarts.forEach((start, r) => {
+    const end = runStarts[r + 1] ?? keys.length;
+    const run: number[] = [];
+    for (let i = start; i < end; i++) run.push(i);
+    run.sort((a, b) => byString(keys[a]!, keys[b]!));
+    for (const i of run) order.push(i);
+  });
+  let ascending = order.length === keys.length;
+  for (let i = 1; ascending && i < order.length; i++)
+    ascending = byString(keys[order[i - 1]!]!, keys[order[i]!]!) < 0;
+  if (ascending) return order;
+  return keys.map((_, i) => i).sort((a, b) => byString(keys[a]!, keys[b]!));
+}
+
+/** Merges two lists each sorted by distinct keys (no key in both). */
+function mergeByKey<T extends { key: string }>(a: readonly T[], b: readonly T[]): T[] {
+  const out: T[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) out.push(byString(a[i]!.key, b[j]!.key) < 0 ? a[i++]! : b[j++]!);
+  while (i < a.length) out.push(a[i++]!);
+  while (j < b.length) out.push(b[j++]!);
+  return out;
+}
+
+/**
  * Deterministic, stable VNIs: an existing session keeps its VNI; new ones hash their key. Returns
  * the positions of `out.sessions` in key order.
  */
 function assignVnis(out: Outcome): number[] {
   const { sessions, existing } = out;
   const used = new Set<number>();
-  const order = sessions.map((_, i) => i).sort((a, b) => byString(sessions[a]!.key, sessions[b]!.key));
+  const order = keyOrder(
+    sessions.map((s) => s.key),
+    out.sessionRuns,
+  );
   const pending: number[] = [];
   for (const i of order) {
     const s = sessions[i]!;
@@ -567,7 +608,15 @@ export function planMirroring(
   for (const t of targets.values())
     for (const s of t.slots) if (s.networkInterfaceId) targetEnis.add(s.networkInterfaceId);
   const { reports, groupsByEni } = collectDemands(input, targets, idx, targetEnis);
-  const out: Outcome = { sessions: [], existing: [], groups: [], podFilters: [], wholeFilters: new Map() };
+  const out: Outcome = {
+    sessions: [],
+    existing: [],
+    groups: [],
+    podFilters: [],
+    sessionRuns: [],
+    podFilterRuns: [],
+    wholeFilters: new Map(),
+  };
   arbitrate(groupsByEni, { idx, reports, keyOfTarget: keysOfOwnedTargets(idx), out });
   const order = assignVnis(out);
   for (const s of out.sessions) for (const owner of s.owners) reports.get(owner)?.sessionKeys.push(s.key);
@@ -575,8 +624,13 @@ export function planMirroring(
   const desiredTargets = [...targets.values()]
     .flatMap((t) => t.slots.flatMap((s) => (s.desired ? [s.desired] : [])))
     .sort((a, b) => byString(a.key, b.key));
-  // Keys are distinct, so the order they were gathered in does not matter.
-  const filters = [...out.podFilters, ...out.wholeFilters.values()].sort((a, b) => byString(a.key, b.key));
+  // Keys are distinct (pod filter keys hold an ENI id, whole-node ones only hex), so merging the
+  // two sorted lists is sorting them together.
+  const podFilterKeys = out.podFilters.map((f) => f.key);
+  const filters = mergeByKey(
+    keyOrder(podFilterKeys, out.podFilterRuns).map((i) => out.podFilters[i]!),
+    [...out.wholeFilters.values()].sort((a, b) => byString(a.key, b.key)),
+  );
   const desired = { targets: desiredTargets, filters, sessions };
   return {
     desired,
