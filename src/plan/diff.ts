@@ -146,10 +146,14 @@ function sessionChange(actual: MirrorSession, d: DesiredSession, k: Known): Sess
   return changed ? change : undefined;
 }
 
-/** The changes that take the owned resources in `idx` to `desired`. */
+/**
+ * The changes that take the owned resources in `idx` to `desired`. `existingSessions`, when given,
+ * is `idx.ownedSessions.get(key)` for each desired session, already looked up by the caller.
+ */
 export function diffAgainstInventory(
   desired: { targets: DesiredTarget[]; filters: DesiredFilter[]; sessions: DesiredSession[] },
   idx: InventoryIndex,
+  existingSessions?: readonly (MirrorSession | undefined)[],
 ): PlanDiff {
   // Owned resources some desired key found; the rest are deleted. Marking the ones found saves
   // a set of every desired key (tens of thousands of strings to hash).
@@ -177,15 +181,15 @@ export function diffAgainstInventory(
         diff.replaceFilterRules.push({ filterId: actual.trafficMirrorFilterId, filter: f });
     }
   }
-  for (const s of desired.sessions) {
-    const actual = idx.ownedSessions.get(s.key);
+  desired.sessions.forEach((s, i) => {
+    const actual = existingSessions ? existingSessions[i] : idx.ownedSessions.get(s.key);
     if (!actual) diff.createSessions.push(s);
     else {
       keptSessions.add(actual);
       const change = sessionChange(actual, s, known);
       if (change) diff.modifySessions.push(change);
     }
-  }
+  });
   const sortKey = <T extends { key: string }>(xs: T[]): T[] => xs.sort((a, b) => byString(a.key, b.key));
   for (const [key, s] of idx.ownedSessions)
     if (!keptSessions.has(s)) diff.deleteSessions.push({ sessionId: s.trafficMirrorSessionId, key });

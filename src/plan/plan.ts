@@ -634,7 +634,11 @@ export function planMirroring(
   const desired = { targets: desiredTargets, filters, sessions };
   return {
     desired,
-    diff: diffAgainstInventory(desired, idx),
+    diff: diffAgainstInventory(
+      desired,
+      idx,
+      order.map((i) => out.existing[i]),
+    ),
     policies: reports,
     targets: targetReports(targets, input, out),
     vniMap: { version: 1, sessions: order.map((i) => vniEntry(out.sessions[i]!, out.existing[i], idx)) },
