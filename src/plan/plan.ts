@@ -220,11 +220,11 @@ function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRul
   return undefined;
 }
 
-function sessionNumberFor(g: Group, taken: Set<number>): number {
+function sessionNumberFor(g: Group, taken: number[]): number {
   // Priority decides the order AWS evaluates sessions in: higher priority, lower number.
   let n = (1000 - g.priority) * 32 + 1 + (g.keyHash % 32);
-  while (taken.has(n)) n = n >= 32766 ? 1 : n + 1;
-  taken.add(n);
+  while (taken.includes(n)) n = n >= 32766 ? 1 : n + 1;
+  taken.push(n);
   return n;
 }
 
@@ -265,7 +265,7 @@ interface ProgramCtx {
 function programGroup(
   g: Group,
   ctx: ProgramCtx,
-  onEni: { taken: Set<number>; podFilterHashes: string[] },
+  onEni: { taken: number[]; podFilterHashes: string[] },
 ): void {
   const { taken, podFilterHashes } = onEni;
   const { idx, out } = ctx;
@@ -377,7 +377,8 @@ function arbitrate(groupsByEni: Map<string, Group[]>, ctx: ProgramCtx): void {
       .sort((a, b) => b.priority - a.priority || byString(a.groupKey, b.groupKey));
     const foreign = ctx.idx.foreignSessions(eniId);
     const free = Math.max(0, MAX_SESSIONS_PER_ENI - foreign.length);
-    const onEni = { taken: new Set(foreign.map((s) => s.sessionNumber)), podFilterHashes: [] };
+    // A handful of numbers per ENI: an array, not a set per ENI.
+    const onEni = { taken: foreign.map((s) => s.sessionNumber), podFilterHashes: [] };
     const firstSession = ctx.out.sessions.length;
     ctx.out.sessionRuns.push(firstSession);
     ctx.out.podFilterRuns.push(ctx.out.podFilters.length);
@@ -474,11 +475,12 @@ function sameRef(a: DesiredSession["target"], b: DesiredSession["target"]): bool
 function reportShadowing(eni: string, sessions: DesiredSession[], reports: Map<string, PolicyReport>): void {
   sessions.sort((a, b) => a.sessionNumber - b.sessionNumber);
   sessions.forEach((later, i) => {
-    const laterIps = new Set(later.pods.map((p) => p.ip));
     const shadowers = sessions.slice(0, i).filter((earlier) => {
       if (sameRef(earlier.target, later.target)) return false;
       return (
-        earlier.pods.length === 0 || later.pods.length === 0 || earlier.pods.some((p) => laterIps.has(p.ip))
+        earlier.pods.length === 0 ||
+        later.pods.length === 0 ||
+        earlier.pods.some((p) => later.pods.some((q) => q.ip === p.ip))
       );
     });
     if (shadowers.length === 0) return;
