@@ -236,6 +236,8 @@ interface Outcome {
   groups: Group[];
   /** Pod filters: their keys embed the ENI, so only groups on one ENI could share one. */
   podFilters: DesiredFilter[];
+  /** The group each of `podFilters` belongs to. */
+  podFilterGroups: Group[];
   /** Where each ENI's sessions and pod filters begin in `sessions` and `podFilters`. */
   sessionRuns: number[];
   podFilterRuns: number[];
@@ -300,6 +302,7 @@ function programGroup(
   } else if (!podFilterHashes.includes(g.hash)) {
     podFilterHashes.push(g.hash);
     out.podFilters.push(filter);
+    out.podFilterGroups.push(g);
   }
   out.existing.push(existing);
   out.groups.push(g);
@@ -396,25 +399,51 @@ function arbitrate(groupsByEni: Map<string, Group[]>, ctx: ProgramCtx): void {
 }
 
 /**
- * Positions of `keys` in ascending order, as a stable sort gives them. Keys come in runs (one per
- * ENI, ENIs in order) that mostly join up once each short run is sorted: then a check of the joins
- * replaces sorting tens of thousands of keys. If the joined runs are not strictly ascending, a
- * full stable sort decides.
+ * Keys the plan makes per group on an ENI: a fixed prefix, the ENI id, "-", the group's hash (all
+ * of one length). `eni[i]`, `hash[i]` are the pieces of `key(i)`.
  */
-function keyOrder(keys: readonly string[], runStarts: readonly number[]): number[] {
+interface PieceKeys {
+  eni: readonly string[];
+  hash: readonly string[];
+  key: (i: number) => string;
+}
+
+/**
+ * `byString` of two such keys from their pieces, without joining (and flattening) them: the same
+ * ENI leaves the hashes to decide; different ENIs decide at their first differing character, unless
+ * one id is a prefix of the other, when the whole keys are compared.
+ */
+function comparePieces(k: PieceKeys, a: number, b: number): number {
+  const ea = k.eni[a]!;
+  const eb = k.eni[b]!;
+  if (ea === eb) return byString(k.hash[a]!, k.hash[b]!);
+  if (ea.startsWith(eb) || eb.startsWith(ea)) return byString(k.key(a), k.key(b));
+  return byString(ea, eb);
+}
+
+/**
+ * Positions of the keys in ascending order, as a stable sort gives them. Keys come in runs (one
+ * per ENI, ENIs in order) that mostly join up once each short run is sorted: then a check of the
+ * joins replaces sorting tens of thousands of keys. If the joined runs are not strictly
+ * ascending, a full stable sort decides.
+ */
+function keyOrder(k: PieceKeys, runStarts: readonly number[]): number[] {
+  const n = k.eni.length;
   const order: number[] = [];
   runStarts.forEach((start, r) => {
-    const end = runStarts[r + 1] ?? keys.length;
-    const run: number[] = [];
-    for (let i = start; i < end; i++) run.push(i);
-    run.sort((a, b) => byString(keys[a]!, keys[b]!));
-    for (const i of run) order.push(i);
+    const end = runStarts[r + 1] ?? n;
+    if (end - start === 1) order.push(start);
+    else if (end > start) {
+      const run: number[] = [];
+      for (let i = start; i < end; i++) run.push(i);
+      run.sort((a, b) => comparePieces(k, a, b));
+      for (const i of run) order.push(i);
+    }
   });
-  let ascending = order.length === keys.length;
-  for (let i = 1; ascending && i < order.length; i++)
-    ascending = byString(keys[order[i - 1]!]!, keys[order[i]!]!) < 0;
+  let ascending = order.length === n;
+  for (let i = 1; ascending && i < n; i++) ascending = comparePieces(k, order[i - 1]!, order[i]!) < 0;
   if (ascending) return order;
-  return keys.map((_, i) => i).sort((a, b) => byString(keys[a]!, keys[b]!));
+  return Array.from({ length: n }, (_, i) => i).sort((a, b) => byString(k.key(a), k.key(b)));
 }
 
 /** Merges two lists each sorted by distinct keys (no key in both). */
@@ -436,7 +465,11 @@ function assignVnis(out: Outcome): number[] {
   const { sessions, existing } = out;
   const used = new Set<number>();
   const order = keyOrder(
-    sessions.map((s) => s.key),
+    {
+      eni: out.groups.map((g) => g.eni.networkInterfaceId),
+      hash: out.groups.map((g) => g.hash),
+      key: (i) => sessions[i]!.key,
+    },
     out.sessionRuns,
   );
   const pending: number[] = [];
@@ -615,6 +648,7 @@ export function planMirroring(
     existing: [],
     groups: [],
     podFilters: [],
+    podFilterGroups: [],
     sessionRuns: [],
     podFilterRuns: [],
     wholeFilters: new Map(),
@@ -628,7 +662,11 @@ export function planMirroring(
     .sort((a, b) => byString(a.key, b.key));
   // Keys are distinct (pod filter keys hold an ENI id, whole-node ones only hex), so merging the
   // two sorted lists is sorting them together.
-  const podFilterKeys = out.podFilters.map((f) => f.key);
+  const podFilterKeys: PieceKeys = {
+    eni: out.podFilterGroups.map((g) => g.eni.networkInterfaceId),
+    hash: out.podFilterGroups.map((g) => g.hash),
+    key: (i) => out.podFilters[i]!.key,
+  };
   const filters = mergeByKey(
     keyOrder(podFilterKeys, out.podFilterRuns).map((i) => out.podFilters[i]!),
     [...out.wholeFilters.values()].sort((a, b) => byString(a.key, b.key)),
