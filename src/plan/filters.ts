@@ -192,6 +192,7 @@ export function canonicalRule(r: DesiredRule): string {
   return canonicalText(r, r.ruleNumber);
 }
 
+// `ruleText` hashes this same text in two parts; filters.test.ts keeps them in step.
 function canonicalText(r: Omit<DesiredRule, "ruleNumber">, ruleNumber: number): string {
   const sp = r.sourcePortRange;
   const dp = r.destinationPortRange;
