@@ -25,6 +25,13 @@ function rulesOf(f: MirrorFilter): DesiredRule[] {
 
 /** Whether an owned filter's rules and services match the desired ones. */
 function sameFilter(actual: MirrorFilter, desired: DesiredFilter): boolean {
+  // Nearly every owned filter matches; pairing rules field by field proves that without building
+  // and sorting strings. Only a filter that fails the quick test is compared the careful way.
+  if (
+    quickSameRules(actual, desired.rules) &&
+    quickSameServices(actual.networkServices, desired.networkServices)
+  )
+    return true;
   const a = rulesOf(actual).map(canonicalRule).sort();
   const d = desired.rules.map(canonicalRule).sort();
   return (
@@ -33,22 +40,94 @@ function sameFilter(actual: MirrorFilter, desired: DesiredFilter): boolean {
   );
 }
 
+/** Equal as `canonicalRule` renders them (`x === y` implies equal text; the text decides otherwise). */
+function sameText(x: unknown, y: unknown): boolean {
+  return x === y || String(x) === String(y);
+}
+
+/** Whether two rules render to the same `canonicalRule` text, field by field. */
+function sameRule(a: DesiredRule, d: DesiredRule): boolean {
+  return (
+    sameText(a.direction, d.direction) &&
+    sameText(a.ruleNumber, d.ruleNumber) &&
+    sameText(a.action, d.action) &&
+    sameText(a.protocol ?? -1, d.protocol ?? -1) &&
+    sameText(a.sourceCidrBlock, d.sourceCidrBlock) &&
+    sameText(a.destinationCidrBlock, d.destinationCidrBlock) &&
+    samePorts(a.sourcePortRange, d.sourcePortRange) &&
+    samePorts(a.destinationPortRange, d.destinationPortRange)
+  );
+}
+
+function samePorts(a: DesiredRule["sourcePortRange"], d: DesiredRule["sourcePortRange"]): boolean {
+  return sameText(a?.fromPort ?? -1, d?.fromPort ?? -1) && sameText(a?.toPort ?? -1, d?.toPort ?? -1);
+}
+
+/**
+ * True only if the rules pair up one to one with equal text (then their sorted texts are equal);
+ * false means "not shown", not "different".
+ */
+function quickSameRules(actual: MirrorFilter, desired: readonly DesiredRule[]): boolean {
+  const n = actual.ingressRules.length + actual.egressRules.length;
+  if (n !== desired.length || n > 32) return false;
+  let used = 0;
+  for (const d of desired) {
+    let k = 0;
+    let found = false;
+    for (const list of [actual.ingressRules, actual.egressRules]) {
+      for (const a of list) {
+        if (!found && (used & (1 << k)) === 0 && sameRule(a, d)) {
+          used |= 1 << k;
+          found = true;
+        }
+        k++;
+      }
+    }
+    if (!found) return false;
+  }
+  return true;
+}
+
+function quickSameServices(actual: readonly string[], desired: readonly string[]): boolean {
+  return actual.length === desired.length && actual.every((s, i) => s === desired[i]);
+}
+
 function resolveTargetId(ref: TargetRef, idx: InventoryIndex): string | undefined {
   return "id" in ref ? ref.id : idx.ownedTargets.get(ref.key)?.trafficMirrorTargetId;
 }
 
-function sessionChange(
-  actual: MirrorSession,
-  d: DesiredSession,
-  idx: InventoryIndex,
-): SessionChange | undefined {
+/**
+ * Answers of the index, remembered within one diff: sessions share a few target refs, and each
+ * session's filter was looked up already (keyed by the very same key string, so no text compare).
+ */
+interface Known {
+  idx: InventoryIndex;
+  targetIds: Map<TargetRef, string | undefined>;
+  /** Desired filter key to the id of the owned filter with that key, null when there is none. */
+  filterIds: Map<string, string | null>;
+}
+
+function targetIdOf(ref: TargetRef, k: Known): string | undefined {
+  if (k.targetIds.has(ref)) return k.targetIds.get(ref);
+  const id = resolveTargetId(ref, k.idx);
+  k.targetIds.set(ref, id);
+  return id;
+}
+
+function filterIdOf(key: string, k: Known): string | undefined {
+  const known = k.filterIds.get(key);
+  if (known === undefined) return k.idx.ownedFilters.get(key)?.trafficMirrorFilterId;
+  return known ?? undefined;
+}
+
+function sessionChange(actual: MirrorSession, d: DesiredSession, k: Known): SessionChange | undefined {
   const change: SessionChange = { sessionId: actual.trafficMirrorSessionId, key: d.key };
   let changed = false;
-  if (resolveTargetId(d.target, idx) !== actual.trafficMirrorTargetId) {
+  if (targetIdOf(d.target, k) !== actual.trafficMirrorTargetId) {
     change.target = d.target;
     changed = true;
   }
-  if (idx.ownedFilters.get(d.filterKey)?.trafficMirrorFilterId !== actual.trafficMirrorFilterId) {
+  if (filterIdOf(d.filterKey, k) !== actual.trafficMirrorFilterId) {
     change.filterKey = d.filterKey;
     changed = true;
   }
@@ -67,42 +146,55 @@ function sessionChange(
   return changed ? change : undefined;
 }
 
-/** The changes that take the owned resources in `idx` to `desired`. */
+/**
+ * The changes that take the owned resources in `idx` to `desired`. `existingSessions`, when given,
+ * is `idx.ownedSessions.get(key)` for each desired session, already looked up by the caller.
+ */
 export function diffAgainstInventory(
   desired: { targets: DesiredTarget[]; filters: DesiredFilter[]; sessions: DesiredSession[] },
   idx: InventoryIndex,
+  existingSessions?: readonly (MirrorSession | undefined)[],
 ): PlanDiff {
-  const wantSessions = new Set(desired.sessions.map((s) => s.key));
-  const wantFilters = new Set(desired.filters.map((f) => f.key));
+  // Owned resources some desired key found; the rest are deleted. Marking the ones found saves
+  // a set of every desired key (tens of thousands of strings to hash).
+  const keptSessions = new Set<MirrorSession>();
+  const keptFilters = new Set<MirrorFilter>();
   const wantTargets = new Set(desired.targets.map((t) => t.key));
   const diff: PlanDiff = {
     deleteSessions: [],
     createTargets: desired.targets.filter((t) => !idx.ownedTargets.has(t.key)),
-    createFilters: desired.filters.filter((f) => !idx.ownedFilters.has(f.key)),
+    createFilters: [],
     replaceFilterRules: [],
     modifySessions: [],
     createSessions: [],
     deleteFilters: [],
     deleteTargets: [],
   };
+  const known: Known = { idx, targetIds: new Map(), filterIds: new Map() };
   for (const f of desired.filters) {
     const actual = idx.ownedFilters.get(f.key);
-    if (actual && !sameFilter(actual, f))
-      diff.replaceFilterRules.push({ filterId: actual.trafficMirrorFilterId, filter: f });
-  }
-  for (const s of desired.sessions) {
-    const actual = idx.ownedSessions.get(s.key);
-    if (!actual) diff.createSessions.push(s);
+    known.filterIds.set(f.key, actual?.trafficMirrorFilterId ?? null);
+    if (!actual) diff.createFilters.push(f);
     else {
-      const change = sessionChange(actual, s, idx);
-      if (change) diff.modifySessions.push(change);
+      keptFilters.add(actual);
+      if (!sameFilter(actual, f))
+        diff.replaceFilterRules.push({ filterId: actual.trafficMirrorFilterId, filter: f });
     }
   }
+  desired.sessions.forEach((s, i) => {
+    const actual = existingSessions ? existingSessions[i] : idx.ownedSessions.get(s.key);
+    if (!actual) diff.createSessions.push(s);
+    else {
+      keptSessions.add(actual);
+      const change = sessionChange(actual, s, known);
+      if (change) diff.modifySessions.push(change);
+    }
+  });
   const sortKey = <T extends { key: string }>(xs: T[]): T[] => xs.sort((a, b) => byString(a.key, b.key));
   for (const [key, s] of idx.ownedSessions)
-    if (!wantSessions.has(key)) diff.deleteSessions.push({ sessionId: s.trafficMirrorSessionId, key });
+    if (!keptSessions.has(s)) diff.deleteSessions.push({ sessionId: s.trafficMirrorSessionId, key });
   for (const [key, f] of idx.ownedFilters)
-    if (!wantFilters.has(key)) diff.deleteFilters.push({ filterId: f.trafficMirrorFilterId, key });
+    if (!keptFilters.has(f)) diff.deleteFilters.push({ filterId: f.trafficMirrorFilterId, key });
   for (const [key, t] of idx.ownedTargets)
     if (!wantTargets.has(key)) diff.deleteTargets.push({ targetId: t.trafficMirrorTargetId, key });
   sortKey(diff.deleteSessions);

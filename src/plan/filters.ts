@@ -7,7 +7,7 @@
  */
 import type { FilterRule, PortRange, TrafficDirection } from "../api/inventory.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
-import { hash53 } from "./hash.ts";
+import { Hash53 } from "./hash.ts";
 import { cover, formatBlock, type Block, type Ranges } from "./ipv4.ts";
 
 /** AWS's quota of rules per filter (both directions together). */
@@ -41,36 +41,84 @@ function port(r: { from: number; to: number } | undefined): PortRange | undefine
   return r ? { fromPort: r.from, toPort: r.to } : undefined;
 }
 
-function directions(d: PolicyFilterRule["direction"]): TrafficDirection[] {
-  return d === "both" ? ["ingress", "egress"] : [d];
+/**
+ * Rules waiting for their numbers: `rules[i]` has every key but `ruleNumber` (added last, where a
+ * spread used to put it) and belongs to `tiers[i]`.
+ */
+interface Unnumbered {
+  rules: DesiredRule[];
+  tiers: number[];
+  /** `hash53` of each rule's canonical text with rule number 0. */
+  hashes: number[];
 }
 
+/**
+ * A rule's canonical text (number 0) around its local block: every rule made from one user rule
+ * and direction shares it, so the part before the block is hashed once.
+ */
+interface RuleText {
+  head: Hash53;
+  tail: string;
+}
+
+function ruleText(r: PolicyFilterRule, direction: TrafficDirection): RuleText {
+  const protocol = PROTOCOLS[r.protocol] ?? -1;
+  const remote = r.remoteCidr ?? ANY;
+  const inbound = direction === "ingress";
+  const sp = inbound ? r.remotePorts : r.localPorts;
+  const dp = inbound ? r.localPorts : r.remotePorts;
+  const ports = `${sp?.from ?? -1}-${sp?.to ?? -1} ${dp?.from ?? -1}-${dp?.to ?? -1}`;
+  return inbound
+    ? { head: new Hash53().add(`${direction} 0 ${r.action} ${protocol} ${remote} `), tail: ` ${ports}` }
+    : { head: new Hash53().add(`${direction} 0 ${r.action} ${protocol} `), tail: ` ${remote} ${ports}` };
+}
+
+/** The texts of the accept-all rule, which nearly every filter uses (it is private and never changes). */
+const ALL_TRAFFIC_TEXT: Record<TrafficDirection, RuleText> = {
+  ingress: ruleText({ direction: "both", action: "accept", protocol: "All" }, "ingress"),
+  egress: ruleText({ direction: "both", action: "accept", protocol: "All" }, "egress"),
+};
+
 /** Rules of one user rule applied to one local block. */
-function expand(r: PolicyFilterRule, local: string): Omit<DesiredRule, "ruleNumber">[] {
+function expand(r: PolicyFilterRule, local: string, tier: number, out: Unnumbered): void {
   const protocol = PROTOCOLS[r.protocol];
   const remote = r.remoteCidr ?? ANY;
-  return directions(r.direction).map((direction) => {
+  for (const direction of DIRECTIONS) {
+    if (r.direction === (direction === "ingress" ? "egress" : "ingress")) continue;
     const inbound = direction === "ingress";
-    return {
-      direction,
-      action: r.action,
-      ...(protocol === undefined ? {} : { protocol }),
-      sourceCidrBlock: inbound ? remote : local,
-      destinationCidrBlock: inbound ? local : remote,
-      ...(port(inbound ? r.remotePorts : r.localPorts)
-        ? { sourcePortRange: port(inbound ? r.remotePorts : r.localPorts) }
-        : {}),
-      ...(port(inbound ? r.localPorts : r.remotePorts)
-        ? { destinationPortRange: port(inbound ? r.localPorts : r.remotePorts) }
-        : {}),
-    };
-  });
+    out.rules.push(oneRule(r, { direction, protocol }, inbound ? remote : local, inbound ? local : remote));
+    out.tiers.push(tier);
+    const text = r === ALL_TRAFFIC ? ALL_TRAFFIC_TEXT[direction] : ruleText(r, direction);
+    out.hashes.push(text.head.copy().add(local).add(text.tail).value());
+  }
+}
+
+const DIRECTIONS: readonly TrafficDirection[] = ["ingress", "egress"];
+
+/**
+ * One rule as a literal (this runs for every rule of every filter of a plan); keys are added in
+ * the order they always had, since the plan is compared byte for byte.
+ */
+function oneRule(
+  r: PolicyFilterRule,
+  how: { direction: TrafficDirection; protocol: number | undefined },
+  sourceCidrBlock: string,
+  destinationCidrBlock: string,
+): DesiredRule {
+  const inbound = how.direction === "ingress";
+  const rule = { direction: how.direction, action: r.action } as DesiredRule;
+  if (how.protocol !== undefined) rule.protocol = how.protocol;
+  rule.sourceCidrBlock = sourceCidrBlock;
+  rule.destinationCidrBlock = destinationCidrBlock;
+  const sp = port(inbound ? r.remotePorts : r.localPorts);
+  if (sp) rule.sourcePortRange = sp;
+  const dp = port(inbound ? r.localPorts : r.remotePorts);
+  if (dp) rule.destinationPortRange = dp;
+  return rule;
 }
 
 const ALL_TRAFFIC: PolicyFilterRule = { direction: "both", action: "accept", protocol: "All" };
-
-/** A rule before numbering, with its tier: rules of a lower tier must be evaluated first. */
-type Unnumbered = Omit<DesiredRule, "ruleNumber"> & { tier: number };
+const REJECT_ALL: PolicyFilterRule = { direction: "both", action: "reject", protocol: "All" };
 
 /**
  * Rule numbers that keep order where order matters and stay put otherwise. Rules of one tier
@@ -78,30 +126,35 @@ type Unnumbered = Omit<DesiredRule, "ruleNumber"> & { tier: number };
  * content inside its tier's range: a pod that arrives adds a rule without renumbering the others,
  * and the filter is updated with one or two calls instead of being rebuilt.
  */
-function number(rules: Unnumbered[]): DesiredRule[] {
-  const used: Record<TrafficDirection, Set<number>> = { ingress: new Set(), egress: new Set() };
-  return rules.map(({ tier, ...r }) => {
-    const base = tier * 1000 + 1;
-    let offset = hash53(canonicalRule({ ...r, ruleNumber: 0 })) % 997;
-    while (used[r.direction].has(base + offset)) offset = (offset + 1) % 997;
-    used[r.direction].add(base + offset);
-    return { ...r, ruleNumber: base + offset };
+function number(u: Unnumbered): DesiredRule[] {
+  // At most ten rules: arrays beat sets here.
+  const ingress: number[] = [];
+  const egress: number[] = [];
+  u.rules.forEach((r, i) => {
+    const used = r.direction === "ingress" ? ingress : egress;
+    const base = u.tiers[i]! * 1000 + 1;
+    let offset = u.hashes[i]! % 997;
+    while (used.includes(base + offset)) offset = (offset + 1) % 997;
+    used.push(base + offset);
+    r.ruleNumber = base + offset;
   });
+  return u.rules;
 }
 
-function acceptForm(locals: readonly string[], userRules: readonly PolicyFilterRule[]): Unnumbered[] {
+function acceptForm(locals: readonly string[], userRules: readonly PolicyFilterRule[]): Unnumbered {
   const rules = userRules.length > 0 ? userRules : [ALL_TRAFFIC];
-  return rules.flatMap((r, i) => locals.flatMap((l) => expand(r, l).map((x) => ({ ...x, tier: i + 1 }))));
+  const out: Unnumbered = { rules: [], tiers: [], hashes: [] };
+  rules.forEach((r, i) => {
+    for (const l of locals) expand(r, l, i + 1, out);
+  });
+  return out;
 }
 
-function rejectForm(rejectBlocks: readonly Block[]): Unnumbered[] {
-  const rejects = rejectBlocks.flatMap((b) =>
-    expand({ direction: "both", action: "reject", protocol: "All" }, formatBlock(b)).map((x) => ({
-      ...x,
-      tier: 1,
-    })),
-  );
-  return [...rejects, ...expand(ALL_TRAFFIC, ANY).map((x) => ({ ...x, tier: 2 }))];
+function rejectForm(rejectBlocks: readonly Block[]): Unnumbered {
+  const out: Unnumbered = { rules: [], tiers: [], hashes: [] };
+  for (const b of rejectBlocks) expand(REJECT_ALL, formatBlock(b), 1, out);
+  expand(ALL_TRAFFIC, ANY, 2, out);
+  return out;
 }
 
 /**
@@ -111,7 +164,7 @@ function rejectForm(rejectBlocks: readonly Block[]): Unnumbered[] {
 export function buildFilterRules(req: FilterRequest): DesiredRule[] | undefined {
   if (req.selected === "all") {
     const rules = acceptForm([ANY], req.userRules);
-    return rules.length <= MAX_RULES_PER_FILTER ? number(rules) : undefined;
+    return rules.rules.length <= MAX_RULES_PER_FILTER ? number(rules) : undefined;
   }
   if (req.selected.length === 0) return undefined;
   const blocks = cover(req.selected, req.unselected).map(formatBlock);
@@ -122,9 +175,9 @@ export function buildFilterRules(req: FilterRequest): DesiredRule[] | undefined 
     const selectedRanges = req.selected.map((a) => [a, a] as const);
     candidates.push(rejectForm(cover(unselectedAddrs, selectedRanges)));
   }
-  const best = candidates
-    .filter((c) => c.length <= MAX_RULES_PER_FILTER)
-    .sort((a, b) => a.length - b.length)[0];
+  let best: Unnumbered | undefined;
+  for (const c of candidates)
+    if (c.rules.length <= MAX_RULES_PER_FILTER && (!best || c.rules.length < best.rules.length)) best = c;
   return best ? number(best) : undefined;
 }
 
@@ -136,7 +189,12 @@ function range(s: number, e: number): number[] {
 
 /** One rule as a comparable string (ignores the id). */
 export function canonicalRule(r: DesiredRule): string {
+  return canonicalText(r, r.ruleNumber);
+}
+
+// `ruleText` hashes this same text in two parts; filters.test.ts keeps them in step.
+function canonicalText(r: Omit<DesiredRule, "ruleNumber">, ruleNumber: number): string {
   const sp = r.sourcePortRange;
   const dp = r.destinationPortRange;
-  return `${r.direction} ${r.ruleNumber} ${r.action} ${r.protocol ?? -1} ${r.sourceCidrBlock} ${r.destinationCidrBlock} ${sp?.fromPort ?? -1}-${sp?.toPort ?? -1} ${dp?.fromPort ?? -1}-${dp?.toPort ?? -1}`;
+  return `${r.direction} ${ruleNumber} ${r.action} ${r.protocol ?? -1} ${r.sourceCidrBlock} ${r.destinationCidrBlock} ${sp?.fromPort ?? -1}-${sp?.toPort ?? -1} ${dp?.fromPort ?? -1}-${dp?.toPort ?? -1}`;
 }

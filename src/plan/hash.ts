@@ -5,16 +5,46 @@
  * around 10^-6; a collision would only merge two identical-looking keys, which `plan` tolerates.
  */
 export function hash53(s: string): number {
-  let h1 = 0x811c9dc5;
-  let h2 = 0x9e3779b9;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    h1 = Math.imul(h1 ^ c, 0x01000193);
-    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+  return new Hash53().add(s).value();
+}
+
+/**
+ * `hash53` of a concatenation, fed piece by piece: `new Hash53().add(a).add(b).value()` equals
+ * `hash53(a + b)` without building (and then flattening) the joined string.
+ */
+export class Hash53 {
+  private h1 = 0x811c9dc5;
+  private h2 = 0x9e3779b9;
+
+  /** Feeds one more piece. */
+  add(s: string): this {
+    let h1 = this.h1;
+    let h2 = this.h2;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      h1 = Math.imul(h1 ^ c, 0x01000193);
+      h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+    }
+    this.h1 = h1;
+    this.h2 = h2;
+    return this;
   }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 0x85ebca6b) ^ Math.imul(h2 ^ (h2 >>> 13), 0xc2b2ae35);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 0x85ebca6b) ^ Math.imul(h1 ^ (h1 >>> 13), 0xc2b2ae35);
-  return 0x200000 * (h2 >>> 0) + (h1 >>> 11);
+
+  /** A hasher that has been fed what this one has. */
+  copy(): Hash53 {
+    const c = new Hash53();
+    c.h1 = this.h1;
+    c.h2 = this.h2;
+    return c;
+  }
+
+  /** The hash of everything fed so far. */
+  value(): number {
+    const h1 =
+      Math.imul(this.h1 ^ (this.h1 >>> 16), 0x85ebca6b) ^ Math.imul(this.h2 ^ (this.h2 >>> 13), 0xc2b2ae35);
+    const h2 = Math.imul(this.h2 ^ (this.h2 >>> 16), 0x85ebca6b) ^ Math.imul(h1 ^ (h1 >>> 13), 0xc2b2ae35);
+    return 0x200000 * (h2 >>> 0) + (h1 >>> 11);
+  }
 }
 
 /** `hash53` as fixed-width hex (14 characters). */

@@ -34,7 +34,7 @@ export function parseIp(ip: string): number | undefined {
 
 /** Formats a number as a dotted IPv4 address. */
 export function formatIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
 /** Parses `a.b.c.d/len`; undefined if it is not an IPv4 CIDR. */
@@ -100,20 +100,35 @@ function overlaps(ranges: Ranges, start: number, end: number): boolean {
 export function cover(wanted: readonly number[], forbidden: Ranges): Block[] {
   const sorted = [...new Set(wanted)].sort((a, b) => a - b);
   const out: Block[] = [];
-  const walk = (base: number, len: number, from: number, to: number): void => {
+  const clean = (first: number, len: number): boolean => {
+    const base = first - (first % size(len));
+    return !overlaps(forbidden, base, base + size(len) - 1);
+  };
+  const walk = (len: number, from: number, to: number): void => {
     if (from >= to) return;
-    const end = base + size(len) - 1;
-    if (!overlaps(forbidden, base, end)) {
-      out.push({ base, len });
+    const first = sorted[from]!;
+    // Blocks down to `common` hold every wanted address in [from, to), so the split would leave
+    // one half empty at each of those levels; jump to the largest clean one by binary search
+    // (a block inside a clean block is clean).
+    const common = Math.min(32, Math.clz32(first ^ sorted[to - 1]!));
+    if (clean(first, common)) {
+      let lo = len;
+      let hi = common;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (clean(first, mid)) hi = mid;
+        else lo = mid + 1;
+      }
+      out.push({ base: first - (first % size(lo)), len: lo });
       return;
     }
-    if (len === 32) return; // a wanted address that is also forbidden: never accepted
-    const half = base + size(len + 1);
+    if (common === 32) return; // a wanted address that is also forbidden: never accepted
+    const half = first - (first % size(common)) + size(common + 1);
     let split = from;
     while (split < to && sorted[split]! < half) split++;
-    walk(base, len + 1, from, split);
-    walk(half, len + 1, split, to);
+    walk(common + 1, from, split);
+    walk(common + 1, split, to);
   };
-  walk(0, 0, 0, sorted.length);
+  walk(0, 0, sorted.length);
   return out;
 }

@@ -3,7 +3,7 @@
  * exist, the changes that reach it, and for every selected pod or node its session or the reason it
  * has none. No I/O, no clock, no randomness: the same input always gives the same plan.
  */
-import type { NetworkInterface } from "../api/inventory.ts";
+import type { MirrorSession, NetworkInterface } from "../api/inventory.ts";
 import { Reason } from "../api/reasons.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
 import { isOwnedBy } from "../api/tags.ts";
@@ -11,9 +11,9 @@ import type { VniEntry } from "../api/vni-map.ts";
 import type { LeanPod } from "../k8s/lean.ts";
 import { diffAgainstInventory } from "./diff.ts";
 import { buildFilterRules, type DesiredRule } from "./filters.ts";
-import { byString, hash53, hashHex } from "./hash.ts";
+import { byString, Hash53, hash53, hashHex } from "./hash.ts";
 import { indexInventory, type InventoryIndex } from "./inventory-index.ts";
-import { normalizeRanges, type Ranges } from "./ipv4.ts";
+import type { Ranges } from "./ipv4.ts";
 import { matches } from "./selectors.ts";
 import { locateNode, locatePod, selectSources, type Located, type LocateCtx } from "./sources.ts";
 import { pickSlot, resolveTargets, type ResolvedTarget } from "./targets.ts";
@@ -40,8 +40,18 @@ function policyId(p: PolicyInput): string {
   return `${p.namespace}/${p.name}`;
 }
 
-interface Member {
+/** A policy with what the hot loops would otherwise recompute per pod. */
+interface RankedPolicy {
   policy: PolicyInput;
+  id: string;
+  /** Position in priority order; equal for policies `byPriority` cannot tell apart. */
+  rank: number;
+  /** The report its sources go to (the last one registered under its id, as a map lookup gave). */
+  report: PolicyReport;
+}
+
+interface Member {
+  policy: RankedPolicy;
   located: Located;
 }
 
@@ -49,6 +59,8 @@ interface Member {
 interface Group {
   groupKey: string;
   sessionKey: string;
+  /** `shortHash(groupKey)`, the tail of the session and pod filter keys. */
+  hash: string;
   eni: NetworkInterface;
   target: ResolvedTarget;
   priority: number;
@@ -56,6 +68,10 @@ interface Group {
   mirrorDns: boolean;
   userRules: PolicyFilterRule[];
   whole: boolean;
+  /** `hash53(groupKey)`, computed once per policy rather than once per group. */
+  keyHash: number;
+  /** A number per distinct group key in this plan: comparing long keys per pod was a hot spot. */
+  gid: number;
   members: Member[];
 }
 
@@ -112,58 +128,89 @@ function groupKeyOf(p: PolicyInput, whole: boolean): string {
   ]);
 }
 
-function addMember(
-  groups: Map<string, Group>,
-  m: Member,
-  keys: { target: ResolvedTarget; groupKey: string; hash: string },
-): void {
+/** Per-policy constants of its groups. */
+interface GroupKeys {
+  target: ResolvedTarget;
+  groupKey: string;
+  hash: string;
+  keyHash: number;
+  gid: number;
+}
+
+function addMember(groupsByEni: Map<string, Group[]>, m: Member, keys: GroupKeys): void {
   const { target, groupKey } = keys;
-  const whole = m.located.ip === "all";
-  const id = `${m.located.eni.networkInterfaceId}|${groupKey}`;
-  let g = groups.get(id);
+  const eniId = m.located.eni.networkInterfaceId;
+  const spec = m.policy.policy.spec;
+  let groups = groupsByEni.get(eniId);
+  if (!groups) {
+    groups = [];
+    groupsByEni.set(eniId, groups);
+  }
+  let g: Group | undefined;
+  for (const x of groups) if (x.gid === keys.gid) g = x;
   if (!g) {
     g = {
       groupKey,
-      sessionKey: `session-${m.located.eni.networkInterfaceId}-${keys.hash}`,
+      sessionKey: `session-${eniId}-${keys.hash}`,
+      hash: keys.hash,
       eni: m.located.eni,
       target,
-      priority: m.policy.spec.priority,
-      packetLength: m.policy.spec.packetLength,
-      mirrorDns: m.policy.spec.filter?.mirrorDns ?? false,
-      userRules: m.policy.spec.filter?.rules ?? [],
-      whole,
+      priority: spec.priority,
+      packetLength: spec.packetLength,
+      mirrorDns: spec.filter?.mirrorDns ?? false,
+      userRules: spec.filter?.rules ?? [],
+      whole: m.located.ip === "all",
+      keyHash: keys.keyHash,
+      gid: keys.gid,
       members: [],
     };
-    groups.set(id, g);
+    groups.push(g);
   }
-  g.priority = Math.max(g.priority, m.policy.spec.priority);
+  g.priority = Math.max(g.priority, spec.priority);
   g.members.push(m);
 }
 
-function unselectedRanges(held: Ranges, selected: ReadonlySet<number>): Ranges {
+/** The held addresses not in `selected` (sorted, distinct), as merged ranges. */
+function unselectedRanges(held: Ranges, selected: readonly number[]): Ranges {
+  // `held` is merged, so the gaps between selected addresses come out sorted and merged too.
   const out: [number, number][] = [];
+  let k = 0;
   for (const [s, e] of held) {
     let start = s;
-    for (let a = s; a <= e; a++) {
-      if (!selected.has(a)) continue;
+    while (k < selected.length && selected[k]! < s) k++;
+    for (; k < selected.length && selected[k]! <= e; k++) {
+      const a = selected[k]!;
       if (a > start) out.push([start, a - 1]);
       start = a + 1;
     }
     if (start <= e) out.push([start, e]);
   }
-  return normalizeRanges(out);
+  return out;
+}
+
+function isSortedDistinct(xs: readonly number[]): boolean {
+  for (let i = 1; i < xs.length; i++) if (!(xs[i - 1]! < xs[i]!)) return false;
+  return true;
+}
+
+function sortedDistinct(xs: readonly number[]): number[] {
+  const out = [...xs].sort((a, b) => a - b);
+  let n = 0;
+  for (let i = 0; i < out.length; i++) if (i === 0 || out[i] !== out[n - 1]) out[n++] = out[i]!;
+  out.length = n;
+  return out;
 }
 
 /** Filter rules for a group, dropping its lowest-priority pods until the rules fit. */
 function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRule[] | undefined {
-  g.members.sort(
-    (a, b) => byPriority(a.policy, b.policy) || byString(a.located.report.name, b.located.report.name),
-  );
+  g.members.sort((a, b) => a.policy.rank - b.policy.rank || byString(a.located.name, b.located.name));
+  const held = g.whole ? [] : idx.heldRanges(g.eni.networkInterfaceId);
   while (g.members.length > 0) {
-    const ips = g.members.flatMap((m) => (m.located.ip === "all" ? [] : [m.located.ip]));
+    const ips: number[] = [];
+    for (const m of g.members) if (m.located.ip !== "all") ips.push(m.located.ip);
     const rules = buildFilterRules({
       selected: g.whole ? "all" : ips,
-      unselected: g.whole ? [] : unselectedRanges(idx.heldRanges(g.eni.networkInterfaceId), new Set(ips)),
+      unselected: g.whole ? [] : unselectedRanges(held, isSortedDistinct(ips) ? ips : sortedDistinct(ips)),
       userRules: g.userRules,
       allowRejectForm: g.target.input.spec.allowNodeSources,
     });
@@ -173,55 +220,73 @@ function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRul
   return undefined;
 }
 
-function sessionNumberFor(g: Group, taken: Set<number>): number {
+function sessionNumberFor(g: Group, taken: number[]): number {
   // Priority decides the order AWS evaluates sessions in: higher priority, lower number.
-  let n = (1000 - g.priority) * 32 + 1 + (hash53(g.groupKey) % 32);
-  while (taken.has(n)) n = n >= 32766 ? 1 : n + 1;
-  taken.add(n);
+  let n = (1000 - g.priority) * 32 + 1 + (g.keyHash % 32);
+  while (taken.includes(n)) n = n >= 32766 ? 1 : n + 1;
+  taken.push(n);
   return n;
 }
 
 interface Outcome {
   sessions: DesiredSession[];
-  filters: Map<string, DesiredFilter>;
+  /** The owned session each of `sessions` matches, if any (looked up once, used thrice). */
+  existing: (MirrorSession | undefined)[];
+  /** The group each of `sessions` serves. */
+  groups: Group[];
+  /** Pod filters: their keys embed the ENI, so only groups on one ENI could share one. */
+  podFilters: DesiredFilter[];
+  /** The group each of `podFilters` belongs to. */
+  podFilterGroups: Group[];
+  /** Where each ENI's sessions and pod filters begin in `sessions` and `podFilters`. */
+  sessionRuns: number[];
+  podFilterRuns: number[];
+  /** Whole-node filters, keyed by content and shared. */
+  wholeFilters: Map<string, DesiredFilter>;
 }
 
-function unmirrored(reports: Map<string, PolicyReport>, m: Member, reason: string, message: string): void {
-  reports.get(policyId(m.policy))!.sources.push({
-    ...m.located.report,
+function unmirrored(m: Member, reason: string, message: string): void {
+  const r = m.located;
+  m.policy.report.sources.push({
+    kind: r.kind,
+    name: r.name,
     networkInterfaceId: m.located.eni.networkInterfaceId,
     reason,
     message,
   });
 }
 
+interface ProgramCtx {
+  idx: InventoryIndex;
+  reports: Map<string, PolicyReport>;
+  /** Owned target id to its key (the first in the index's order), built on first use. */
+  keyOfTarget: () => Map<string, string>;
+  out: Outcome;
+}
+
 function programGroup(
   g: Group,
-  ctx: { idx: InventoryIndex; reports: Map<string, PolicyReport>; taken: Set<number>; out: Outcome },
+  ctx: ProgramCtx,
+  onEni: { taken: number[]; podFilterHashes: string[] },
 ): void {
-  const { idx, reports, out } = ctx;
+  const { taken, podFilterHashes } = onEni;
+  const { idx, out } = ctx;
   const dropped: Member[] = [];
   const rules = fitFilter(g, idx, dropped);
   for (const m of dropped) {
     unmirrored(
-      reports,
       m,
       Reason.FilterTooLarge,
       `more sources on ${g.eni.networkInterfaceId} than one filter's 10 rules can select`,
     );
   }
   if (!rules) return;
-  const existing = idx.ownedSessions.get(g.sessionKey);
-  const current = existing ? currentTargetRef(idx, existing.trafficMirrorTargetId) : undefined;
+  const existing = idx.ownedSessions.size > 0 ? idx.ownedSessions.get(g.sessionKey) : undefined;
+  const current = existing ? currentTargetRef(ctx, existing.trafficMirrorTargetId) : undefined;
   const slot = pickSlot(g.target.slots, g.eni.availabilityZone, current);
   if (!slot) {
-    for (const m of g.members)
-      unmirrored(
-        reports,
-        m,
-        Reason.TargetFull,
-        `every AWS target of ${g.target.input.name} has its maximum number of sources`,
-      );
+    const message = `every AWS target of ${g.target.input.name} has its maximum number of sources`;
+    for (const m of g.members) unmirrored(m, Reason.TargetFull, message);
     return;
   }
   slot.used++;
@@ -230,110 +295,254 @@ function programGroup(
   // filter depends only on the policy's rules, so identical ones are shared.
   const fKey = g.whole
     ? `filter-${hashHex(JSON.stringify([rules, networkServices]))}`
-    : `filter-${g.sessionKey.slice("session-".length)}`;
-  if (!out.filters.has(fKey))
-    out.filters.set(fKey, {
-      key: fKey,
-      rules,
-      networkServices,
-      description: "traffic-mirror-operator filter",
-    });
-  const owners = [...new Set(g.members.map((m) => policyId(m.policy)))].sort();
-  const first = g.members[0]!.located;
-  out.sessions.push({
-    key: g.sessionKey,
-    networkInterfaceId: g.eni.networkInterfaceId,
-    target: slot.ref,
-    filterKey: fKey,
-    sessionNumber: sessionNumberFor(g, ctx.taken),
-    ...(g.packetLength ? { packetLength: g.packetLength } : {}),
-    virtualNetworkId: 0,
-    owners,
-    nodeName: first.nodeName,
-    instanceId: first.instanceId,
-    pods: g.whole ? [] : g.members.map((m) => ({ name: m.located.report.name, ip: m.located.ipText! })),
-    description: `traffic-mirror-operator: ${owners.join(", ")}`.slice(0, 255),
-  });
+    : `filter-${g.eni.networkInterfaceId}-${g.hash}`; // the session key's tail
+  const filter = { key: fKey, rules, networkServices, description: "traffic-mirror-operator filter" };
+  if (g.whole) {
+    if (!out.wholeFilters.has(fKey)) out.wholeFilters.set(fKey, filter);
+  } else if (!podFilterHashes.includes(g.hash)) {
+    podFilterHashes.push(g.hash);
+    out.podFilters.push(filter);
+    out.podFilterGroups.push(g);
+  }
+  out.existing.push(existing);
+  out.groups.push(g);
+  out.sessions.push(desiredSession(g, { target: slot.ref, fKey, sessionNumber: sessionNumberFor(g, taken) }));
+  const eniId = g.eni.networkInterfaceId;
   for (const m of g.members) {
-    reports.get(policyId(m.policy))!.sources.push({
-      ...m.located.report,
+    const r = m.located;
+    m.policy.report.sources.push({
+      kind: r.kind,
+      name: r.name,
       sessionKey: g.sessionKey,
-      networkInterfaceId: g.eni.networkInterfaceId,
+      networkInterfaceId: eniId,
     });
   }
 }
 
-function currentTargetRef(idx: InventoryIndex, targetId: string): { key: string } | { id: string } {
-  for (const [key, t] of idx.ownedTargets) if (t.trafficMirrorTargetId === targetId) return { key };
-  return { id: targetId };
+/** The session of a group that got a slot; keys in the order the plan has always had them. */
+function desiredSession(
+  g: Group,
+  at: { target: DesiredSession["target"]; fKey: string; sessionNumber: number },
+): DesiredSession {
+  const owners = distinctOwners(g.members);
+  const first = g.members[0]!.located;
+  const s = {
+    key: g.sessionKey,
+    networkInterfaceId: g.eni.networkInterfaceId,
+    target: at.target,
+    filterKey: at.fKey,
+    sessionNumber: at.sessionNumber,
+  } as DesiredSession;
+  if (g.packetLength) s.packetLength = g.packetLength;
+  s.virtualNetworkId = 0;
+  s.owners = owners;
+  s.nodeName = first.nodeName;
+  s.instanceId = first.instanceId;
+  s.pods = g.whole ? [] : g.members.map((m) => ({ name: m.located.name, ip: m.located.ipText! }));
+  s.description = `traffic-mirror-operator: ${owners.join(", ")}`.slice(0, 255);
+  return s;
 }
 
-/** Chooses which groups get an ENI's free slots, by priority. */
-function arbitrate(
-  groupsByEni: Map<string, Group[]>,
-  ctx: { idx: InventoryIndex; reports: Map<string, PolicyReport>; out: Outcome },
-): void {
+function distinctOwners(members: readonly Member[]): string[] {
+  // Members come sorted by policy, so one policy's members are adjacent.
+  const owners: string[] = [];
+  let last: RankedPolicy | undefined;
+  for (const m of members) {
+    if (m.policy === last) continue;
+    last = m.policy;
+    if (!owners.includes(last.id)) owners.push(last.id);
+  }
+  return owners.sort();
+}
+
+function currentTargetRef(ctx: ProgramCtx, targetId: string): { key: string } | { id: string } {
+  const key = ctx.keyOfTarget().get(targetId);
+  return key === undefined ? { id: targetId } : { key };
+}
+
+function keysOfOwnedTargets(idx: InventoryIndex): () => Map<string, string> {
+  let m: Map<string, string> | undefined;
+  return () => {
+    if (!m) {
+      m = new Map();
+      for (const [key, t] of idx.ownedTargets)
+        if (!m.has(t.trafficMirrorTargetId)) m.set(t.trafficMirrorTargetId, key);
+    }
+    return m;
+  };
+}
+
+/** Chooses which groups get an ENI's free slots, by priority; then reports shadowing on it. */
+function arbitrate(groupsByEni: Map<string, Group[]>, ctx: ProgramCtx): void {
   for (const eniId of [...groupsByEni.keys()].sort()) {
     const groups = groupsByEni
       .get(eniId)!
       .sort((a, b) => b.priority - a.priority || byString(a.groupKey, b.groupKey));
     const foreign = ctx.idx.foreignSessions(eniId);
     const free = Math.max(0, MAX_SESSIONS_PER_ENI - foreign.length);
-    const taken = new Set(foreign.map((s) => s.sessionNumber));
+    // A handful of numbers per ENI: an array, not a set per ENI.
+    const onEni = { taken: foreign.map((s) => s.sessionNumber), podFilterHashes: [] };
+    const firstSession = ctx.out.sessions.length;
+    ctx.out.sessionRuns.push(firstSession);
+    ctx.out.podFilterRuns.push(ctx.out.podFilters.length);
     groups.forEach((g, i) => {
       if (i < free) {
-        programGroup(g, { ...ctx, taken });
+        programGroup(g, ctx, onEni);
         return;
       }
       const msg = `${eniId} already has ${MAX_SESSIONS_PER_ENI} sessions (${foreign.length} not made by this operator); higher-priority policies hold the rest`;
-      for (const m of g.members) unmirrored(ctx.reports, m, Reason.EniFull, msg);
+      for (const m of g.members) unmirrored(m, Reason.EniFull, msg);
     });
+    if (ctx.out.sessions.length - firstSession > 1)
+      reportShadowing(eniId, ctx.out.sessions.slice(firstSession), ctx.reports);
   }
 }
 
-/** Deterministic, stable VNIs: an existing session keeps its VNI; new ones hash their key. */
-function assignVnis(sessions: DesiredSession[], idx: InventoryIndex): void {
+/**
+ * Keys the plan makes per group on an ENI: a fixed prefix, the ENI id, "-", the group's hash (all
+ * of one length). `eni[i]`, `hash[i]` are the pieces of `key(i)`.
+ */
+interface PieceKeys {
+  eni: readonly string[];
+  hash: readonly string[];
+  key: (i: number) => string;
+}
+
+/**
+ * `byString` of two such keys from their pieces, without joining (and flattening) them: the same
+ * ENI leaves the hashes to decide; different ENIs decide at their first differing character, unless
+ * one id is a prefix of the other, when the whole keys are compared.
+ */
+function comparePieces(k: PieceKeys, a: number, b: number): number {
+  const ea = k.eni[a]!;
+  const eb = k.eni[b]!;
+  if (ea === eb) return byString(k.hash[a]!, k.hash[b]!);
+  if (ea.startsWith(eb) || eb.startsWith(ea)) return byString(k.key(a), k.key(b));
+  return byString(ea, eb);
+}
+
+/**
+ * Positions of the keys in ascending order, as a stable sort gives them. Keys come in runs (one
+ * per ENI, ENIs in order) that mostly join up once each short run is sorted: then a check of the
+ * joins replaces sorting tens of thousands of keys. If the joined runs are not strictly
+ * ascending, a full stable sort decides.
+ */
+function keyOrder(k: PieceKeys, runStarts: readonly number[]): number[] {
+  const n = k.eni.length;
+  const order: number[] = [];
+  runStarts.forEach((start, r) => {
+    const end = runStarts[r + 1] ?? n;
+    if (end - start === 1) order.push(start);
+    else if (end > start) {
+      const run: number[] = [];
+      for (let i = start; i < end; i++) run.push(i);
+      run.sort((a, b) => comparePieces(k, a, b));
+      for (const i of run) order.push(i);
+    }
+  });
+  let ascending = order.length === n;
+  for (let i = 1; ascending && i < n; i++) ascending = comparePieces(k, order[i - 1]!, order[i]!) < 0;
+  if (ascending) return order;
+  return Array.from({ length: n }, (_, i) => i).sort((a, b) => byString(k.key(a), k.key(b)));
+}
+
+/** Merges two lists each sorted by distinct keys (no key in both). */
+function mergeByKey<T extends { key: string }>(a: readonly T[], b: readonly T[]): T[] {
+  const out: T[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) out.push(byString(a[i]!.key, b[j]!.key) < 0 ? a[i++]! : b[j++]!);
+  while (i < a.length) out.push(a[i++]!);
+  while (j < b.length) out.push(b[j++]!);
+  return out;
+}
+
+/**
+ * Deterministic, stable VNIs: an existing session keeps its VNI; new ones hash their key. Returns
+ * the positions of `out.sessions` in key order.
+ */
+function assignVnis(out: Outcome): number[] {
+  const { sessions, existing } = out;
   const used = new Set<number>();
-  const sorted = [...sessions].sort((a, b) => byString(a.key, b.key));
-  const pending: DesiredSession[] = [];
-  for (const s of sorted) {
-    const vni = idx.ownedSessions.get(s.key)?.virtualNetworkId;
+  const order = keyOrder(
+    {
+      eni: out.groups.map((g) => g.eni.networkInterfaceId),
+      hash: out.groups.map((g) => g.hash),
+      key: (i) => sessions[i]!.key,
+    },
+    out.sessionRuns,
+  );
+  const pending: number[] = [];
+  for (const i of order) {
+    const s = sessions[i]!;
+    const vni = existing[i]?.virtualNetworkId;
     if (vni !== undefined && vni > 0 && !used.has(vni)) {
       s.virtualNetworkId = vni;
       used.add(vni);
     } else {
-      pending.push(s);
+      pending.push(i);
     }
   }
-  for (const s of pending) {
-    let vni = (hash53(s.key) % 0xfffffe) + 1;
+  for (const i of pending) {
+    const s = sessions[i]!;
+    const g = out.groups[i]!;
+    // hash53(s.key), fed the pieces the key was made of.
+    const h = new Hash53().add("session-").add(g.eni.networkInterfaceId).add("-").add(g.hash).value();
+    let vni = (h % 0xfffffe) + 1;
     while (used.has(vni)) vni = (vni % 0xfffffe) + 1;
     s.virtualNetworkId = vni;
     used.add(vni);
   }
+  return order;
 }
 
-/** Marks policies whose packets an earlier session on the same ENI, to another target, takes first. */
-function reportShadowing(out: Outcome, reports: Map<string, PolicyReport>): void {
-  const byEni = new Map<string, DesiredSession[]>();
-  for (const s of out.sessions)
-    byEni.set(s.networkInterfaceId, [...(byEni.get(s.networkInterfaceId) ?? []), s]);
-  for (const [eni, sessions] of byEni) {
-    sessions.sort((a, b) => a.sessionNumber - b.sessionNumber);
-    sessions.forEach((later, i) => {
-      const laterIps = new Set(later.pods.map((p) => p.ip));
-      const shadowers = sessions.slice(0, i).filter((earlier) => {
-        if (JSON.stringify(earlier.target) === JSON.stringify(later.target)) return false;
-        return (
-          earlier.pods.length === 0 || later.pods.length === 0 || earlier.pods.some((p) => laterIps.has(p.ip))
-        );
-      });
-      if (shadowers.length === 0) return;
-      const by = [...new Set(shadowers.flatMap((s) => s.owners))].sort();
-      for (const owner of later.owners)
-        reports.get(owner)?.shadowedBy.push({ networkInterfaceId: eni, policies: by });
+function sameRef(a: DesiredSession["target"], b: DesiredSession["target"]): boolean {
+  if ("key" in a) return "key" in b && a.key === b.key;
+  return !("key" in b) && a.id === b.id;
+}
+
+/**
+ * Marks policies whose packets an earlier session on the same ENI, to another target, takes
+ * first. `sessions` are one ENI's.
+ */
+function reportShadowing(eni: string, sessions: DesiredSession[], reports: Map<string, PolicyReport>): void {
+  sessions.sort((a, b) => a.sessionNumber - b.sessionNumber);
+  sessions.forEach((later, i) => {
+    const shadowers = sessions.slice(0, i).filter((earlier) => {
+      if (sameRef(earlier.target, later.target)) return false;
+      return (
+        earlier.pods.length === 0 ||
+        later.pods.length === 0 ||
+        earlier.pods.some((p) => later.pods.some((q) => q.ip === p.ip))
+      );
     });
+    if (shadowers.length === 0) return;
+    const by = [...new Set(shadowers.flatMap((s) => s.owners))].sort();
+    for (const owner of later.owners)
+      reports.get(owner)?.shadowedBy.push({ networkInterfaceId: eni, policies: by });
+  });
+}
+/** Policies in priority order, each with its rank and, once all are registered, its report. */
+function rankPolicies(policies: readonly PolicyInput[]): RankedPolicy[] {
+  const sorted = [...policies].sort(byPriority);
+  const ranked: RankedPolicy[] = [];
+  sorted.forEach((policy, i) => {
+    const prev = ranked[i - 1];
+    const rank = prev && byPriority(prev.policy, policy) === 0 ? prev.rank : i;
+    const id = policyId(policy);
+    ranked.push({ policy, id, rank, report: { policy: id, sources: [], sessionKeys: [], shadowedBy: [] } });
+  });
+  return ranked;
+}
+
+function podsByNamespace(pods: readonly LeanPod[]): Map<string, LeanPod[]> {
+  const m = new Map<string, LeanPod[]>();
+  for (const pod of pods) {
+    const list = m.get(pod.namespace);
+    if (list) list.push(pod);
+    else m.set(pod.namespace, [pod]);
   }
+  return m;
 }
 
 function collectDemands(
@@ -343,18 +552,17 @@ function collectDemands(
   targetEnis: Set<string>,
 ) {
   const reports = new Map<string, PolicyReport>();
-  const groups = new Map<string, Group>();
+  const groupsByEni = new Map<string, Group[]>();
   const nodesByName = new Map(input.nodes.map((n) => [n.name, n]));
-  const podsByNamespace = new Map<string, LeanPod[]>();
-  for (const pod of input.pods) {
-    const list = podsByNamespace.get(pod.namespace);
-    if (list) list.push(pod);
-    else podsByNamespace.set(pod.namespace, [pod]);
-  }
+  const byNamespace = podsByNamespace(input.pods);
   const nodeCache = new Map();
-  for (const p of [...input.policies].sort(byPriority)) {
-    const report: PolicyReport = { policy: policyId(p), sources: [], sessionKeys: [], shadowedBy: [] };
-    reports.set(report.policy, report);
+  const podNodeCache = new Map();
+  const groupIds = new Map<string, number>();
+  const ranked = rankPolicies(input.policies);
+  for (const rp of ranked) {
+    const p = rp.policy;
+    const report = rp.report;
+    reports.set(rp.id, report);
     const blocked = policyBlock(p, targets, input);
     if (blocked) {
       report.blocked = blocked;
@@ -367,20 +575,23 @@ function collectDemands(
       targetEnis,
       allowNodeSources: target.input.spec.allowNodeSources,
       nodeCache,
+      podNodeCache,
     };
-    const sel = selectSources(p, podsByNamespace.get(p.namespace) ?? [], input.nodes);
-    const located = [
-      ...sel.pods.map((pod) => locatePod(pod, ctx)),
-      ...sel.nodes.flatMap((n) => locateNode(n, ctx)),
-    ];
+    const sel = selectSources(p, byNamespace.get(p.namespace) ?? [], input.nodes);
     const groupKey = groupKeyOf(p, sel.nodes.length > 0);
-    const keys = { target, groupKey, hash: shortHash(groupKey) };
-    for (const l of located) {
-      if ("eni" in l) addMember(groups, { policy: p, located: l }, keys);
+    let gid = groupIds.get(groupKey);
+    if (gid === undefined) groupIds.set(groupKey, (gid = groupIds.size));
+    const keys: GroupKeys = { target, groupKey, hash: shortHash(groupKey), keyHash: hash53(groupKey), gid };
+    const place = (l: Located | SourceReport): void => {
+      if ("eni" in l) addMember(groupsByEni, { policy: rp, located: l }, keys);
       else report.sources.push(l);
-    }
+    };
+    for (const pod of sel.pods) place(locatePod(pod, ctx));
+    for (const n of sel.nodes) for (const l of locateNode(n, ctx)) place(l);
   }
-  return { reports, groups };
+  // Sources go to the report a lookup by id finds, which for a repeated id is the last one.
+  for (const rp of ranked) rp.report = reports.get(rp.id)!;
+  return { reports, groupsByEni };
 }
 
 function targetReports(
@@ -389,10 +600,13 @@ function targetReports(
   out: Outcome,
 ): Map<string, TargetReport> {
   const reports = new Map<string, TargetReport>();
+  // Sessions hold their slot's ref object: count per object, then per ref as JSON (rare repeats).
+  const perObject = new Map<object, number>();
+  for (const x of out.sessions) perObject.set(x.target, (perObject.get(x.target) ?? 0) + 1);
   const perRef = new Map<string, number>();
-  for (const x of out.sessions) {
-    const k = JSON.stringify(x.target);
-    perRef.set(k, (perRef.get(k) ?? 0) + 1);
+  for (const [ref, n] of perObject) {
+    const k = JSON.stringify(ref);
+    perRef.set(k, (perRef.get(k) ?? 0) + n);
   }
   for (const t of input.targets) {
     const r = targets.get(t.name);
@@ -428,34 +642,53 @@ export function planMirroring(
   const targetEnis = new Set(idx.targetEnis);
   for (const t of targets.values())
     for (const s of t.slots) if (s.networkInterfaceId) targetEnis.add(s.networkInterfaceId);
-  const { reports, groups } = collectDemands(input, targets, idx, targetEnis);
-  const groupsByEni = new Map<string, Group[]>();
-  for (const g of groups.values())
-    groupsByEni.set(g.eni.networkInterfaceId, [...(groupsByEni.get(g.eni.networkInterfaceId) ?? []), g]);
-  const out: Outcome = { sessions: [], filters: new Map() };
-  arbitrate(groupsByEni, { idx, reports, out });
-  assignVnis(out.sessions, idx);
-  reportShadowing(out, reports);
+  const { reports, groupsByEni } = collectDemands(input, targets, idx, targetEnis);
+  const out: Outcome = {
+    sessions: [],
+    existing: [],
+    groups: [],
+    podFilters: [],
+    podFilterGroups: [],
+    sessionRuns: [],
+    podFilterRuns: [],
+    wholeFilters: new Map(),
+  };
+  arbitrate(groupsByEni, { idx, reports, keyOfTarget: keysOfOwnedTargets(idx), out });
+  const order = assignVnis(out);
   for (const s of out.sessions) for (const owner of s.owners) reports.get(owner)?.sessionKeys.push(s.key);
-  out.sessions.sort((a, b) => byString(a.key, b.key));
+  const sessions = order.map((i) => out.sessions[i]!);
   const desiredTargets = [...targets.values()]
     .flatMap((t) => t.slots.flatMap((s) => (s.desired ? [s.desired] : [])))
     .sort((a, b) => byString(a.key, b.key));
-  const filters = [...out.filters.values()].sort((a, b) => byString(a.key, b.key));
-  const desired = { targets: desiredTargets, filters, sessions: out.sessions };
+  // Keys are distinct (pod filter keys hold an ENI id, whole-node ones only hex), so merging the
+  // two sorted lists is sorting them together.
+  const podFilterKeys: PieceKeys = {
+    eni: out.podFilterGroups.map((g) => g.eni.networkInterfaceId),
+    hash: out.podFilterGroups.map((g) => g.hash),
+    key: (i) => out.podFilters[i]!.key,
+  };
+  const filters = mergeByKey(
+    keyOrder(podFilterKeys, out.podFilterRuns).map((i) => out.podFilters[i]!),
+    [...out.wholeFilters.values()].sort((a, b) => byString(a.key, b.key)),
+  );
+  const desired = { targets: desiredTargets, filters, sessions };
   return {
     desired,
-    diff: diffAgainstInventory(desired, idx),
+    diff: diffAgainstInventory(
+      desired,
+      idx,
+      order.map((i) => out.existing[i]),
+    ),
     policies: reports,
     targets: targetReports(targets, input, out),
-    vniMap: { version: 1, sessions: out.sessions.map((s) => vniEntry(s, idx)) },
+    vniMap: { version: 1, sessions: order.map((i) => vniEntry(out.sessions[i]!, out.existing[i], idx)) },
   };
 }
 
-function vniEntry(s: DesiredSession, idx: InventoryIndex): VniEntry {
+function vniEntry(s: DesiredSession, existing: MirrorSession | undefined, idx: InventoryIndex): VniEntry {
   return {
     vni: s.virtualNetworkId,
-    sessionId: idx.ownedSessions.get(s.key)?.trafficMirrorSessionId,
+    sessionId: existing?.trafficMirrorSessionId,
     policies: s.owners,
     networkInterfaceId: s.networkInterfaceId,
     sourceIp: idx.eni(s.networkInterfaceId)?.primaryIp ?? "",

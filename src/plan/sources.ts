@@ -5,12 +5,14 @@ import { Reason } from "../api/reasons.ts";
 import type { LeanNode, LeanPod } from "../k8s/lean.ts";
 import { instanceIdFromProviderId, type InventoryIndex } from "./inventory-index.ts";
 import { parseIp } from "./ipv4.ts";
-import { matches } from "./selectors.ts";
+import { compileSelector, matches } from "./selectors.ts";
 import type { PolicyInput, SourceReport } from "./types.ts";
 
 /** A source located on an ENI. */
 export interface Located {
-  report: SourceReport;
+  kind: SourceReport["kind"];
+  /** `namespace/name` of a pod, or a node's name. */
+  name: string;
   eni: NetworkInterface;
   /** The selected address, or "all" for a whole ENI. */
   ip: number | "all";
@@ -27,13 +29,21 @@ export interface LocateCtx {
   targetEnis: Set<string>;
   allowNodeSources: boolean;
   /** Per-node lookups, shared across policies within one plan. */
-  nodeCache?: Map<string, { instanceId: string } | Failure>;
+  nodeCache?: Map<string, Instance | Failure>;
+  /** Pod `nodeName` to its node and that node's lookup, shared likewise. */
+  podNodeCache?: Map<string, { node: LeanNode; inst: Instance | Failure } | null>;
+}
+
+/** A node's EC2 instance and its ENIs (membership in `enis` is `eni.instanceId === instanceId`). */
+interface Instance {
+  instanceId: string;
+  enis: readonly NetworkInterface[];
 }
 
 /** Why a source cannot be located. */
 export type Failure = { reason: string; message: string };
 
-function instanceOf(ctx: LocateCtx, node: LeanNode): { instanceId: string } | Failure {
+function instanceOf(ctx: LocateCtx, node: LeanNode): Instance | Failure {
   const cached = ctx.nodeCache?.get(node.name);
   if (cached) return cached;
   const found = lookUpInstance(ctx, node);
@@ -41,7 +51,7 @@ function instanceOf(ctx: LocateCtx, node: LeanNode): { instanceId: string } | Fa
   return found;
 }
 
-function lookUpInstance(ctx: LocateCtx, node: LeanNode): { instanceId: string } | Failure {
+function lookUpInstance(ctx: LocateCtx, node: LeanNode): Instance | Failure {
   const instanceId = instanceIdFromProviderId(node.providerID);
   if (!instanceId) {
     return {
@@ -58,7 +68,7 @@ function lookUpInstance(ctx: LocateCtx, node: LeanNode): { instanceId: string } 
   const support = mirrorSourceSupport(instance.instanceType);
   if (!support.supported)
     return { reason: Reason.UnsupportedInstanceType, message: support.message ?? instance.instanceType };
-  return { instanceId };
+  return { instanceId, enis: ctx.idx.enisOf(instanceId) };
 }
 
 function checkEni(ctx: LocateCtx, eni: NetworkInterface): Failure | undefined {
@@ -89,31 +99,60 @@ function podFailure(pod: LeanPod, ctx: LocateCtx): Failure | undefined {
   return undefined;
 }
 
+function nodeOfPod(
+  ctx: LocateCtx,
+  nodeName: string,
+): { node: LeanNode; inst: Instance | Failure } | undefined {
+  const cached = ctx.podNodeCache?.get(nodeName);
+  if (cached !== undefined) return cached ?? undefined;
+  const node = ctx.nodesByName.get(nodeName);
+  const found = node ? { node, inst: instanceOf(ctx, node) } : null;
+  ctx.podNodeCache?.set(nodeName, found);
+  return found ?? undefined;
+}
+
+/** The first IPv4 address of a pod, as text and number. */
+function firstIpv4(pod: LeanPod): { text: string; ip: number } | undefined {
+  for (const text of pod.podIPs) {
+    const ip = parseIp(text);
+    if (ip !== undefined) return { text, ip };
+  }
+  return undefined;
+}
+
 /** Locates one pod; a report with a reason when it cannot be mirrored. */
 export function locatePod(pod: LeanPod, ctx: LocateCtx): Located | SourceReport {
-  const report: SourceReport = { kind: "Pod", name: `${pod.namespace}/${pod.name}` };
-  const fail = (f: Failure): SourceReport => ({ ...report, ...f });
+  const name = `${pod.namespace}/${pod.name}`;
+  const fail = (f: Failure): SourceReport => ({ kind: "Pod", name, ...f });
   const early = podFailure(pod, ctx);
   if (early) return fail(early);
-  const ipText = pod.podIPs.find((ip) => parseIp(ip) !== undefined);
-  const ip = ipText === undefined ? undefined : parseIp(ipText);
-  if (ip === undefined)
+  const addr = firstIpv4(pod);
+  if (addr === undefined)
     return fail({
       reason: Reason.PodHasNoIp,
       message: pod.podIPs.length ? "only IPv6 addresses, not supported yet" : "no IP yet",
     });
-  const node = pod.nodeName ? ctx.nodesByName.get(pod.nodeName) : undefined;
-  if (!node)
+  const found = pod.nodeName ? nodeOfPod(ctx, pod.nodeName) : undefined;
+  if (!found)
     return fail({ reason: Reason.NodeNotFound, message: `node ${pod.nodeName ?? "(none)"} not found` });
-  const inst = instanceOf(ctx, node);
+  const inst = found.inst;
   if ("reason" in inst) return fail(inst);
-  const eni = ctx.idx.eniHolding(ip);
-  if (!eni || eni.instanceId !== inst.instanceId) {
-    return fail({ reason: Reason.EniNotFound, message: `no ENI of ${inst.instanceId} holds ${ipText}` });
+  const eni = ctx.idx.eniHolding(addr.ip);
+  // Membership by identity: comparing instance-id strings per pod cost more.
+  if (!eni || !inst.enis.includes(eni)) {
+    return fail({ reason: Reason.EniNotFound, message: `no ENI of ${inst.instanceId} holds ${addr.text}` });
   }
   const bad = checkEni(ctx, eni);
   if (bad) return fail(bad);
-  return { report, eni, ip, ipText, nodeName: node.name, instanceId: inst.instanceId };
+  return {
+    kind: "Pod",
+    name,
+    eni,
+    ip: addr.ip,
+    ipText: addr.text,
+    nodeName: found.node.name,
+    instanceId: inst.instanceId,
+  };
 }
 
 /** Locates a whole node: one entry per ENI of its instance. */
@@ -121,14 +160,14 @@ export function locateNode(node: LeanNode, ctx: LocateCtx): (Located | SourceRep
   const report: SourceReport = { kind: "Node", name: node.name };
   const inst = instanceOf(ctx, node);
   if ("reason" in inst) return [{ ...report, ...inst }];
-  const enis = ctx.idx.enisOf(inst.instanceId);
+  const enis = inst.enis;
   if (enis.length === 0)
     return [{ ...report, reason: Reason.EniNotFound, message: `${inst.instanceId} has no ENIs` }];
   return enis.map((eni) => {
     const bad = checkEni(ctx, eni);
     return bad
       ? { ...report, ...bad }
-      : { report: { ...report }, eni, ip: "all" as const, nodeName: node.name, instanceId: inst.instanceId };
+      : { kind: "Node", name: node.name, eni, ip: "all", nodeName: node.name, instanceId: inst.instanceId };
   });
 }
 
@@ -140,10 +179,9 @@ export function selectSources(
 ): { pods: LeanPod[]; nodes: LeanNode[] } {
   if (p.spec.nodeSelector)
     return { pods: [], nodes: nodes.filter((n) => matches(p.spec.nodeSelector, n.labels)) };
+  const selects = compileSelector(p.spec.podSelector);
   return {
-    pods: pods.filter(
-      (x) => x.namespace === p.namespace && !x.deleting && matches(p.spec.podSelector, x.labels),
-    ),
+    pods: pods.filter((x) => x.namespace === p.namespace && !x.deleting && selects(x.labels)),
     nodes: [],
   };
 }

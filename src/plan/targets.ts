@@ -168,12 +168,25 @@ export function pickSlot(
   zone: string | undefined,
   current?: TargetRef,
 ): AwsTargetSlot | undefined {
-  const free = slots.filter((s) => s.used < s.capacity);
-  const same = (a: TargetRef, b: TargetRef): boolean =>
-    ("key" in a && "key" in b && a.key === b.key) || ("id" in a && "id" in b && a.id === b.id);
-  const kept = current ? free.find((s) => same(s.ref, current)) : undefined;
-  if (kept) return kept;
-  const byLoad = (xs: AwsTargetSlot[]): AwsTargetSlot | undefined =>
-    [...xs].sort((a, b) => a.used / a.capacity - b.used / b.capacity || a.used - b.used)[0];
-  return byLoad(free.filter((s) => s.zone !== undefined && s.zone === zone)) ?? byLoad(free);
+  // Runs once per session: plain loops, no copies. "Least loaded" is the first slot, in slot
+  // order, that no other free slot beats (what a stable sort would put first).
+  if (current) for (const s of slots) if (s.used < s.capacity && sameRef(s.ref, current)) return s;
+  let sameZone: AwsTargetSlot | undefined;
+  let any: AwsTargetSlot | undefined;
+  for (const s of slots) {
+    if (s.used >= s.capacity) continue;
+    if (!any || lighter(s, any)) any = s;
+    if (s.zone !== undefined && s.zone === zone && (!sameZone || lighter(s, sameZone))) sameZone = s;
+  }
+  return sameZone ?? any;
+}
+
+function sameRef(a: TargetRef, b: TargetRef): boolean {
+  return ("key" in a && "key" in b && a.key === b.key) || ("id" in a && "id" in b && a.id === b.id);
+}
+
+function lighter(a: AwsTargetSlot, b: AwsTargetSlot): boolean {
+  const ra = a.used / a.capacity;
+  const rb = b.used / b.capacity;
+  return ra < rb || (ra === rb && a.used < b.used);
 }

@@ -1,0 +1,110 @@
+// The benchmark's synthetic EKS cluster, shared by the timing run and the golden-output check.
+import type { Ec2Inventory, NetworkInterface } from "../../src/api/inventory.ts";
+import type { LeanNode, LeanPod } from "../../src/k8s/lean.ts";
+import { formatIp } from "../../src/plan/ipv4.ts";
+import type { PlanInput, PolicyInput, TargetInput } from "../../src/plan/types.ts";
+
+const PODS_PER_NODE = 20;
+const NAMESPACES = 50;
+const APPS = 4;
+
+function addNode(i: number, acc: { nodes: LeanNode[]; pods: LeanPod[]; inv: Ec2Inventory }): void {
+  const zone = ["us-east-1a", "us-east-1b", "us-east-1c"][i % 3]!;
+  const instanceId = `i-${i.toString(16).padStart(17, "0")}`;
+  const nodeIp = 10 * 2 ** 24 + i * 4 + 1;
+  const podBase = 10 * 2 ** 24 + 2 ** 20 + i * 64; // 10.16.0.0 onwards, a /26 per node
+  acc.nodes.push({
+    name: `node-${i}`,
+    uid: `n${i}`,
+    labels: {
+      "node.kubernetes.io/instance-type": "m5.xlarge",
+      "topology.kubernetes.io/zone": zone,
+      role: i < 30 ? "collector" : "worker",
+    },
+    providerID: `aws:///${zone}/${instanceId}`,
+    internalIP: formatIp(nodeIp),
+    ready: true,
+  });
+  acc.inv.instances.push({ instanceId, instanceType: "m5.xlarge", availabilityZone: zone });
+  for (let e = 0; e < 3; e++) {
+    const eni: NetworkInterface = {
+      networkInterfaceId: `eni-${(i * 3 + e).toString(16).padStart(17, "0")}`,
+      instanceId,
+      deviceIndex: e,
+      interfaceType: "interface",
+      availabilityZone: zone,
+      subnetId: "subnet-1",
+      vpcId: "vpc-1",
+      description: e === 0 ? "" : "aws-K8S-secondary",
+      primaryIp: formatIp(nodeIp + e),
+      privateIps: [formatIp(nodeIp + e)],
+      ipv4Prefixes: [`${formatIp(podBase + e * 16)}/28`],
+      tags: {},
+    };
+    acc.inv.networkInterfaces.push(eni);
+  }
+  for (let j = 0; j < PODS_PER_NODE; j++) {
+    const k = i * PODS_PER_NODE + j;
+    const onEni = j % 3;
+    acc.pods.push({
+      namespace: `team-${k % NAMESPACES}`,
+      name: `pod-${k}`,
+      uid: `p${k}`,
+      labels: { app: `app-${Math.floor(k / NAMESPACES) % APPS}` },
+      nodeName: `node-${i}`,
+      podIPs: [formatIp(podBase + onEni * 16 + 1 + Math.floor(j / 3))],
+      hostNetwork: false,
+      phase: "Running",
+      deleting: false,
+    });
+  }
+}
+
+/**
+ * A cluster of `nodes` m5.xlarge nodes (three ENIs each, 20 pods each in 50 namespaces), 4 NLB
+ * targets and 200 policies (4 per namespace), with an empty EC2 account.
+ */
+export function makeBenchInput(nodes: number): PlanInput {
+  const acc = {
+    nodes: [] as LeanNode[],
+    pods: [] as LeanPod[],
+    inv: { instances: [], networkInterfaces: [], targets: [], filters: [], sessions: [] } as Ec2Inventory,
+  };
+  for (let i = 0; i < nodes; i++) addNode(i, acc);
+  const targets: TargetInput[] = [0, 1, 2, 3].map((t) => ({
+    name: `ids-${t}`,
+    generation: 1,
+    deleting: false,
+    spec: {
+      networkLoadBalancerArn: `arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/ids${t}/0123456789abcdef`,
+      allowedNamespaces: { from: "All" },
+      allowNodeSources: false,
+    },
+  }));
+  const policies: PolicyInput[] = [];
+  for (let n = 0; n < NAMESPACES; n++) {
+    for (let a = 0; a < APPS; a++) {
+      policies.push({
+        namespace: `team-${n}`,
+        name: `mirror-app-${a}`,
+        generation: 1,
+        deleting: false,
+        spec: {
+          podSelector: { matchLabels: { app: `app-${a}` } },
+          targetRef: { name: `ids-${(n + a) % 4}` },
+          priority: (n * 7 + a * 13) % 1000,
+          suspend: false,
+        },
+      });
+    }
+  }
+  return {
+    clusterName: "bench",
+    policies,
+    targets,
+    namespaces: [],
+    pods: acc.pods,
+    nodes: acc.nodes,
+    inventory: acc.inv,
+  };
+}
