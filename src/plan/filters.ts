@@ -172,7 +172,8 @@ export function buildFilterRules(req: FilterRequest): DesiredRule[] | undefined 
   // The reject form lists unselected addresses one by one; only for ENIs holding few of them.
   if (req.allowRejectForm && req.userRules.length === 0 && req.unselected.every(([s, e]) => e - s < 256)) {
     const unselectedAddrs = req.unselected.flatMap(([s, e]) => range(s, e));
-    const selectedRanges = req.selected.map((a) => [a, a] as const);
+    // `cover` needs its forbidden ranges sorted; the selected addresses come in pod order.
+    const selectedRanges = [...new Set(req.selected)].sort((a, b) => a - b).map((a) => [a, a] as const);
     candidates.push(rejectForm(cover(unselectedAddrs, selectedRanges)));
   }
   let best: Unnumbered | undefined;

@@ -11,11 +11,13 @@ import {
   type World,
 } from "../../test/fixtures/world.ts";
 import { applyDiff, isEmptyDiff } from "./diff.ts";
-import { MAX_RULES_PER_FILTER } from "./filters.ts";
+import { MAX_RULES_PER_FILTER, type DesiredRule } from "./filters.ts";
+import { contains, parseCidr, parseIp } from "./ipv4.ts";
 import { planMirroring, unmirroredSources } from "./plan.ts";
 import type { PlanInput, PolicyInput, TargetInput } from "./types.ts";
 
 const cluster = "test";
+const NLB_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/ids/0123456789abcdef";
 
 function input(
   world: World,
@@ -282,6 +284,55 @@ describe("planMirroring: limits and arbitration", () => {
     const tooLarge = plan.policies.get("shop/web")!.sources.filter((s) => s.reason === Reason.FilterTooLarge);
     expect(tooLarge.length).toBeGreaterThan(0);
     expect(plan.desired.sessions.length).toBeGreaterThan(0);
+  });
+
+  it("accepts every pod it reports as mirrored and no other, whichever filter form it picks", () => {
+    // Pod names are not in address order (pod-1-10 sorts before pod-1-2); two pods left out, at every
+    // pair of positions. On a full ENI of secondary IPs the reject form is the shorter one.
+    const first = (rules: readonly DesiredRule[], ip: string) =>
+      [...rules]
+        .filter((r) => r.direction === "ingress")
+        .sort((a, b) => a.ruleNumber - b.ruleNumber)
+        .find((r) => contains(parseCidr(r.destinationCidrBlock)!, parseIp(ip)!))?.action;
+    const nlb = makeTarget("nlb", { networkLoadBalancerArn: NLB_ARN, allowNodeSources: true });
+    const policy = makePolicy("web", {
+      podSelector: { matchLabels: { app: "web" } },
+      targetRef: { name: "nlb" },
+    });
+    let rejectForms = 0;
+    for (const [addressing, podsPerNode] of [
+      ["prefix", 14],
+      ["secondary", 14],
+      ["secondary", 30],
+    ] as const)
+      for (let a = 0; a < podsPerNode; a++)
+        for (let b = a + 1; b < podsPerNode; b++) {
+          const world = makeWorld({
+            nodes: 2,
+            podsPerNode,
+            addressing,
+            podLabels: (_i, j) => ({ app: j === a || j === b ? "db" : "web" }),
+          });
+          const plan = planMirroring(input(world, [policy], [nlb]));
+          const filters = new Map(plan.desired.filters.map((f) => [f.key, f]));
+          const left = world.pods.filter((p) => p.labels.app === "db").map((p) => p.podIPs[0]!);
+          for (const s of plan.desired.sessions) {
+            const rules = filters.get(s.filterKey)!.rules;
+            if (rules.some((r) => r.action === "reject")) rejectForms++;
+            for (const p of s.pods)
+              expect(first(rules, p.ip), `${addressing} ${a},${b} ${p.ip}`).toBe("accept");
+            // Only this ENI's addresses are ever the local side of its packets.
+            const eni = world.inventory.networkInterfaces.find(
+              (e) => e.networkInterfaceId === s.networkInterfaceId,
+            )!;
+            const holds = (ip: string) =>
+              eni.privateIps.includes(ip) ||
+              eni.ipv4Prefixes.some((c) => contains(parseCidr(c)!, parseIp(ip)!));
+            for (const ip of left.filter(holds))
+              expect(first(rules, ip), `${addressing} ${a},${b} ${ip}`).not.toBe("accept");
+          }
+        }
+    expect(rejectForms).toBeGreaterThan(0);
   });
 
   it("spreads sources over collector targets, same zone first, at most 10 each", () => {
