@@ -24,10 +24,14 @@ import { loadCollectorConfig, type CollectorConfig } from "./config.ts";
 
 const RETENTION_INTERVAL_MS = 10_000;
 
+/**
+ * Resolves on the first SIGTERM/SIGINT. The handlers stay: a second signal (a cluster worker gets
+ * one from its process group and one from the primary) must not kill a process still closing files.
+ */
 function signalled(): Promise<string> {
   return new Promise((resolve) => {
-    process.once("SIGTERM", () => resolve("SIGTERM"));
-    process.once("SIGINT", () => resolve("SIGINT"));
+    process.on("SIGTERM", () => resolve("SIGTERM"));
+    process.on("SIGINT", () => resolve("SIGINT"));
   });
 }
 
@@ -129,6 +133,8 @@ async function runClusterWorker(config: CollectorConfig, log: Logger): Promise<n
   process.send?.({ ready: true });
   await signalled();
   await worker.stop();
+  // The IPC channel to the primary keeps a worker alive; its files are closed now.
+  process.disconnect?.();
   return 0;
 }
 

@@ -50,13 +50,14 @@ beforeEach(() => {
 afterEach(() => rmSync(root, { recursive: true, force: true }));
 
 describe("CaptureFileSet", () => {
-  it("writes under .partial and moves a whole file into place on close, one IDB per VNI", () => {
+  it("writes under .partial and moves a whole file into place on close, one IDB per VNI", async () => {
     const set = makeSet();
     for (let i = 0; i < 6; i++) expect(set.write(i % 2 ? 7 : 9, label, packet(i))).toBe(true);
     set.tick();
     expect(readdirSync(join(root, PARTIAL_DIR))).toHaveLength(1);
     expect(readdirSync(join(root, "shop/web"))).toEqual([]);
     set.close();
+    await set.idle();
     expect(readdirSync(join(root, PARTIAL_DIR))).toEqual([]);
     const [file] = closed();
     const c = readPcapng(file!);
@@ -69,20 +70,22 @@ describe("CaptureFileSet", () => {
     expect(set.stats).toMatchObject({ packetsWritten: 6, filesClosed: 1, packetsDropped: 0 });
   });
 
-  it("makes directories 0700 and files 0600", () => {
+  it("makes directories 0700 and files 0600", async () => {
     const set = makeSet();
     set.write(1, label, packet(0));
     set.close();
+    await set.idle();
     for (const d of [root, join(root, "shop"), join(root, "shop/web"), join(root, PARTIAL_DIR)]) {
       expect(statSync(d).mode & 0o777, d).toBe(0o700);
     }
     expect(statSync(closed()[0]!).mode & 0o777).toBe(0o600);
   });
 
-  it("rotates by size: every file is whole and under the limit plus one packet", () => {
+  it("rotates by size: every file is whole and under the limit plus one packet", async () => {
     const set = makeSet({ maxFileBytes: 4096 });
     for (let i = 0; i < 100; i++) set.write(1, label, packet(i));
     set.close();
+    await set.idle();
     const files = closed();
     expect(files.length).toBeGreaterThan(5);
     let total = 0;
@@ -96,7 +99,7 @@ describe("CaptureFileSet", () => {
     expect(set.stats.filesClosed).toBe(files.length);
   });
 
-  it("rotates by time, also when no packet arrives, and removes files that stayed empty", () => {
+  it("rotates by time, also when no packet arrives, and removes files that stayed empty", async () => {
     const set = makeSet({ maxFileMs: 10_000 });
     set.write(1, label, packet(0));
     clock += 9_999;
@@ -104,12 +107,14 @@ describe("CaptureFileSet", () => {
     expect(closed()).toHaveLength(0);
     clock += 1;
     set.tick(); // due: closed by the timer alone
+    await set.idle();
     expect(closed()).toHaveLength(1);
     expect(set.open).toBe(false);
     set.write(1, label, packet(1));
     clock += 20_000;
     set.write(1, label, packet(2)); // the first file is due: closed before this packet
     set.close();
+    await set.idle();
     expect(closed().map((f) => readPcapng(f).packets.length)).toEqual([1, 1, 1]);
   });
 });

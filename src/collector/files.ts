@@ -4,6 +4,10 @@
  * so a watcher (Suricata's continuous pcap-file mode, a shipper) only ever sees whole files.
  * Directories are 0700 and files 0600: mirrored packets are as sensitive as the traffic itself.
  *
+ * Writes are asynchronous (libuv's thread pool), so a slow disk does not hold up the socket; once
+ * more than `MAX_IN_FLIGHT_BYTES` wait for the disk, the set writes synchronously until it catches
+ * up (the kernel's socket buffer then absorbs the wait, and its drops are counted).
+ *
  * A disk that fills up stops the set: the file is cut back to its last whole block and closed, the
  * packets that could not be written are counted, and writing resumes after `retryMs`.
  */
@@ -14,6 +18,7 @@ import {
   openSync,
   renameSync,
   unlinkSync,
+  write,
   writeSync,
   chmodSync,
 } from "node:fs";
@@ -31,6 +36,8 @@ export const PARTIAL_DIR = ".partial";
 /** Directory (under the root) for packets whose VNI is not in the map. */
 export const UNKNOWN_DIR = "_unknown";
 const WRITE_BUFFER_BYTES = 1 << 20;
+/** Bytes one set may have waiting for the disk before it writes synchronously. */
+export const MAX_IN_FLIGHT_BYTES = 8 * WRITE_BUFFER_BYTES;
 const DISK_FULL = new Set(["ENOSPC", "EDQUOT", "EFBIG"]);
 
 /** When files are closed and how writing recovers. */
@@ -92,6 +99,30 @@ function stamp(ms: number): string {
     .replace(/\.\d+Z$/, "Z");
 }
 
+/** One buffer handed to the disk. */
+interface Chunk {
+  pos: number;
+  buf: Buffer;
+  len: number;
+  packets: number;
+  done: boolean;
+}
+
+/** A file being written; it may still have writes in flight after the set moved on. */
+interface OpenFile {
+  fd: number;
+  partialPath: string;
+  finalPath: string;
+  openedAt: number;
+  /** Where the next chunk goes (bytes handed out so far). */
+  end: number;
+  chunks: Chunk[];
+  inFlight: number;
+  /** The position of the first failed write, if one failed. */
+  failedAt: number | undefined;
+  closing: boolean;
+}
+
 /** The rotating files of one policy (or of unknown VNIs) for one worker. */
 export class CaptureFileSet {
   readonly stats: FileSetStats = {
@@ -103,17 +134,17 @@ export class CaptureFileSet {
   };
   readonly #o: FileSetOptions;
   readonly #dir: string;
-  readonly #buf = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
+  readonly #free: Buffer[] = [];
+  #buf: Buffer = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
   #used = 0;
   #bufferedPackets = 0;
-  #fd = -1;
-  #partialPath = "";
-  #finalPath = "";
-  #fileBytes = 0;
-  #filePackets = 0;
-  #openedAt = 0;
+  #file: OpenFile | undefined;
+  /** Files closed by the set whose writes have not all finished. */
+  readonly #finishing = new Set<OpenFile>();
+  #inFlightBytes = 0;
   #sequence = 0;
   #stalledUntil = 0;
+  #idle: (() => void)[] = [];
   /** VNI → interface id in the open file. */
   readonly #interfaces = new Map<number, number>();
 
@@ -129,8 +160,8 @@ export class CaptureFileSet {
       this.stats.packetsDropped++;
       return false;
     }
-    if (this.#fd >= 0 && this.#due(now)) this.close();
-    if (this.#fd < 0 && !this.#open(now)) {
+    if (this.#file && this.#due(this.#file, now)) this.close();
+    if (!this.#file && !this.#open(now)) {
       this.stats.packetsDropped++;
       return false;
     }
@@ -152,52 +183,66 @@ export class CaptureFileSet {
     p.interfaceId = id;
     this.#used = writeEnhancedPacket(this.#buf, this.#used, p);
     this.#bufferedPackets++;
-    this.stats.bytesWritten += size;
     return true;
   }
 
-  /** Periodic work: flush what is buffered and close a file that is due. */
+  /** Periodic work: hand what is buffered to the disk and close a file that is due. */
   tick(): void {
-    if (this.#fd < 0) return;
-    if (this.#due(this.#o.now())) this.close();
+    if (!this.#file) return;
+    if (this.#due(this.#file, this.#o.now())) this.close();
     else this.#flush();
   }
 
   /** Whether a file is open. */
   get open(): boolean {
-    return this.#fd >= 0;
+    return this.#file !== undefined;
   }
 
-  /** Flushes and closes the open file, moving it into place (an empty file is removed). */
+  /** Closes the open file: it is moved into place once its writes finish (an empty file is removed). */
   close(): void {
-    if (this.#fd < 0) return;
-    // A failed flush has already cut the file back and closed it.
-    if (this.#flush()) this.#finish();
+    const f = this.#file;
+    if (!f) return;
+    this.#flush();
+    this.#detach(f);
   }
 
-  #due(now: number): boolean {
+  /** Resolves when every file the set closed is on disk and in place. */
+  idle(): Promise<void> {
+    if (this.#finishing.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  #due(f: OpenFile, now: number): boolean {
     return (
-      this.#fileBytes + this.#used >= this.#o.rotation.maxFileBytes ||
-      now - this.#openedAt >= this.#o.rotation.maxFileMs
+      f.end + this.#used >= this.#o.rotation.maxFileBytes || now - f.openedAt >= this.#o.rotation.maxFileMs
     );
   }
 
   #open(now: number): boolean {
     const name = `${this.#o.prefix}-${stamp(now)}-${String(++this.#sequence).padStart(6, "0")}.pcapng`;
     const partialDir = join(this.#o.root, PARTIAL_DIR);
+    let fd: number;
+    let partialPath: string;
     try {
       ensurePrivateDir(partialDir);
       ensurePrivateDir(this.#dir);
-      this.#partialPath = join(partialDir, `${this.#o.subdir.replaceAll("/", "_")}-${name}`);
-      this.#finalPath = join(this.#dir, name);
-      this.#fd = openSync(this.#partialPath, "wx", 0o600);
+      partialPath = join(partialDir, `${this.#o.subdir.replaceAll("/", "_")}-${name}`);
+      fd = openSync(partialPath, "wx", 0o600);
     } catch (err) {
       this.#failed(err, now);
       return false;
     }
-    this.#openedAt = now;
-    this.#fileBytes = 0;
-    this.#filePackets = 0;
+    this.#file = {
+      fd,
+      partialPath,
+      finalPath: join(this.#dir, name),
+      openedAt: now,
+      end: 0,
+      chunks: [],
+      inFlight: 0,
+      failedAt: undefined,
+      closing: false,
+    };
     this.#used = 0;
     this.#bufferedPackets = 0;
     this.#interfaces.clear();
@@ -214,45 +259,117 @@ export class CaptureFileSet {
     return true;
   }
 
-  /** Writes the buffer out; on a full disk, cuts the file back to its last whole block and stops. */
+  /** Hands the buffer to the disk; false when the file failed (it is detached then). */
   #flush(): boolean {
-    if (this.#used === 0 || this.#fd < 0) return this.#fd >= 0;
-    let done = 0;
-    try {
-      while (done < this.#used)
-        done += writeSync(this.#fd, this.#buf, done, this.#used - done, this.#fileBytes + done);
-    } catch (err) {
-      this.stats.packetsDropped += this.#bufferedPackets;
-      this.#used = 0;
-      this.#bufferedPackets = 0;
-      try {
-        ftruncateSync(this.#fd, this.#fileBytes);
-      } catch {
-        // Nothing more can be done for this file; it is closed below.
-      }
-      this.#finish();
-      this.#failed(err, this.#o.now());
-      return false;
-    }
-    this.#fileBytes += done;
-    this.#filePackets += this.#bufferedPackets;
-    this.stats.packetsWritten += this.#bufferedPackets;
+    const f = this.#file;
+    if (!f) return false;
+    if (this.#used === 0) return true;
+    const chunk: Chunk = {
+      pos: f.end,
+      buf: this.#buf,
+      len: this.#used,
+      packets: this.#bufferedPackets,
+      done: false,
+    };
+    f.end += this.#used;
+    f.chunks.push(chunk);
+    this.#buf = this.#free.pop() ?? Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
     this.#used = 0;
     this.#bufferedPackets = 0;
+    if (this.#inFlightBytes + chunk.len > MAX_IN_FLIGHT_BYTES) return this.#writeNow(f, chunk);
+    this.#inFlightBytes += chunk.len;
+    f.inFlight++;
+    this.#writeAsync(f, chunk, 0);
     return true;
   }
 
-  #finish(): void {
-    closeSync(this.#fd);
-    this.#fd = -1;
+  #writeAsync(f: OpenFile, c: Chunk, offset: number): void {
+    write(f.fd, c.buf, offset, c.len - offset, c.pos + offset, (err, n) => {
+      if (!err && offset + n < c.len) return this.#writeAsync(f, c, offset + n);
+      f.inFlight--;
+      this.#inFlightBytes -= c.len;
+      if (err) this.#chunkFailed(f, c, err);
+      else this.#chunkDone(c);
+      this.#settle(f);
+    });
+  }
+
+  /** The disk is far behind: write this chunk before taking more packets. */
+  #writeNow(f: OpenFile, c: Chunk): boolean {
     try {
-      if (this.#filePackets === 0) {
-        unlinkSync(this.#partialPath);
+      let done = 0;
+      while (done < c.len) done += writeSync(f.fd, c.buf, done, c.len - done, c.pos + done);
+    } catch (err) {
+      this.#chunkFailed(f, c, err);
+      this.#settle(f);
+      return false;
+    }
+    this.#chunkDone(c);
+    return true;
+  }
+
+  #chunkDone(c: Chunk): void {
+    c.done = true;
+    this.stats.packetsWritten += c.packets;
+    this.stats.bytesWritten += c.len;
+    this.#free.push(c.buf);
+  }
+
+  /** A write failed: the file ends before this chunk; what was buffered after it is lost too. */
+  #chunkFailed(f: OpenFile, c: Chunk, err: unknown): void {
+    this.#free.push(c.buf);
+    f.failedAt = Math.min(f.failedAt ?? Infinity, c.pos);
+    if (this.#file === f) {
+      this.stats.packetsDropped += this.#bufferedPackets;
+      this.#used = 0;
+      this.#bufferedPackets = 0;
+      this.#detach(f);
+    }
+    this.#failed(err, this.#o.now());
+  }
+
+  #detach(f: OpenFile): void {
+    if (this.#file === f) this.#file = undefined;
+    if (f.closing) return; // already detached (a failed flush during close)
+    f.closing = true;
+    this.#finishing.add(f);
+    this.#settle(f);
+  }
+
+  /** Once a closed file has no write in flight: cut it back if a write failed, close, move it. */
+  #settle(f: OpenFile): void {
+    if (!f.closing || f.inFlight > 0 || !this.#finishing.has(f)) return;
+    this.#finishing.delete(f);
+    let kept = 0;
+    for (const c of f.chunks) {
+      if (f.failedAt !== undefined && c.pos >= f.failedAt) {
+        // Written after the failure point, or failed: cut off below, so not on disk.
+        if (c.done) {
+          this.stats.packetsWritten -= c.packets;
+          this.stats.bytesWritten -= c.len;
+        }
+        this.stats.packetsDropped += c.packets;
+      } else kept += c.packets;
+    }
+    try {
+      if (f.failedAt !== undefined) ftruncateSync(f.fd, f.failedAt);
+    } catch {
+      // Nothing more can be done for this file; it is closed below.
+    }
+    this.#finish(f, kept);
+    if (this.#finishing.size === 0) for (const resolve of this.#idle.splice(0)) resolve();
+  }
+
+  #finish(f: OpenFile, packets: number): void {
+    closeSync(f.fd);
+    try {
+      if (packets === 0) {
+        unlinkSync(f.partialPath);
         return;
       }
-      renameSync(this.#partialPath, this.#finalPath);
+      renameSync(f.partialPath, f.finalPath);
       this.stats.filesClosed++;
-      this.#o.onClosed?.(this.#finalPath, this.#fileBytes);
+      this.#o.onClosed?.(f.finalPath, f.failedAt ?? f.end);
     } catch (err) {
       this.stats.writeErrors++;
       this.#o.onError?.(err as Error);

@@ -82,6 +82,7 @@ describe("Receiver.handle", () => {
     r.handle(Buffer.concat([vxlanHeader(11), frame]));
     r.setMap({ version: 1, sessions: [map.sessions[1]!] });
     expect(r.fileSets.get("shop/web")!.open).toBe(false);
+    await r.idle();
     expect(packetsIn("shop/web")).toBe(1);
     r.handle(Buffer.concat([vxlanHeader(11), frame]));
     expect(r.counters.unknownVniPackets).toBe(1);

@@ -207,6 +207,12 @@ export class Receiver {
     this.#socket = undefined;
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
     for (const set of this.fileSets.values()) set.close();
+    await this.idle();
+  }
+
+  /** Resolves when every closed file is written and in place. */
+  async idle(): Promise<void> {
+    await Promise.all([...this.fileSets.values()].map((set) => set.idle()));
   }
 
   #policy(key: string): PolicyCounters {
