@@ -8,16 +8,11 @@ import { createHash } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import fc from "fast-check";
 import type { PolicyFilterRule } from "../../src/api/resources.ts";
+import { caseArb } from "../../test/fixtures/plan-cases.ts";
 import { applyDiff } from "../../src/plan/diff.ts";
 import { planMirroring } from "../../src/plan/plan.ts";
 import type { Plan, PlanInput } from "../../src/plan/types.ts";
-import {
-  makeCollectorTarget,
-  makeForeignSession,
-  makePolicy,
-  makeTarget,
-  makeWorld,
-} from "../../test/fixtures/world.ts";
+import { makeForeignSession, makePolicy, makeTarget } from "../../test/fixtures/world.ts";
 import { makeBenchInput } from "./world.ts";
 
 const dumpDir = process.argv[2] === "--dump" ? process.argv[3] : undefined;
@@ -114,80 +109,7 @@ function churn(i: PlanInput): PlanInput {
 lifecycle("bench-300", makeBenchInput(300), churn);
 lifecycle("mixed-120", mixed(120), churn);
 
-// The property tests' generator (plan.property.test.ts), sampled with a fixed seed.
-const NLB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/ids/0123456789abcdef";
-const webRule: PolicyFilterRule = {
-  direction: "both",
-  action: "accept",
-  protocol: "TCP",
-  localPorts: { from: 80, to: 80 },
-};
-const worldArb = fc.record({
-  nodes: fc.integer({ min: 1, max: 5 }),
-  podsPerNode: fc.integer({ min: 0, max: 14 }),
-  labels: fc.array(fc.constantFrom("a", "b", "c"), { minLength: 70, maxLength: 70 }),
-  unsupported: fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
-  secondary: fc.boolean(),
-  policies: fc.array(
-    fc.record({
-      app: fc.constantFrom("a", "b", "c"),
-      target: fc.constantFrom("collector", "nlb"),
-      priority: fc.integer({ min: 0, max: 1000 }),
-      suspend: fc.boolean(),
-      withRule: fc.boolean(),
-      whole: fc.boolean(),
-      packetLength: fc.option(fc.constantFrom(64, 128), { nil: undefined }),
-    }),
-    { minLength: 1, maxLength: 6 },
-  ),
-  foreign: fc.array(
-    fc.record({ eni: fc.integer({ min: 0, max: 9 }), number: fc.integer({ min: 1, max: 32766 }) }),
-    {
-      maxLength: 4,
-    },
-  ),
-  allowNodes: fc.boolean(),
-});
-fc.sample(worldArb, { seed: 20261125, numRuns: 300 }).forEach((w, n) => {
-  const world = makeWorld({
-    nodes: w.nodes,
-    podsPerNode: w.podsPerNode,
-    collectors: [0],
-    addressing: w.secondary ? "secondary" : "prefix",
-    instanceType: (i) => (w.unsupported[i] && i > 0 ? "m6i.large" : "m5.large"),
-    podLabels: (i, j) => ({ app: w.labels[(i * 14 + j) % 70]! }),
-  });
-  const enis = world.inventory.networkInterfaces;
-  w.foreign.forEach((f, k) => {
-    const eni = enis[f.eni % enis.length]!;
-    const onEni = world.inventory.sessions.filter((s) => s.networkInterfaceId === eni.networkInterfaceId);
-    if (onEni.length < 3 && !onEni.some((s) => s.sessionNumber === f.number))
-      world.inventory.sessions.push(makeForeignSession(eni.networkInterfaceId, f.number, k));
-  });
-  const policies = w.policies.map((p, i) =>
-    makePolicy(`p${i}`, {
-      ...(p.whole
-        ? { nodeSelector: { matchLabels: { "kubernetes.io/os": "linux" } } }
-        : { podSelector: { matchLabels: { app: p.app } } }),
-      targetRef: { name: p.target },
-      priority: p.priority,
-      suspend: p.suspend,
-      ...(p.packetLength ? { packetLength: p.packetLength } : {}),
-      ...(p.withRule ? { filter: { rules: [webRule], mirrorDns: false } } : {}),
-    }),
-  );
-  const targets = [
-    makeCollectorTarget("collector", { allowNodeSources: w.allowNodes }),
-    makeTarget("nlb", { networkLoadBalancerArn: NLB, allowNodeSources: w.allowNodes }),
-  ];
-  const input = {
-    clusterName: "prop",
-    policies,
-    targets,
-    namespaces: [],
-    pods: world.pods,
-    nodes: world.nodes,
-    inventory: world.inventory,
-  };
-  lifecycle(`random-${n}`, input, churn);
-});
+// The property tests' generator (test/fixtures/plan-cases.ts), sampled with a fixed seed.
+fc.sample(caseArb, { seed: 20261125, numRuns: 300 }).forEach(({ input }, n) =>
+  lifecycle(`random-${n}`, input, churn),
+);

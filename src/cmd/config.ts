@@ -3,6 +3,7 @@
  * that reads `process.env` for the operator (the chart sets these variables).
  */
 import { z } from "zod";
+import { describeIssues } from "../api/validation.ts";
 
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
@@ -71,7 +72,7 @@ export function loadOperatorConfig(
 ): OperatorConfig {
   const parsed = OperatorEnvSchema.safeParse(env);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    const problems = describeIssues(parsed.error);
     throw new Error(`invalid operator configuration: ${problems}`);
   }
   const e = parsed.data;
@@ -141,7 +142,7 @@ export interface CollectorConfig {
 export function loadCollectorConfig(env: Record<string, string | undefined>): CollectorConfig {
   const parsed = CollectorEnvSchema.safeParse(env);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    const problems = describeIssues(parsed.error);
     throw new Error(`invalid collector configuration: ${problems}`);
   }
   const e = parsed.data;

@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { VniMapSchema, type VniEntry, type VniMap } from "../api/vni-map.ts";
 import type { InterfaceLabel } from "./files.ts";
+import { describeIssues } from "../api/validation.ts";
 
 /** Counters of one policy (summed over its sessions). */
 export interface PolicyCounters {
@@ -32,7 +33,7 @@ export function readVniMapFile(path: string): VniMap {
   }
   const parsed = VniMapSchema.safeParse(raw);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    const problems = describeIssues(parsed.error);
     throw new Error(`the VNI map ${path} is not valid: ${problems}`);
   }
   return parsed.data;

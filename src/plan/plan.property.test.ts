@@ -1,103 +1,11 @@
 // Invariants of the planner over random clusters (fast-check).
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { PolicyFilterRule } from "../api/resources.ts";
-import {
-  makeCollectorTarget,
-  makeForeignSession,
-  makePolicy,
-  makeTarget,
-  makeWorld,
-} from "../../test/fixtures/world.ts";
+import { caseArb } from "../../test/fixtures/plan-cases.ts";
 import { applyDiff, isEmptyDiff } from "./diff.ts";
 import { MAX_RULES_PER_FILTER, type DesiredRule } from "./filters.ts";
 import { contains, parseCidr, parseIp } from "./ipv4.ts";
 import { MAX_SESSIONS_PER_ENI, planMirroring } from "./plan.ts";
-import type { PlanInput } from "./types.ts";
-
-const NLB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/ids/0123456789abcdef";
-
-const policyArb = fc.record({
-  app: fc.constantFrom("a", "b", "c"),
-  target: fc.constantFrom("collector", "nlb"),
-  priority: fc.integer({ min: 0, max: 1000 }),
-  suspend: fc.boolean(),
-  withRule: fc.boolean(),
-  whole: fc.boolean(),
-  packetLength: fc.option(fc.constantFrom(64, 128), { nil: undefined }),
-});
-
-const worldArb = fc.record({
-  nodes: fc.integer({ min: 1, max: 5 }),
-  podsPerNode: fc.integer({ min: 0, max: 14 }),
-  labels: fc.array(fc.constantFrom("a", "b", "c"), { minLength: 70, maxLength: 70 }),
-  unsupported: fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
-  secondary: fc.boolean(),
-  policies: fc.array(policyArb, { minLength: 1, maxLength: 6 }),
-  foreign: fc.array(
-    fc.record({ eni: fc.integer({ min: 0, max: 9 }), number: fc.integer({ min: 1, max: 32766 }) }),
-    { maxLength: 4 },
-  ),
-  allowNodes: fc.boolean(),
-});
-
-type WorldCase = fc.Arbitrary<{ input: PlanInput; rulesOf: Map<string, boolean> }>;
-
-const webRule: PolicyFilterRule = {
-  direction: "both",
-  action: "accept",
-  protocol: "TCP",
-  localPorts: { from: 80, to: 80 },
-};
-
-const caseArb: WorldCase = worldArb.map((w) => {
-  const world = makeWorld({
-    nodes: w.nodes,
-    podsPerNode: w.podsPerNode,
-    collectors: [0],
-    addressing: w.secondary ? "secondary" : "prefix",
-    instanceType: (i) => (w.unsupported[i] && i > 0 ? "m6i.large" : "m5.large"),
-    podLabels: (i, j) => ({ app: w.labels[(i * 14 + j) % 70]! }),
-  });
-  const enis = world.inventory.networkInterfaces;
-  w.foreign.forEach((f, n) => {
-    const eni = enis[f.eni % enis.length]!;
-    const onEni = world.inventory.sessions.filter((s) => s.networkInterfaceId === eni.networkInterfaceId);
-    if (onEni.length < 3 && !onEni.some((s) => s.sessionNumber === f.number)) {
-      world.inventory.sessions.push(makeForeignSession(eni.networkInterfaceId, f.number, n));
-    }
-  });
-  const rulesOf = new Map<string, boolean>();
-  const policies = w.policies.map((p, i) => {
-    rulesOf.set(`shop/p${i}`, p.withRule);
-    return makePolicy(`p${i}`, {
-      ...(p.whole
-        ? { nodeSelector: { matchLabels: { "kubernetes.io/os": "linux" } } }
-        : { podSelector: { matchLabels: { app: p.app } } }),
-      targetRef: { name: p.target },
-      priority: p.priority,
-      suspend: p.suspend,
-      ...(p.packetLength ? { packetLength: p.packetLength } : {}),
-      ...(p.withRule ? { filter: { rules: [webRule], mirrorDns: false } } : {}),
-    });
-  });
-  const targets = [
-    makeCollectorTarget("collector", { allowNodeSources: w.allowNodes }),
-    makeTarget("nlb", { networkLoadBalancerArn: NLB, allowNodeSources: w.allowNodes }),
-  ];
-  return {
-    input: {
-      clusterName: "prop",
-      policies,
-      targets,
-      namespaces: [],
-      pods: world.pods,
-      nodes: world.nodes,
-      inventory: world.inventory,
-    },
-    rulesOf,
-  };
-});
 
 /** The first rule (lowest number) whose local side holds `ip`, for a packet with any remote end. */
 function firstLocalMatch(
