@@ -9,16 +9,11 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
-import pino from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse } from "yaml";
 import { ConditionType, Reason } from "../../src/api/reasons.ts";
 import { API_VERSION } from "../../src/api/resources.ts";
-import { makeEc2Client } from "../../src/aws/client.ts";
-import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
-import { makeOperatorMetrics } from "../../src/controller/metrics.ts";
-import { makeReconcileCycle } from "../../src/controller/reconcile.ts";
-import { OperatorRuntime } from "../../src/controller/runtime.ts";
+import type { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { eksNodeSpec, makeEksNode } from "../fixtures/eks.ts";
@@ -26,6 +21,7 @@ import { createCollectorTarget, createNamespaces, createPolicy, until } from "..
 import { makeWorld } from "../fixtures/world.ts";
 import { installCrds } from "../harness/crds.ts";
 import { REPO_ROOT, TOOLS_BIN } from "../harness/controlplane.ts";
+import { startTestOperator } from "../fixtures/operator.ts";
 
 const run = promisify(execFile);
 const SCRIPT = join(REPO_ROOT, "config", "argocd", "health.lua");
@@ -127,28 +123,13 @@ describe("Argo CD health check", () => {
       allowNodeSources: true,
       allowedNamespaces: { from: "List", names: [NS] },
     });
-    const metrics = makeOperatorMetrics();
-    const api = new Ec2MirrorApi({
-      client: makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } }),
-      cluster: "argohealth",
-    });
-    runtime = new OperatorRuntime({
+    ({ runtime } = await startTestOperator({
       kc,
       rest,
-      log: pino({ level: "silent" }),
-      metrics,
-      resyncMs: 60_000,
-      cycle: makeReconcileCycle({
-        api,
-        rest,
-        cluster: "argohealth",
-        namespace: "argohealth-system",
-        dryRun: false,
-        concurrency: 2,
-        metrics,
-      }),
-    });
-    await runtime.start();
+      ec2Url: sim.url,
+      cluster: "argohealth",
+      namespace: "argohealth-system",
+    }));
     const nodes = { nodeSelector: { matchLabels: { "example.com/pool": "argohealth" } } };
     await createPolicy(rest, {
       namespace: NS,

@@ -1,13 +1,8 @@
 // Dry-run: the operator plans and reports, and changes nothing in AWS.
 import { KubeConfig } from "@kubernetes/client-node";
-import pino from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { API_VERSION, type PolicyStatus } from "../../src/api/resources.ts";
-import { makeEc2Client } from "../../src/aws/client.ts";
-import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
-import { makeOperatorMetrics } from "../../src/controller/metrics.ts";
-import { makeReconcileCycle } from "../../src/controller/reconcile.ts";
-import { OperatorRuntime } from "../../src/controller/runtime.ts";
+import type { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { installCrds } from "../harness/crds.ts";
@@ -20,6 +15,7 @@ import {
   until,
 } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
+import { startTestOperator } from "../fixtures/operator.ts";
 
 const kc = new KubeConfig();
 kc.loadFromFile(inject("kubeconfigPath"));
@@ -39,28 +35,14 @@ describe("dry-run", () => {
     await createEksNodes(rest, { first: FIRST, count: 3, collectors: [FIRST], pool: "dry", prefix: "dry" });
     await createNamespaces(rest, ["dry-system", "dry"]);
     await createCollectorTarget(rest, "dry-collector", { allowNodeSources: true });
-    const metrics = makeOperatorMetrics();
-    const api = new Ec2MirrorApi({
-      client: makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } }),
-      cluster: "dry",
-    });
-    runtime = new OperatorRuntime({
+    ({ runtime } = await startTestOperator({
       kc,
       rest,
-      log: pino({ level: "silent" }),
-      metrics,
-      resyncMs: 60_000,
-      cycle: makeReconcileCycle({
-        api,
-        rest,
-        cluster: "dry",
-        namespace: "dry-system",
-        dryRun: true,
-        concurrency: 2,
-        metrics,
-      }),
-    });
-    await runtime.start();
+      ec2Url: sim.url,
+      cluster: "dry",
+      namespace: "dry-system",
+      dryRun: true,
+    }));
   });
 
   afterAll(async () => {

@@ -2,16 +2,11 @@
 // to Describe for a while. It converges without duplicates, without tight retry loops, and its
 // status says it is retrying meanwhile.
 import { KubeConfig } from "@kubernetes/client-node";
-import pino from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { API_VERSION, type PolicyStatus } from "../../src/api/resources.ts";
 import { isOwnedBy, TAG_KEY } from "../../src/api/tags.ts";
-import { makeEc2Client } from "../../src/aws/client.ts";
-import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
-import { makeOperatorMetrics } from "../../src/controller/metrics.ts";
-import { makeReconcileCycle } from "../../src/controller/reconcile.ts";
-import { OperatorRuntime } from "../../src/controller/runtime.ts";
+import type { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { installCrds } from "../harness/crds.ts";
@@ -23,6 +18,7 @@ import {
   deleteNodes,
 } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
+import { startTestOperator } from "../fixtures/operator.ts";
 
 const kc = new KubeConfig();
 kc.loadFromFile(inject("kubeconfigPath"));
@@ -53,30 +49,15 @@ describe("operator under throttling, server errors and eventual consistency", ()
     });
     await createNamespaces(rest, ["faults-system", "faults-apps"]);
     await createCollectorTarget(rest, "faults-collector", { allowNodeSources: true });
-    const metrics = makeOperatorMetrics();
-    const api = new Ec2MirrorApi({
-      client: makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } }),
-      cluster,
-      backoffMs: 20,
-      maxAttempts: 3,
-    });
-    runtime = new OperatorRuntime({
+    ({ runtime } = await startTestOperator({
       kc,
       rest,
-      log: pino({ level: process.env.TMO_TEST_LOG ?? "silent" }),
-      metrics,
-      resyncMs: 60_000,
-      cycle: makeReconcileCycle({
-        api,
-        rest,
-        cluster,
-        namespace: "faults-system",
-        dryRun: false,
-        concurrency: 4,
-        metrics,
-      }),
-    });
-    await runtime.start();
+      ec2Url: sim.url,
+      cluster: cluster,
+      namespace: "faults-system",
+      concurrency: 4,
+      adapter: { backoffMs: 20, maxAttempts: 3 },
+    }));
   });
 
   afterAll(async () => {
