@@ -35,16 +35,25 @@ export interface RestRequest {
   what: string;
 }
 
+/**
+ * The User-Agent of the operator's requests. The apiserver takes its first word as the field
+ * manager of what a request writes, so `managedFields` show that the operator owns only status
+ * and finalizers (Argo CD and other GitOps tools see no drift in spec).
+ */
+export const OPERATOR_USER_AGENT = "traffic-mirror-operator/0.1.0";
+
 /** JSON over HTTPS with the KubeConfig's credentials. */
 export class KubeRest {
   readonly #kc: KubeConfig;
   readonly #server: URL;
+  readonly #userAgent: string;
 
-  constructor(kc: KubeConfig) {
+  constructor(kc: KubeConfig, opts: { userAgent?: string } = {}) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error("kubeconfig has no current cluster");
     this.#kc = kc;
     this.#server = new URL(cluster.server);
+    this.#userAgent = opts.userAgent ?? OPERATOR_USER_AGENT;
   }
 
   /** Sends one request and parses the JSON answer. */
@@ -52,7 +61,7 @@ export class KubeRest {
     const url = new URL(req.path, this.#server);
     const opts: RequestOptions & { headers: Record<string, string> } = {
       method: req.method,
-      headers: { accept: "application/json" },
+      headers: { accept: "application/json", "user-agent": this.#userAgent },
     };
     await this.#kc.applyToHTTPSOptions(opts);
     const payload = req.body === undefined ? undefined : JSON.stringify(req.body);

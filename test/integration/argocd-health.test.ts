@@ -73,7 +73,8 @@ type Obj = { metadata: { generation: number }; status?: { conditions?: { type: s
 
 const kc = new KubeConfig();
 kc.loadFromFile(inject("kubeconfigPath"));
-const rest = new KubeRest(kc);
+// The test writes as someone else than the operator, so managedFields tell the two apart.
+const rest = new KubeRest(kc, { userAgent: "tmo-argocd-test/1" });
 // Node indexes 745-749 are this suite's (740-744 are the chart test's); 745 is the collector.
 const FIRST = 745;
 const NODE_LABEL = { "argocd-health.twtech.io/collector": "true" };
@@ -125,7 +126,7 @@ describe("Argo CD health check", () => {
     });
     ({ runtime } = await startTestOperator({
       kc,
-      rest,
+      rest: new KubeRest(kc),
       ec2Url: sim.url,
       cluster: "argohealth",
       namespace: "argohealth-system",
@@ -232,6 +233,36 @@ describe("Argo CD health check", () => {
     const policy = await policyWithReady(NS, "healthy");
     expect(await health(policy)).toMatchObject({ status: "Healthy" });
     expect(sim.state.sessions.size).toBeGreaterThan(0);
+  });
+
+  it("never sees the operator write spec: it manages only status and finalizers", async () => {
+    await policyWithReady(NS, "healthy");
+    type Managed = {
+      manager: string;
+      subresource?: string;
+      fieldsV1?: Record<string, Record<string, unknown>>;
+    };
+    const read = (path: string) =>
+      rest.get<{ metadata: { managedFields?: Managed[] } }>(path, "reading managed fields");
+    for (const path of [
+      `/apis/${API_VERSION}/namespaces/${NS}/trafficmirrorpolicies/healthy`,
+      `/apis/${API_VERSION}/trafficmirrortargets/${TARGET}`,
+    ]) {
+      const fields = (await read(path)).metadata.managedFields ?? [];
+      const ours = fields.filter((f) => f.manager === "traffic-mirror-operator");
+      expect(ours.length, path).toBeGreaterThan(0);
+      for (const f of ours) {
+        const top = Object.keys(f.fieldsV1 ?? {}).sort();
+        expect(
+          top.every((k) => k === "f:status" || k === "f:metadata"),
+          `${path}: ${top.join(",")}`,
+        ).toBe(true);
+        expect(Object.keys(f.fieldsV1?.["f:metadata"] ?? {}).every((k) => k === "f:finalizers")).toBe(true);
+      }
+      // Spec is the test's alone.
+      const specOwners = fields.filter((f) => f.fieldsV1?.["f:spec"]).map((f) => f.manager);
+      expect(specOwners).toEqual(["tmo-argocd-test"]);
+    }
   });
 
   it("is Progressing while the operator has not seen the latest generation, or wrote no status yet", async () => {
