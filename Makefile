@@ -76,7 +76,7 @@ e2e-kind: tools deps ## End to end on kind with Docker (prints "skipped" without
 ec2-sim: deps ## Run the EC2 emulator on 127.0.0.1:4599 (admin API under /_sim/)
 	node test/ec2-sim/main.ts --port 4599
 
-bench: deps ## Run the benchmarks (see docs/benchmarks.md)
+bench: tools deps ## Run the benchmarks (see docs/benchmarks.md; the collector one needs root)
 	node --expose-gc bench/plan/run.ts 5000 5
 	node --expose-gc bench/cache/run.ts 100000
 	node bench/harness/run.ts 5
