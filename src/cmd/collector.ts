@@ -35,6 +35,13 @@ function signalled(): Promise<string> {
   });
 }
 
+function mapRefused(log: Logger, err: Error): void {
+  log.warn(
+    { err: err.message, cause: (err.cause as Error | undefined)?.message },
+    "Kept the previous VNI map",
+  );
+}
+
 /** One worker's receive path: socket, map watcher, optional stream. */
 async function startWorker(config: CollectorConfig, log: Logger, index: number) {
   const stream = config.stream ? new PcapStream() : undefined;
@@ -57,11 +64,7 @@ async function startWorker(config: CollectorConfig, log: Logger, index: number) 
       receiver.setMap(map);
       log.info({ sessions: map.sessions.length }, "Loaded the VNI map");
     },
-    onError: (err) =>
-      log.warn(
-        { err: err.message, cause: (err.cause as Error | undefined)?.message },
-        "Kept the previous VNI map",
-      ),
+    onError: (err) => mapRefused(log, err),
   });
   const port = await receiver.start();
   // Each worker streams on its own port (port + index): a client of one worker sees its flows only.
@@ -82,7 +85,7 @@ async function startWorker(config: CollectorConfig, log: Logger, index: number) 
   };
 }
 
-/** Retention on a timer; the last sweep is what the disk metrics show. */
+/** Retention on a timer; the last sweep is what the host metrics show. */
 function startRetention(config: CollectorConfig, log: Logger) {
   let last: SweepResult = { files: 0, bytes: 0, deleted: 0 };
   const sweep = (): void => {
@@ -92,7 +95,16 @@ function startRetention(config: CollectorConfig, log: Logger) {
   sweep();
   const timer = setInterval(sweep, RETENTION_INTERVAL_MS);
   timer.unref();
-  return { last: () => last, stop: () => clearInterval(timer) };
+  return {
+    stop: () => clearInterval(timer),
+    /** Disk use from the last sweep and the kernel's drops on the port, exported once per host. */
+    register: (registry: Registry) =>
+      registerHostMetrics(registry, {
+        captureBytes: () => last.bytes,
+        captureFiles: () => last.files,
+        kernelDrops: () => kernelDrops(config.listen.port),
+      }),
+  };
 }
 
 function prepare(config: CollectorConfig, log: Logger): void {
@@ -107,11 +119,7 @@ async function runSingle(config: CollectorConfig, log: Logger): Promise<number> 
   const retention = startRetention(config, log);
   const registry = new Registry();
   registerReceiverMetrics(registry, worker.receiver, worker.stream);
-  registerHostMetrics(registry, {
-    captureBytes: () => retention.last().bytes,
-    captureFiles: () => retention.last().files,
-    kernelDrops: () => kernelDrops(config.listen.port),
-  });
+  retention.register(registry);
   const server = await startProbeServer({ ...config.metrics, registry });
   log.info({ metricsPort: server.port, dir: config.dir }, "Collector started");
   const why = await signalled();
@@ -157,11 +165,7 @@ async function runPrimary(config: CollectorConfig, log: Logger): Promise<number>
   const retention = startRetention(config, log);
   const aggregator = new AggregatorRegistry();
   const host = new Registry();
-  registerHostMetrics(host, {
-    captureBytes: () => retention.last().bytes,
-    captureFiles: () => retention.last().files,
-    kernelDrops: () => kernelDrops(config.listen.port),
-  });
+  retention.register(host);
   const server = await startProbeServer({
     ...config.metrics,
     ready: () => ready.size === config.workers,
@@ -205,11 +209,7 @@ async function runKernel(config: CollectorConfig, log: Logger): Promise<number> 
       synced = true;
       log.info({ sessions: map.sessions.length }, "Loaded the VNI map");
     },
-    onError: (err) =>
-      log.warn(
-        { err: err.message, cause: (err.cause as Error | undefined)?.message },
-        "Kept the previous VNI map",
-      ),
+    onError: (err) => mapRefused(log, err),
   });
   if (!synced) devices.sync({ version: 1, sessions: [] }); // no map yet: leftovers go now
   const registry = new Registry();

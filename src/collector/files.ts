@@ -59,7 +59,6 @@ export interface InterfaceLabel {
 /** Counters of one file set, read by the metrics. */
 export interface FileSetStats {
   packetsWritten: number;
-  bytesWritten: number;
   filesClosed: number;
   /** Packets lost to a full disk or a failed write. */
   packetsDropped: number;
@@ -127,7 +126,6 @@ interface OpenFile {
 export class CaptureFileSet {
   readonly stats: FileSetStats = {
     packetsWritten: 0,
-    bytesWritten: 0,
     filesClosed: 0,
     packetsDropped: 0,
     writeErrors: 0,
@@ -311,7 +309,6 @@ export class CaptureFileSet {
   #chunkDone(c: Chunk): void {
     c.done = true;
     this.stats.packetsWritten += c.packets;
-    this.stats.bytesWritten += c.len;
     this.#free.push(c.buf);
   }
 
@@ -346,7 +343,6 @@ export class CaptureFileSet {
         // Written after the failure point, or failed: cut off below, so not on disk.
         if (c.done) {
           this.stats.packetsWritten -= c.packets;
-          this.stats.bytesWritten -= c.len;
         }
         this.stats.packetsDropped += c.packets;
       } else kept += c.packets;

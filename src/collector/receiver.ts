@@ -103,11 +103,6 @@ export class Receiver {
     return this.#recvBuffer;
   }
 
-  /** The VNIs currently routed. */
-  get vnis(): number[] {
-    return [...this.#routes.keys()];
-  }
-
   /** Takes a new VNI map; file sets of policies that left are closed. */
   setMap(map: VniMap): void {
     const routes = new Map<number, LiveRoute>();
@@ -173,16 +168,22 @@ export class Receiver {
       c.malformed[-vni - 1]!++;
       return;
     }
+    const route = this.#routes.get(vni);
+    const length = msg.length - VXLAN_HEADER_LENGTH;
+    const stream = this.#o.stream?.active ? this.#o.stream : undefined;
+    if (route === undefined) {
+      c.unknownVniPackets++;
+      c.unknownVniBytes += length;
+      // Nothing keeps this packet: skip the header reads and the clock.
+      if (this.#unknown === undefined && stream === undefined) return;
+    }
     const p = this.#packet;
     p.data = msg;
     p.start = VXLAN_HEADER_LENGTH;
-    p.length = msg.length - VXLAN_HEADER_LENGTH;
-    p.originalLength = originalFrameLength(msg, VXLAN_HEADER_LENGTH, p.length);
+    p.length = length;
+    p.originalLength = originalFrameLength(msg, VXLAN_HEADER_LENGTH, length);
     p.timestampMicros = this.#nowMicros();
-    const route = this.#routes.get(vni);
     if (route === undefined) {
-      c.unknownVniPackets++;
-      c.unknownVniBytes += p.length;
       this.#unknown?.write(vni, this.#label, p);
     } else {
       for (let i = 0; i < route.sets.length; i++) {
@@ -192,7 +193,7 @@ export class Receiver {
         route.sets[i]!.write(vni, this.#label, p);
       }
     }
-    if (this.#o.stream?.active) this.#o.stream.send(p);
+    stream?.send(p);
   }
 
   /** Flushes buffers and closes files that are due (every second, and on demand in tests). */

@@ -10,14 +10,12 @@ import { pcapGlobalHeader, pcapRecord, type PacketView } from "./pcapng.ts";
 /** Stream counters, read by the metrics. */
 export interface StreamStats {
   clients: number;
-  connections: number;
   slowClientsDropped: number;
-  packetsSent: number;
 }
 
 /** A running PCAP-over-IP listener. */
 export class PcapStream {
-  readonly stats: StreamStats = { clients: 0, connections: 0, slowClientsDropped: 0, packetsSent: 0 };
+  readonly stats: StreamStats = { clients: 0, slowClientsDropped: 0 };
   readonly #clients = new Set<Socket>();
   readonly #maxBuffered: number;
   #server: Server | undefined;
@@ -54,7 +52,6 @@ export class PcapStream {
       }
       c.write(record);
     }
-    this.stats.packetsSent++;
   }
 
   /** Disconnects everyone and stops listening. */
@@ -74,7 +71,6 @@ export class PcapStream {
     socket.on("data", () => undefined);
     socket.write(pcapGlobalHeader());
     this.#clients.add(socket);
-    this.stats.connections++;
     this.stats.clients = this.#clients.size;
   }
 

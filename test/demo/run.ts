@@ -17,6 +17,7 @@ import { KubeRest } from "../../src/k8s/rest.ts";
 import type { SyntheticPacket } from "../ec2-sim/packets.ts";
 import { seed, startEc2Sim } from "../ec2-sim/server.ts";
 import { startCollectorProcess } from "../fixtures/collector.ts";
+import { tsharkFields } from "../fixtures/tshark.ts";
 import { freePorts, REPO_ROOT, startControlPlane, TOOLS_BIN } from "../harness/controlplane.ts";
 import {
   createCollectorTarget,
@@ -194,27 +195,8 @@ async function sendTraffic(): Promise<number> {
 }
 
 function tsharkSummary(file: string): string[] {
-  const out = execFileSync(
-    "tshark",
-    [
-      "-r",
-      file,
-      "-T",
-      "fields",
-      "-E",
-      "separator=\t",
-      "-e",
-      "frame.interface_name",
-      "-e",
-      "ip.src",
-      "-e",
-      "ip.dst",
-      "-e",
-      "http.request.uri",
-    ],
-    { encoding: "utf8", env: { ...process.env, HOME: stateDir }, stdio: ["ignore", "pipe", "ignore"] },
-  );
-  return out.split("\n").filter(Boolean);
+  const fields = ["frame.interface_name", "ip.src", "ip.dst", "http.request.uri"];
+  return tsharkFields(file, fields, { home: stateDir }).map((r) => r.join("\t"));
 }
 
 let mirrored = 0;

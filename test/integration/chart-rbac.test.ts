@@ -216,15 +216,16 @@ describe("chart RBAC is sufficient", () => {
       "reading lease",
     );
     expect(lease.spec.holderIdentity).toBe("rbac-test");
-    const cm = await until("the VNI map", () =>
-      adminRest.get<{ data: Record<string, string> }>(
+    // The map is published after status in the same cycle: wait for the one with the sessions.
+    const sessions = await until("the VNI map with the policy's sessions", async () => {
+      const cm = await adminRest.get<{ data: Record<string, string> }>(
         `/api/v1/namespaces/${NS}/configmaps/${VNI_MAP_CONFIGMAP}`,
         "reading the VNI map",
-      ),
-    );
-    expect((JSON.parse(cm.data["vni-map.json"]!) as { sessions: unknown[] }).sessions.length).toBeGreaterThan(
-      0,
-    );
+      );
+      const n = (JSON.parse(cm.data["vni-map.json"]!) as { sessions: unknown[] }).sessions.length;
+      return n > 0 ? n : undefined;
+    });
+    expect(sessions).toBeGreaterThan(0);
     const events = await until("an Event about the policy", async () => {
       const list = await adminRest.get<{ items: { regarding: { name: string } }[] }>(
         `/apis/events.k8s.io/v1/namespaces/${APP_NS}/events`,

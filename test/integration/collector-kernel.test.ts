@@ -1,12 +1,11 @@
 // Kernel mode in a network namespace the test makes: the collector creates one vxlan device per
 // VNI of the map, copies sent to the namespace arrive on the right device (tcpdump attached to it
 // reads the inner frames), devices follow map changes, and a restart removes leftovers.
-import { execFileSync, spawn } from "node:child_process";
-import { createSocket } from "node:dgram";
+import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { VniMap } from "../../src/api/vni-map.ts";
 import { buildFrame, vxlanHeader } from "../ec2-sim/packets.ts";
-import { startCollectorProcess, type CollectorProcess } from "../fixtures/collector.ts";
+import { sendDatagrams, startCollectorProcess, type CollectorProcess } from "../fixtures/collector.ts";
 import { makeVethNamespace, type VethNamespace } from "../fixtures/netns.ts";
 import { until } from "../fixtures/scenario.ts";
 
@@ -26,8 +25,7 @@ const devices = (): string[] =>
     .map((l) => l.ifname)
     .sort();
 
-async function sendTo(vni: number, n: number): Promise<void> {
-  const s = createSocket("udp4");
+function sendTo(vni: number, n: number): Promise<void> {
   const frame = buildFrame(
     {
       src: "10.3.0.9",
@@ -39,12 +37,8 @@ async function sendTo(vni: number, n: number): Promise<void> {
     },
     { src: "02:00:00:00:00:09", dst: "02:00:00:00:00:01" },
   );
-  for (let i = 0; i < n; i++) {
-    await new Promise<void>((r) =>
-      s.send(Buffer.concat([vxlanHeader(vni), frame]), 4789, net.innerIp, () => r()),
-    );
-  }
-  s.close();
+  const datagram = Buffer.concat([vxlanHeader(vni), frame]);
+  return sendDatagrams(4789, Array<Buffer>(n).fill(datagram), { host: net.innerIp });
 }
 
 function start(map: VniMap): Promise<CollectorProcess> {
@@ -124,6 +118,5 @@ describe("kernel mode", () => {
     const again = await start({ version: 1, sessions: [] });
     await again.stop();
     expect(devices()).toEqual(["other7"]);
-    expect(execFileSync("ip", ["netns", "list"], { encoding: "utf8" })).toContain(net.ns);
   });
 });

@@ -1,7 +1,6 @@
 // The collector under conditions it must survive: a full disk (it drops and counts, then recovers
 // when space returns), a live PCAP-over-IP reader, and several workers sharing the port.
 import { execFileSync } from "node:child_process";
-import { createSocket, type Socket } from "node:dgram";
 import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -9,7 +8,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { VniMap } from "../../src/api/vni-map.ts";
 import { buildFrame, vxlanHeader } from "../ec2-sim/packets.ts";
-import { startCollectorProcess } from "../fixtures/collector.ts";
+import { sendDatagrams, startCollectorProcess } from "../fixtures/collector.ts";
+import { tsharkCount } from "../fixtures/tshark.ts";
 import { until } from "../fixtures/scenario.ts";
 
 const stateDir = inject("harnessStateDir");
@@ -36,19 +36,6 @@ const datagram = (i: number, payloadLength = 400): Buffer =>
     ),
   ]);
 let work: string;
-
-async function send(port: number, datagrams: Buffer[], sockets = 1): Promise<void> {
-  const socks: Socket[] = Array.from({ length: sockets }, () => createSocket("udp4"));
-  for (const [i, d] of datagrams.entries()) {
-    await new Promise<void>((r) => socks[i % sockets]!.send(d, port, "127.0.0.1", () => r()));
-  }
-  for (const s of socks) s.close();
-}
-
-const tsharkCount = (file: string): number =>
-  execFileSync("tshark", ["-r", file], { encoding: "utf8", env: { ...process.env, HOME: work } })
-    .split("\n")
-    .filter(Boolean).length;
 
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), "tmo-collector-ops-"));
@@ -81,7 +68,7 @@ describe("a full disk", () => {
       expect(c.dir).toBe(join(mnt(), "captures"));
       const written = () => c.sample("tmo_collector_written_packets_total", '{policy="ops/app"}');
       const dropped = () => c.sample("tmo_collector_dropped_packets_total", '{policy="ops/app"}');
-      await send(
+      await sendDatagrams(
         c.port,
         Array.from({ length: 400 }, (_, i) => datagram(i)),
       );
@@ -96,19 +83,19 @@ describe("a full disk", () => {
       expect(w1).toBeGreaterThan(0);
       expect(await fetch(`http://127.0.0.1:${c.metricsPort}/healthz`).then((r) => r.status)).toBe(200);
       // What was kept is whole: once the open file is closed (1 s rotation), the files hold it all.
-      const inFiles = () => c.files("ops/app").reduce((n, f) => n + tsharkCount(f), 0);
+      const inFiles = () => c.files("ops/app").reduce((n, f) => n + tsharkCount(f, work), 0);
       await until("the open file closed", () => Promise.resolve(inFiles() === w1 ? true : undefined), 10_000);
       const files = c.files("ops/app");
       // Space returns; after the retry pause the next packets are written again.
       for (const f of files) unlinkSync(f);
       await new Promise((r) => setTimeout(r, 700));
-      await send(
+      await sendDatagrams(
         c.port,
         Array.from({ length: 10 }, (_, i) => datagram(i, 100)),
       );
       await until("written again", async () => ((await written()) === w1 + 10 ? true : undefined), 20_000);
       await c.stop();
-      expect(c.files("ops/app").reduce((n, f) => n + tsharkCount(f), 0)).toBe(10);
+      expect(c.files("ops/app").reduce((n, f) => n + tsharkCount(f, work), 0)).toBe(10);
     } finally {
       await c.stop();
     }
@@ -126,7 +113,7 @@ describe("the live stream", () => {
         (await c.sample("tmo_collector_stream_clients")) === 1 ? true : undefined,
       );
       const sent = Array.from({ length: 30 }, (_, i) => datagram(i, 200));
-      await send(c.port, sent);
+      await sendDatagrams(c.port, sent);
       const expected = 24 + sent.reduce((n, d) => n + 16 + d.length - 8, 0);
       await until("all bytes", () =>
         Promise.resolve(Buffer.concat(chunks).length >= expected ? true : undefined),
@@ -135,7 +122,7 @@ describe("the live stream", () => {
       const file = join(work, "stream.pcap");
       writeFileSync(file, Buffer.concat(chunks));
       expect(Buffer.concat(chunks).length).toBe(expected);
-      expect(tsharkCount(file)).toBe(30);
+      expect(tsharkCount(file, work)).toBe(30);
     } finally {
       await c.stop();
     }
@@ -152,10 +139,10 @@ describe("several workers", () => {
     });
     try {
       // 64 flows (source sockets): the kernel spreads them over the two workers' sockets.
-      await send(
+      await sendDatagrams(
         c.port,
         Array.from({ length: 2000 }, (_, i) => datagram(i, 100)),
-        64,
+        { sockets: 64 },
       );
       await until("2000 counted", async () =>
         (await c.sample("tmo_collector_packets_total", '{policy="ops/app"}')) === 2000 ? true : undefined,
@@ -166,7 +153,7 @@ describe("several workers", () => {
       const byWorker = new Map<string, number>();
       for (const f of files) {
         const w = f.split("/").pop()!.split("-")[0]!;
-        byWorker.set(w, (byWorker.get(w) ?? 0) + tsharkCount(f));
+        byWorker.set(w, (byWorker.get(w) ?? 0) + tsharkCount(f, work));
       }
       expect([...byWorker.keys()].sort()).toEqual(["w0", "w1"]);
       expect([...byWorker.values()].reduce((a, b) => a + b, 0)).toBe(2000);

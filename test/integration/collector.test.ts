@@ -3,7 +3,6 @@
 // the traffic); truncated copies keep their original length; malformed and unknown datagrams are
 // counted and never stop it; a new VNI map is picked up while it runs.
 import { execFileSync } from "node:child_process";
-import { createSocket } from "node:dgram";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,7 +13,8 @@ import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
 import { eniHolds } from "../ec2-sim/dataplane.ts";
 import { buildFrame, vxlanHeader, type SyntheticPacket } from "../ec2-sim/packets.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
-import { startCollectorProcess, type CollectorProcess } from "../fixtures/collector.ts";
+import { sendDatagrams, startCollectorProcess, type CollectorProcess } from "../fixtures/collector.ts";
+import { tsharkFields } from "../fixtures/tshark.ts";
 import { until } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
 
@@ -29,24 +29,6 @@ let sim: Ec2Sim;
 let collector: CollectorProcess;
 let work: string;
 let map: VniMap;
-
-function tshark(file: string, fields: string[], filter?: string): string[][] {
-  const args = ["-r", file, "-T", "fields", "-E", "separator=|", ...fields.flatMap((f) => ["-e", f])];
-  if (filter) args.push("-Y", filter);
-  const out = execFileSync("tshark", args, { encoding: "utf8", env: { ...process.env, HOME: work } });
-  return out
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => l.split("|"));
-}
-
-function sendRaw(port: number, datagrams: Buffer[]): Promise<void> {
-  const s = createSocket("udp4");
-  return (async () => {
-    for (const d of datagrams) await new Promise<void>((r) => s.send(d, port, "127.0.0.1", () => r()));
-    s.close();
-  })();
-}
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "tmo-collector-it-"));
@@ -185,13 +167,11 @@ describe("collector", () => {
     expect(collector.files("shop/web")).toHaveLength(1);
     expect(collector.log()).toContain("Loaded the VNI map");
 
-    const rows = tshark(webFile!, [
-      "frame.interface_name",
-      "frame.interface_description",
-      "ip.dst",
-      "udp.dstport",
-      "data.data",
-    ]);
+    const rows = tsharkFields(
+      webFile!,
+      ["frame.interface_name", "frame.interface_description", "ip.dst", "udp.dstport", "data.data"],
+      { home: work },
+    );
     expect(rows).toHaveLength(40);
     const eni = map.sessions[0]!.networkInterfaceId;
     expect(new Set(rows.map((r) => r[0]))).toEqual(new Set([`${eni} vni 4101`]));
@@ -210,7 +190,7 @@ describe("collector", () => {
   });
 
   it("keeps the original length of copies the session truncated", () => {
-    const rows = tshark(dbFile, ["frame.len", "frame.cap_len", "ip.len"]);
+    const rows = tsharkFields(dbFile, ["frame.len", "frame.cap_len", "ip.len"], { home: work });
     expect(rows).toHaveLength(15);
     // 14 Ethernet + 20 IP + 20 TCP + 500 payload = 554 on the wire; 60 bytes kept.
     expect(new Set(rows.map((r) => `${r[0]}/${r[1]}/${r[2]}`))).toEqual(new Set(["554/60/540"]));
@@ -265,7 +245,7 @@ describe("collector input it cannot use", () => {
     for (let i = 0; i < 100; i++) garbage.push(Buffer.alloc(i % 30)); // short, or no I flag
     garbage.push(Buffer.concat([Buffer.from([0x08, 1, 0, 0, 0, 0, 1, 0]), frame])); // reserved bits
     const unknown = Array.from({ length: 7 }, (_, i) => Buffer.concat([vxlanHeader(777 + (i % 2)), frame]));
-    await sendRaw(c.port, [...garbage, ...unknown]);
+    await sendDatagrams(c.port, [...garbage, ...unknown]);
     await until("counted", async () =>
       (await c.sample("tmo_collector_datagrams_total")) === 108 ? true : undefined,
     );
@@ -281,7 +261,7 @@ describe("collector input it cannot use", () => {
     expect(await fetch(`http://127.0.0.1:${c.metricsPort}/healthz`).then((r) => r.status)).toBe(200);
     await c.stop();
     const [file] = c.files("_unknown");
-    const names = tshark(file!, ["frame.interface_name"]).map((r) => r[0]);
+    const names = tsharkFields(file!, ["frame.interface_name"], { home: work }).map((r) => r[0]);
     expect(names.sort()).toEqual([...Array(4).fill("unknown vni 777"), ...Array(3).fill("unknown vni 778")]);
   });
 });
@@ -294,7 +274,7 @@ describe("collector map updates", () => {
         { src: "10.1.0.1", dst: "10.1.0.2", protocol: 17, srcPort: 1, dstPort: 2 },
         { src: "02:00:00:00:00:01", dst: "02:00:00:00:00:02" },
       );
-      await sendRaw(c.port, [Buffer.concat([vxlanHeader(55), frame])]);
+      await sendDatagrams(c.port, [Buffer.concat([vxlanHeader(55), frame])]);
       await until("unknown", async () =>
         (await c.sample("tmo_collector_unknown_vni_packets_total")) === 1 ? true : undefined,
       );
@@ -311,7 +291,7 @@ describe("collector map updates", () => {
       await until("bad map reported", () =>
         Promise.resolve(c.log().includes("Kept the previous VNI map") ? true : undefined),
       );
-      await sendRaw(c.port, [Buffer.concat([vxlanHeader(55), frame])]);
+      await sendDatagrams(c.port, [Buffer.concat([vxlanHeader(55), frame])]);
       await until("routed", async () =>
         (await c.sample("tmo_collector_packets_total", '{policy="team/late"}')) === 1 ? true : undefined,
       );

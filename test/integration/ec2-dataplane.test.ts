@@ -1,7 +1,6 @@
 // The emulator's data plane: copies of synthetic pod traffic follow session order, the first
 // accepting filter, rule order, direction and truncation, arrive as VXLAN on loopback, and tshark
 // (an independent decoder) reads them back. A shadowed session receives nothing.
-import { execFileSync } from "node:child_process";
 import { createSocket, type Socket } from "node:dgram";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,6 +11,7 @@ import { makeEc2Client } from "../../src/aws/client.ts";
 import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
 import { outerFrame, pcapHeader, pcapRecord, type SyntheticPacket } from "../ec2-sim/packets.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
+import { tsharkFields } from "../fixtures/tshark.ts";
 import { makeWorld } from "../fixtures/world.ts";
 
 interface Receiver {
@@ -38,13 +38,7 @@ function tshark(dir: string, datagrams: Buffer[], fields: string[]): string[][] 
     ),
   );
   writeFileSync(file, Buffer.concat([pcapHeader(), ...records]));
-  const args = ["-r", file, "-T", "fields", "-E", "separator=|", ...fields.flatMap((f) => ["-e", f])];
-  const out = execFileSync("tshark", args, { encoding: "utf8", env: { ...process.env, HOME: dir } });
-  return out
-    .trim()
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => l.split("|"));
+  return tsharkFields(file, fields, { home: dir });
 }
 
 const NLB = (n: string) =>
