@@ -98,7 +98,7 @@ export function makeBenchInput(nodes: number): PlanInput {
       });
     }
   }
-  return {
+  return asDecoded({
     clusterName: "bench",
     policies,
     targets,
@@ -106,5 +106,14 @@ export function makeBenchInput(nodes: number): PlanInput {
     pods: acc.pods,
     nodes: acc.nodes,
     inventory: acc.inv,
-  };
+  });
+}
+
+/**
+ * The value as the operator holds it: decoded from the API server's and EC2's answers. Built here
+ * with template strings, ids and keys would be V8 cons strings (a chain of pieces) that every map
+ * lookup has to walk or flatten; a decoded answer holds flat strings.
+ */
+export function asDecoded<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
 }

@@ -191,12 +191,16 @@ export function diffAgainstInventory(
     }
   });
   const sortKey = <T extends { key: string }>(xs: T[]): T[] => xs.sort((a, b) => byString(a.key, b.key));
-  for (const [key, s] of idx.ownedSessions)
+  // forEach, not for-of over entries: no [key, value] pair per owned resource.
+  idx.ownedSessions.forEach((s, key) => {
     if (!keptSessions.has(s)) diff.deleteSessions.push({ sessionId: s.trafficMirrorSessionId, key });
-  for (const [key, f] of idx.ownedFilters)
+  });
+  idx.ownedFilters.forEach((f, key) => {
     if (!keptFilters.has(f)) diff.deleteFilters.push({ filterId: f.trafficMirrorFilterId, key });
-  for (const [key, t] of idx.ownedTargets)
+  });
+  idx.ownedTargets.forEach((t, key) => {
     if (!wantTargets.has(key)) diff.deleteTargets.push({ targetId: t.trafficMirrorTargetId, key });
+  });
   sortKey(diff.deleteSessions);
   sortKey(diff.deleteFilters);
   sortKey(diff.deleteTargets);

@@ -8,6 +8,7 @@ import type {
 } from "../api/inventory.ts";
 import { isOwnedBy, TAG_KEY } from "../api/tags.ts";
 import { normalizeRanges, parseCidr, parseIp, size, type Ranges } from "./ipv4.ts";
+import { sortSmall } from "./sort.ts";
 
 /** Indexed inventory. */
 export interface InventoryIndex {
@@ -92,7 +93,7 @@ export function indexInventory(inv: Ec2Inventory, cluster: string): InventoryInd
   return {
     instance: (id) => instances.get(id),
     enisOf: (id) =>
-      [...(byInstance.get(id) ?? [])].sort((a, b) => (a.deviceIndex ?? 0) - (b.deviceIndex ?? 0)),
+      sortSmall((byInstance.get(id) ?? []).slice(), (a, b) => (a.deviceIndex ?? 0) - (b.deviceIndex ?? 0)),
     eni: (id) => enis.get(id),
     eniHolding: (ip) => ips.get(ip) ?? prefixes.get(ip - (ip % 16)),
     heldRanges(eniId) {

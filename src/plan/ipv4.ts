@@ -1,4 +1,5 @@
 /** IPv4 addresses and CIDR blocks as numbers, and the covering that keeps filters pod-precise. */
+import { sortSmall } from "./sort.ts";
 
 /** A CIDR block: `base` is the network address as an unsigned 32-bit number. */
 export interface Block {
@@ -68,7 +69,7 @@ export type Ranges = readonly (readonly [number, number])[];
 
 /** Sorts and merges ranges. */
 export function normalizeRanges(ranges: Iterable<readonly [number, number]>): [number, number][] {
-  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+  const sorted = sortSmall([...ranges], (a, b) => a[0] - b[0]);
   const out: [number, number][] = [];
   for (const [s, e] of sorted) {
     const last = out.at(-1);
@@ -98,7 +99,7 @@ function overlaps(ranges: Ranges, start: number, end: number): boolean {
  * Top-down split of the address space: a block is taken whole when it holds no forbidden address.
  */
 export function cover(wanted: readonly number[], forbidden: Ranges): Block[] {
-  const sorted = [...new Set(wanted)].sort((a, b) => a - b);
+  const sorted = isSortedDistinct(wanted) ? wanted : [...new Set(wanted)].sort((a, b) => a - b);
   const out: Block[] = [];
   const clean = (first: number, len: number): boolean => {
     const base = first - (first % size(len));
@@ -131,4 +132,10 @@ export function cover(wanted: readonly number[], forbidden: Ranges): Block[] {
   };
   walk(0, 0, sorted.length);
   return out;
+}
+
+/** Whether `xs` is strictly ascending (so already sorted, without repeats). */
+export function isSortedDistinct(xs: readonly number[]): boolean {
+  for (let i = 1; i < xs.length; i++) if (!(xs[i - 1]! < xs[i]!)) return false;
+  return true;
 }

@@ -13,9 +13,10 @@ import { diffAgainstInventory } from "./diff.ts";
 import { buildFilterRules, type DesiredRule } from "./filters.ts";
 import { byString, Hash53, hash53, hashHex } from "./hash.ts";
 import { indexInventory, type InventoryIndex } from "./inventory-index.ts";
-import type { Ranges } from "./ipv4.ts";
+import { isSortedDistinct, type Ranges } from "./ipv4.ts";
 import { matches } from "./selectors.ts";
 import { locateNode, locatePod, selectSources, type Located, type LocateCtx } from "./sources.ts";
+import { sortSmall } from "./sort.ts";
 import { pickSlot, resolveTargets, type ResolvedTarget } from "./targets.ts";
 import type {
   DesiredFilter,
@@ -175,7 +176,9 @@ function unselectedRanges(held: Ranges, selected: readonly number[]): Ranges {
   // `held` is merged, so the gaps between selected addresses come out sorted and merged too.
   const out: [number, number][] = [];
   let k = 0;
-  for (const [s, e] of held) {
+  for (let r = 0; r < held.length; r++) {
+    const s = held[r]![0];
+    const e = held[r]![1];
     let start = s;
     while (k < selected.length && selected[k]! < s) k++;
     for (; k < selected.length && selected[k]! <= e; k++) {
@@ -188,13 +191,9 @@ function unselectedRanges(held: Ranges, selected: readonly number[]): Ranges {
   return out;
 }
 
-function isSortedDistinct(xs: readonly number[]): boolean {
-  for (let i = 1; i < xs.length; i++) if (!(xs[i - 1]! < xs[i]!)) return false;
-  return true;
-}
-
-function sortedDistinct(xs: readonly number[]): number[] {
-  const out = [...xs].sort((a, b) => a - b);
+/** Sorts `xs` in place and drops repeats. */
+function sortedDistinct(xs: number[]): number[] {
+  const out = sortSmall(xs, (a, b) => a - b);
   let n = 0;
   for (let i = 0; i < out.length; i++) if (i === 0 || out[i] !== out[n - 1]) out[n++] = out[i]!;
   out.length = n;
@@ -203,14 +202,15 @@ function sortedDistinct(xs: readonly number[]): number[] {
 
 /** Filter rules for a group, dropping its lowest-priority pods until the rules fit. */
 function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRule[] | undefined {
-  g.members.sort((a, b) => a.policy.rank - b.policy.rank || byString(a.located.name, b.located.name));
+  sortSmall(g.members, (a, b) => a.policy.rank - b.policy.rank || byString(a.located.name, b.located.name));
   const held = g.whole ? [] : idx.heldRanges(g.eni.networkInterfaceId);
   while (g.members.length > 0) {
     const ips: number[] = [];
     for (const m of g.members) if (m.located.ip !== "all") ips.push(m.located.ip);
+    const selected = isSortedDistinct(ips) ? ips : sortedDistinct(ips);
     const rules = buildFilterRules({
-      selected: g.whole ? "all" : ips,
-      unselected: g.whole ? [] : unselectedRanges(held, isSortedDistinct(ips) ? ips : sortedDistinct(ips)),
+      selected: g.whole ? "all" : selected,
+      unselected: g.whole ? [] : unselectedRanges(held, selected),
       userRules: g.userRules,
       allowRejectForm: g.target.input.spec.allowNodeSources,
     });
@@ -352,7 +352,7 @@ function distinctOwners(members: readonly Member[]): string[] {
     last = m.policy;
     if (!owners.includes(last.id)) owners.push(last.id);
   }
-  return owners.sort();
+  return sortSmall(owners, byString);
 }
 
 function currentTargetRef(ctx: ProgramCtx, targetId: string): { key: string } | { id: string } {
@@ -375,9 +375,10 @@ function keysOfOwnedTargets(idx: InventoryIndex): () => Map<string, string> {
 /** Chooses which groups get an ENI's free slots, by priority; then reports shadowing on it. */
 function arbitrate(groupsByEni: Map<string, Group[]>, ctx: ProgramCtx): void {
   for (const eniId of [...groupsByEni.keys()].sort()) {
-    const groups = groupsByEni
-      .get(eniId)!
-      .sort((a, b) => b.priority - a.priority || byString(a.groupKey, b.groupKey));
+    const groups = sortSmall(
+      groupsByEni.get(eniId)!,
+      (a, b) => b.priority - a.priority || byString(a.groupKey, b.groupKey),
+    );
     const foreign = ctx.idx.foreignSessions(eniId);
     const free = Math.max(0, MAX_SESSIONS_PER_ENI - foreign.length);
     // A handful of numbers per ENI: an array, not a set per ENI.
@@ -436,7 +437,7 @@ function keyOrder(k: PieceKeys, runStarts: readonly number[]): number[] {
     else if (end > start) {
       const run: number[] = [];
       for (let i = start; i < end; i++) run.push(i);
-      run.sort((a, b) => comparePieces(k, a, b));
+      sortSmall(run, (a, b) => comparePieces(k, a, b));
       for (const i of run) order.push(i);
     }
   });
@@ -506,7 +507,7 @@ function sameRef(a: DesiredSession["target"], b: DesiredSession["target"]): bool
  * first. `sessions` are one ENI's.
  */
 function reportShadowing(eni: string, sessions: DesiredSession[], reports: Map<string, PolicyReport>): void {
-  sessions.sort((a, b) => a.sessionNumber - b.sessionNumber);
+  sortSmall(sessions, (a, b) => a.sessionNumber - b.sessionNumber);
   sessions.forEach((later, i) => {
     const shadowers = sessions.slice(0, i).filter((earlier) => {
       if (sameRef(earlier.target, later.target)) return false;
