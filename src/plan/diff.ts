@@ -96,15 +96,21 @@ function resolveTargetId(ref: TargetRef, idx: InventoryIndex): string | undefine
   return "id" in ref ? ref.id : idx.ownedTargets.get(ref.key)?.trafficMirrorTargetId;
 }
 
-/**
- * Answers of the index, remembered within one diff: sessions share a few target refs, and each
- * session's filter was looked up already (keyed by the very same key string, so no text compare).
- */
+/** Answers of the index, remembered within one diff: sessions share a few target refs. */
 interface Known {
   idx: InventoryIndex;
   targetIds: Map<TargetRef, string | undefined>;
-  /** Desired filter key to the id of the owned filter with that key, null when there is none. */
-  filterIds: Map<string, string | null>;
+}
+
+/**
+ * What the planner already looked up, for the diff to use rather than look up again by key:
+ * `sessions[i]` and `filterOfSession[i]` are the owned session with desired session i's key and
+ * the owned filter with its filter key; `filter` gives the owned filter of each desired filter.
+ */
+export interface Matched {
+  sessions: readonly (MirrorSession | undefined)[];
+  filterOfSession: readonly (MirrorFilter | undefined)[];
+  filter: ReadonlyMap<DesiredFilter, MirrorFilter | undefined>;
 }
 
 function targetIdOf(ref: TargetRef, k: Known): string | undefined {
@@ -114,20 +120,19 @@ function targetIdOf(ref: TargetRef, k: Known): string | undefined {
   return id;
 }
 
-function filterIdOf(key: string, k: Known): string | undefined {
-  const known = k.filterIds.get(key);
-  if (known === undefined) return k.idx.ownedFilters.get(key)?.trafficMirrorFilterId;
-  return known ?? undefined;
-}
-
-function sessionChange(actual: MirrorSession, d: DesiredSession, k: Known): SessionChange | undefined {
+function sessionChange(
+  actual: MirrorSession,
+  d: DesiredSession,
+  k: Known,
+  filter: MirrorFilter | undefined,
+): SessionChange | undefined {
   const change: SessionChange = { sessionId: actual.trafficMirrorSessionId, key: d.key };
   let changed = false;
   if (targetIdOf(d.target, k) !== actual.trafficMirrorTargetId) {
     change.target = d.target;
     changed = true;
   }
-  if (filterIdOf(d.filterKey, k) !== actual.trafficMirrorFilterId) {
+  if (filter?.trafficMirrorFilterId !== actual.trafficMirrorFilterId) {
     change.filterKey = d.filterKey;
     changed = true;
   }
@@ -146,14 +151,11 @@ function sessionChange(actual: MirrorSession, d: DesiredSession, k: Known): Sess
   return changed ? change : undefined;
 }
 
-/**
- * The changes that take the owned resources in `idx` to `desired`. `existingSessions`, when given,
- * is `idx.ownedSessions.get(key)` for each desired session, already looked up by the caller.
- */
+/** The changes that take the owned resources in `idx` to `desired`. */
 export function diffAgainstInventory(
   desired: { targets: DesiredTarget[]; filters: DesiredFilter[]; sessions: DesiredSession[] },
   idx: InventoryIndex,
-  existingSessions?: readonly (MirrorSession | undefined)[],
+  matched: Matched,
 ): PlanDiff {
   // Owned resources some desired key found; the rest are deleted. Marking the ones found saves
   // a set of every desired key (tens of thousands of strings to hash).
@@ -170,10 +172,9 @@ export function diffAgainstInventory(
     deleteFilters: [],
     deleteTargets: [],
   };
-  const known: Known = { idx, targetIds: new Map(), filterIds: new Map() };
+  const known: Known = { idx, targetIds: new Map() };
   for (const f of desired.filters) {
-    const actual = idx.ownedFilters.get(f.key);
-    known.filterIds.set(f.key, actual?.trafficMirrorFilterId ?? null);
+    const actual = matched.filter.get(f);
     if (!actual) diff.createFilters.push(f);
     else {
       keptFilters.add(actual);
@@ -182,11 +183,11 @@ export function diffAgainstInventory(
     }
   }
   desired.sessions.forEach((s, i) => {
-    const actual = existingSessions ? existingSessions[i] : idx.ownedSessions.get(s.key);
+    const actual = matched.sessions[i];
     if (!actual) diff.createSessions.push(s);
     else {
       keptSessions.add(actual);
-      const change = sessionChange(actual, s, known);
+      const change = sessionChange(actual, s, known, matched.filterOfSession[i]);
       if (change) diff.modifySessions.push(change);
     }
   });

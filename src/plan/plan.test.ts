@@ -417,6 +417,24 @@ describe("planMirroring: diff against what exists", () => {
     expect(plan.diff.createSessions).toHaveLength(0);
   });
 
+  it("replaces a session whose key tag names another ENI rather than take it for that ENI's", () => {
+    const world = makeWorld({ nodes: 3, podsPerNode: 4, collectors: [0] });
+    world.inventory = applyDiff(world.inventory, planMirroring(input(world, [web()])).diff, cluster);
+    const [a, b] = world.inventory.sessions;
+    expect(a!.networkInterfaceId).not.toBe(b!.networkInterfaceId);
+    // Someone copies a's tags onto b: b now claims to be a's session.
+    const stray = b!;
+    stray.tags = { ...a!.tags };
+    world.inventory.sessions = [stray];
+    const plan = planMirroring(input(world, [web()]));
+    // Both ENIs get their sessions made again; the stray one, on neither's terms, is removed.
+    expect(plan.diff.createSessions.map((s) => s.networkInterfaceId).sort()).toEqual(
+      [a!.networkInterfaceId, b!.networkInterfaceId].sort(),
+    );
+    expect(plan.diff.deleteSessions.map((d) => d.sessionId)).toEqual([stray.trafficMirrorSessionId]);
+    expect(plan.diff.modifySessions).toHaveLength(0);
+  });
+
   it("keeps COLLECTOR_LABEL in step with the chart's default", () => {
     expect(COLLECTOR_LABEL).toEqual({ "traffic-mirror.twtech.io/collector": "true" });
   });

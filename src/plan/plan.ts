@@ -3,7 +3,7 @@
  * exist, the changes that reach it, and for every selected pod or node its session or the reason it
  * has none. No I/O, no clock, no randomness: the same input always gives the same plan.
  */
-import type { MirrorSession, NetworkInterface } from "../api/inventory.ts";
+import type { MirrorFilter, MirrorSession, NetworkInterface } from "../api/inventory.ts";
 import { Reason } from "../api/reasons.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
 import { isOwnedBy } from "../api/tags.ts";
@@ -12,7 +12,7 @@ import type { LeanPod } from "../k8s/lean.ts";
 import { diffAgainstInventory } from "./diff.ts";
 import { buildFilterRules, type DesiredRule } from "./filters.ts";
 import { byString, Hash53, hash53, hashHex } from "./hash.ts";
-import { indexInventory, type InventoryIndex } from "./inventory-index.ts";
+import { findOwned, indexInventory, type InventoryIndex, type OwnedOnEni } from "./inventory-index.ts";
 import { isSortedDistinct, type Ranges } from "./ipv4.ts";
 import { matches } from "./selectors.ts";
 import { locateNode, locatePod, selectSources, type Located, type LocateCtx } from "./sources.ts";
@@ -232,6 +232,10 @@ interface Outcome {
   sessions: DesiredSession[];
   /** The owned session each of `sessions` matches, if any (looked up once, used thrice). */
   existing: (MirrorSession | undefined)[];
+  /** The owned filter with each session's filter key, if any. */
+  existingFilterOfSession: (MirrorFilter | undefined)[];
+  /** The owned filter with each desired filter's key, if any. */
+  existingFilter: Map<DesiredFilter, MirrorFilter | undefined>;
   /** The group each of `sessions` serves. */
   groups: Group[];
   /** Pod filters: their keys embed the ENI, so only groups on one ENI could share one. */
@@ -267,7 +271,7 @@ interface ProgramCtx {
 function programGroup(
   g: Group,
   ctx: ProgramCtx,
-  onEni: { taken: number[]; podFilterHashes: string[] },
+  onEni: { taken: number[]; podFilterHashes: string[]; owned: OwnedOnEni },
 ): void {
   const { taken, podFilterHashes } = onEni;
   const { idx, out } = ctx;
@@ -281,7 +285,7 @@ function programGroup(
     );
   }
   if (!rules) return;
-  const existing = idx.ownedSessions.size > 0 ? idx.ownedSessions.get(g.sessionKey) : undefined;
+  const existing = findOwned(onEni.owned.sessions, g.hash);
   const current = existing ? currentTargetRef(ctx, existing.trafficMirrorTargetId) : undefined;
   const slot = pickSlot(g.target.slots, g.eni.availabilityZone, current);
   if (!slot) {
@@ -297,14 +301,24 @@ function programGroup(
     ? `filter-${hashHex(JSON.stringify([rules, networkServices]))}`
     : `filter-${g.eni.networkInterfaceId}-${g.hash}`; // the session key's tail
   const filter = { key: fKey, rules, networkServices, description: "traffic-mirror-operator filter" };
+  let existingFilter: MirrorFilter | undefined;
   if (g.whole) {
-    if (!out.wholeFilters.has(fKey)) out.wholeFilters.set(fKey, filter);
-  } else if (!podFilterHashes.includes(g.hash)) {
-    podFilterHashes.push(g.hash);
-    out.podFilters.push(filter);
-    out.podFilterGroups.push(g);
+    existingFilter = idx.ownedFilters.get(fKey);
+    if (!out.wholeFilters.has(fKey)) {
+      out.wholeFilters.set(fKey, filter);
+      out.existingFilter.set(filter, existingFilter);
+    }
+  } else {
+    existingFilter = findOwned(onEni.owned.filters, g.hash);
+    if (!podFilterHashes.includes(g.hash)) {
+      podFilterHashes.push(g.hash);
+      out.podFilters.push(filter);
+      out.podFilterGroups.push(g);
+      out.existingFilter.set(filter, existingFilter);
+    }
   }
   out.existing.push(existing);
+  out.existingFilterOfSession.push(existingFilter);
   out.groups.push(g);
   out.sessions.push(desiredSession(g, { target: slot.ref, fKey, sessionNumber: sessionNumberFor(g, taken) }));
   const eniId = g.eni.networkInterfaceId;
@@ -382,7 +396,11 @@ function arbitrate(groupsByEni: Map<string, Group[]>, ctx: ProgramCtx): void {
     const foreign = ctx.idx.foreignSessions(eniId);
     const free = Math.max(0, MAX_SESSIONS_PER_ENI - foreign.length);
     // A handful of numbers per ENI: an array, not a set per ENI.
-    const onEni = { taken: foreign.map((s) => s.sessionNumber), podFilterHashes: [] };
+    const onEni = {
+      taken: foreign.map((s) => s.sessionNumber),
+      podFilterHashes: [],
+      owned: ctx.idx.ownedOn(eniId),
+    };
     const firstSession = ctx.out.sessions.length;
     ctx.out.sessionRuns.push(firstSession);
     ctx.out.podFilterRuns.push(ctx.out.podFilters.length);
@@ -647,6 +665,8 @@ export function planMirroring(
   const out: Outcome = {
     sessions: [],
     existing: [],
+    existingFilterOfSession: [],
+    existingFilter: new Map(),
     groups: [],
     podFilters: [],
     podFilterGroups: [],
@@ -675,11 +695,11 @@ export function planMirroring(
   const desired = { targets: desiredTargets, filters, sessions };
   return {
     desired,
-    diff: diffAgainstInventory(
-      desired,
-      idx,
-      order.map((i) => out.existing[i]),
-    ),
+    diff: diffAgainstInventory(desired, idx, {
+      sessions: order.map((i) => out.existing[i]),
+      filterOfSession: order.map((i) => out.existingFilterOfSession[i]),
+      filter: out.existingFilter,
+    }),
     policies: reports,
     targets: targetReports(targets, input, out),
     vniMap: { version: 1, sessions: order.map((i) => vniEntry(out.sessions[i]!, out.existing[i], idx)) },
