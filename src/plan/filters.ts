@@ -89,7 +89,7 @@ function expand(r: PolicyFilterRule, local: string, tier: number, out: Unnumbere
     out.rules.push(oneRule(r, { direction, protocol }, inbound ? remote : local, inbound ? local : remote));
     out.tiers.push(tier);
     const text = r === ALL_TRAFFIC ? ALL_TRAFFIC_TEXT[direction] : ruleText(r, direction);
-    out.hashes.push(text.head.copy().add(local).add(text.tail).value());
+    out.hashes.push(text.head.valueAfter(local, text.tail));
   }
 }
 
@@ -167,6 +167,8 @@ export function buildFilterRules(req: FilterRequest): DesiredRule[] | undefined 
     return rules.rules.length <= MAX_RULES_PER_FILTER ? number(rules) : undefined;
   }
   if (req.selected.length === 0) return undefined;
+  if (req.userRules.length === 0 && !req.allowRejectForm)
+    return acceptAll(cover(req.selected, req.unselected));
   const blocks = cover(req.selected, req.unselected).map(formatBlock);
   const candidates = [acceptForm(blocks, req.userRules)];
   // The reject form lists unselected addresses one by one; only for ENIs holding few of them.
@@ -180,6 +182,49 @@ export function buildFilterRules(req: FilterRequest): DesiredRule[] | undefined 
   for (const c of candidates)
     if (c.rules.length <= MAX_RULES_PER_FILTER && (!best || c.rules.length < best.rules.length)) best = c;
   return best ? number(best) : undefined;
+}
+
+/**
+ * `acceptForm` of the accept-all rule alone, numbered: what nearly every filter is (a policy with
+ * no rules of its own, a target without node sources). The same rules in the same order with the
+ * same numbers, made without the general path's working lists: one rule pair per block.
+ */
+function acceptAll(blocks: readonly Block[]): DesiredRule[] | undefined {
+  if (blocks.length * 2 > MAX_RULES_PER_FILTER) return undefined;
+  const rules: DesiredRule[] = [];
+  const inText = ALL_TRAFFIC_TEXT.ingress;
+  const outText = ALL_TRAFFIC_TEXT.egress;
+  for (const b of blocks) {
+    const local = formatBlock(b);
+    rules.push(
+      {
+        direction: "ingress",
+        action: "accept",
+        sourceCidrBlock: ANY,
+        destinationCidrBlock: local,
+        ruleNumber: freeNumber(rules, "ingress", inText.head.valueAfter(local, inText.tail)),
+      },
+      {
+        direction: "egress",
+        action: "accept",
+        sourceCidrBlock: local,
+        destinationCidrBlock: ANY,
+        ruleNumber: freeNumber(rules, "egress", outText.head.valueAfter(local, outText.tail)),
+      },
+    );
+  }
+  return rules;
+}
+
+/** `number`'s choice for a tier-1 rule of `direction`, given the rules numbered before it. */
+function freeNumber(before: readonly DesiredRule[], direction: TrafficDirection, hash: number): number {
+  let offset = hash % 997;
+  for (;;) {
+    let taken = false;
+    for (const r of before) if (r.direction === direction && r.ruleNumber === 1001 + offset) taken = true;
+    if (!taken) return 1001 + offset;
+    offset = (offset + 1) % 997;
+  }
 }
 
 function range(s: number, e: number): number[] {
