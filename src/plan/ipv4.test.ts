@@ -9,6 +9,48 @@ describe("IPv4 parsing", () => {
     expect(parseIp("10.0.0")).toBeUndefined();
     expect(formatBlock(parseCidr("10.0.64.17/28")!)).toBe("10.0.64.16/28");
     expect(parseCidr("10.0.0.0/33")).toBeUndefined();
+    expect(parseCidr("10.0.0.0/8")).toEqual({ base: 10 * 2 ** 24, len: 8 });
+    for (const junk of [
+      "10.0.0.0",
+      "10.0.0.0/",
+      "10.0.0/24",
+      "10.0.0.0/2a",
+      "x/24",
+      "10.0.0.0//4",
+      "10.0.0.0/1/24",
+    ])
+      expect(parseCidr(junk), junk).toBeUndefined();
+  });
+
+  it("reads exactly the CIDRs a strict pattern accepts", () => {
+    const strict = (cidr: string) => {
+      const m = /^([0-9.]+)\/([0-9]{1,2})$/.exec(cidr);
+      const base = m ? parseIp(m[1]!) : undefined;
+      const len = Number(m?.[2]);
+      if (base === undefined || len > 32) return undefined;
+      return { base: base - (base % 2 ** (32 - len)), len };
+    };
+    const piece = fc.oneof(
+      fc.integer({ min: 0, max: 300 }).map(String),
+      fc.constantFrom(".", "/", "", "0", "a", "-1"),
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 9 }), (pieces) => {
+        const text = pieces.join("");
+        expect(parseCidr(text)).toEqual(strict(text));
+      }),
+      { numRuns: 3000 },
+    );
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 4, maxLength: 4 }),
+        fc.integer({ min: 0, max: 40 }),
+        (o, len) => {
+          const text = `${o.join(".")}/${len}`;
+          expect(parseCidr(text)).toEqual(strict(text));
+        },
+      ),
+    );
   });
 });
 

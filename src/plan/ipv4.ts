@@ -8,12 +8,12 @@ export interface Block {
 }
 
 /** Parses a dotted IPv4 address; undefined if it is not one. (A hand loop: this runs per pod per plan.) */
-export function parseIp(ip: string): number | undefined {
+export function parseIp(ip: string, start = 0, end = ip.length): number | undefined {
   let n = 0;
   let octet = 0;
   let digits = 0;
   let dots = 0;
-  for (let i = 0; i < ip.length; i++) {
+  for (let i = start; i < end; i++) {
     const c = ip.charCodeAt(i);
     if (c === 46) {
       if (digits === 0 || dots === 3) return undefined;
@@ -38,13 +38,25 @@ export function formatIp(n: number): string {
   return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
-/** Parses `a.b.c.d/len`; undefined if it is not an IPv4 CIDR. */
+/**
+ * Parses `a.b.c.d/len` (one slash, a length of one or two digits up to 32); undefined if it is
+ * not an IPv4 CIDR. Read in place: every ENI's prefixes are read in each plan.
+ */
 export function parseCidr(cidr: string): Block | undefined {
-  const [ip, lenText] = cidr.split("/");
-  const base = ip === undefined ? undefined : parseIp(ip);
-  const len = Number(lenText);
-  if (base === undefined || !Number.isInteger(len) || len < 0 || len > 32) return undefined;
+  const slash = cidr.length - (cidr.charCodeAt(cidr.length - 3) === 47 ? 3 : 2);
+  if (slash < 0 || cidr.charCodeAt(slash) !== 47 || !isDigits(cidr, slash + 1)) return undefined;
+  const base = parseIp(cidr, 0, slash);
+  const len = Number(cidr.slice(slash + 1));
+  if (base === undefined || len > 32) return undefined;
   return { base: base - (base % size(len)), len };
+}
+
+function isDigits(s: string, from: number): boolean {
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return from < s.length;
 }
 
 /** Formats a block. */

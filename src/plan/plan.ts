@@ -320,7 +320,9 @@ function programGroup(
   out.existing.push(existing);
   out.existingFilterOfSession.push(existingFilter);
   out.groups.push(g);
-  out.sessions.push(desiredSession(g, { target: slot.ref, fKey, sessionNumber: sessionNumberFor(g, taken) }));
+  const session = desiredSession(g, { target: slot.ref, fKey, sessionNumber: sessionNumberFor(g, taken) });
+  out.sessions.push(session);
+  addToOwnerReports(g.members, session.key);
   const eniId = g.eni.networkInterfaceId;
   for (const m of g.members) {
     const r = m.located;
@@ -355,6 +357,19 @@ function desiredSession(
   s.pods = g.whole ? [] : g.members.map((m) => ({ name: m.located.name, ip: m.located.ipText! }));
   s.description = `traffic-mirror-operator: ${owners.join(", ")}`.slice(0, 255);
   return s;
+}
+
+/** Adds a session's key to the report of each policy it serves (once per report). */
+function addToOwnerReports(members: readonly Member[], key: string): void {
+  const done: PolicyReport[] = [];
+  let last: RankedPolicy | undefined;
+  for (const m of members) {
+    if (m.policy === last) continue;
+    last = m.policy;
+    if (done.includes(last.report)) continue;
+    done.push(last.report);
+    last.report.sessionKeys.push(key);
+  }
 }
 
 function distinctOwners(members: readonly Member[]): string[] {
@@ -676,7 +691,6 @@ export function planMirroring(
   };
   arbitrate(groupsByEni, { idx, reports, keyOfTarget: keysOfOwnedTargets(idx), out });
   const order = assignVnis(out);
-  for (const s of out.sessions) for (const owner of s.owners) reports.get(owner)?.sessionKeys.push(s.key);
   const sessions = order.map((i) => out.sessions[i]!);
   const desiredTargets = [...targets.values()]
     .flatMap((t) => t.slots.flatMap((s) => (s.desired ? [s.desired] : [])))
