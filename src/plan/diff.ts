@@ -105,12 +105,12 @@ interface Known {
 /**
  * What the planner already looked up, for the diff to use rather than look up again by key:
  * `sessions[i]` and `filterOfSession[i]` are the owned session with desired session i's key and
- * the owned filter with its filter key; `filter` gives the owned filter of each desired filter.
+ * the owned filter with its filter key; `filters[i]` is the owned filter with desired filter i's.
  */
 export interface Matched {
   sessions: readonly (MirrorSession | undefined)[];
   filterOfSession: readonly (MirrorFilter | undefined)[];
-  filter: ReadonlyMap<DesiredFilter, MirrorFilter | undefined>;
+  filters: readonly (MirrorFilter | undefined)[];
 }
 
 function targetIdOf(ref: TargetRef, k: Known): string | undefined {
@@ -173,15 +173,15 @@ export function diffAgainstInventory(
     deleteTargets: [],
   };
   const known: Known = { idx, targetIds: new Map() };
-  for (const f of desired.filters) {
-    const actual = matched.filter.get(f);
+  desired.filters.forEach((f, i) => {
+    const actual = matched.filters[i];
     if (!actual) diff.createFilters.push(f);
     else {
       keptFilters.add(actual);
       if (!sameFilter(actual, f))
         diff.replaceFilterRules.push({ filterId: actual.trafficMirrorFilterId, filter: f });
     }
-  }
+  });
   desired.sessions.forEach((s, i) => {
     const actual = matched.sessions[i];
     if (!actual) diff.createSessions.push(s);

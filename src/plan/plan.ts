@@ -234,8 +234,8 @@ interface Outcome {
   existing: (MirrorSession | undefined)[];
   /** The owned filter with each session's filter key, if any. */
   existingFilterOfSession: (MirrorFilter | undefined)[];
-  /** The owned filter with each desired filter's key, if any. */
-  existingFilter: Map<DesiredFilter, MirrorFilter | undefined>;
+  /** The owned filter with each of `podFilters`' keys, if any. */
+  podFilterExisting: (MirrorFilter | undefined)[];
   /** The group each of `sessions` serves. */
   groups: Group[];
   /** Pod filters: their keys embed the ENI, so only groups on one ENI could share one. */
@@ -245,8 +245,8 @@ interface Outcome {
   /** Where each ENI's sessions and pod filters begin in `sessions` and `podFilters`. */
   sessionRuns: number[];
   podFilterRuns: number[];
-  /** Whole-node filters, keyed by content and shared. */
-  wholeFilters: Map<string, DesiredFilter>;
+  /** Whole-node filters, keyed by content and shared, with the owned filter of that key. */
+  wholeFilters: Map<string, { filter: DesiredFilter; existing: MirrorFilter | undefined }>;
 }
 
 function unmirrored(m: Member, reason: string, message: string): void {
@@ -304,17 +304,14 @@ function programGroup(
   let existingFilter: MirrorFilter | undefined;
   if (g.whole) {
     existingFilter = idx.ownedFilters.get(fKey);
-    if (!out.wholeFilters.has(fKey)) {
-      out.wholeFilters.set(fKey, filter);
-      out.existingFilter.set(filter, existingFilter);
-    }
+    if (!out.wholeFilters.has(fKey)) out.wholeFilters.set(fKey, { filter, existing: existingFilter });
   } else {
     existingFilter = findOwned(onEni.owned.filters, g.hash);
     if (!podFilterHashes.includes(g.hash)) {
       podFilterHashes.push(g.hash);
       out.podFilters.push(filter);
       out.podFilterGroups.push(g);
-      out.existingFilter.set(filter, existingFilter);
+      out.podFilterExisting.push(existingFilter);
     }
   }
   out.existing.push(existing);
@@ -480,15 +477,25 @@ function keyOrder(k: PieceKeys, runStarts: readonly number[]): number[] {
   return Array.from({ length: n }, (_, i) => i).sort((a, b) => byString(k.key(a), k.key(b)));
 }
 
-/** Merges two lists each sorted by distinct keys (no key in both). */
-function mergeByKey<T extends { key: string }>(a: readonly T[], b: readonly T[]): T[] {
-  const out: T[] = [];
+/**
+ * Merges two lists of filters, each sorted by distinct keys (no key in both), carrying along the
+ * owned filter found for each.
+ */
+function mergeFilters(
+  a: readonly { filter: DesiredFilter; existing: MirrorFilter | undefined }[],
+  b: readonly { filter: DesiredFilter; existing: MirrorFilter | undefined }[],
+): { filters: DesiredFilter[]; existing: (MirrorFilter | undefined)[] } {
+  const filters: DesiredFilter[] = [];
+  const existing: (MirrorFilter | undefined)[] = [];
   let i = 0;
   let j = 0;
-  while (i < a.length && j < b.length) out.push(byString(a[i]!.key, b[j]!.key) < 0 ? a[i++]! : b[j++]!);
-  while (i < a.length) out.push(a[i++]!);
-  while (j < b.length) out.push(b[j++]!);
-  return out;
+  while (i < a.length || j < b.length) {
+    const x =
+      j >= b.length || (i < a.length && byString(a[i]!.filter.key, b[j]!.filter.key) < 0) ? a[i++]! : b[j++]!;
+    filters.push(x.filter);
+    existing.push(x.existing);
+  }
+  return { filters, existing };
 }
 
 /**
@@ -681,7 +688,7 @@ export function planMirroring(
     sessions: [],
     existing: [],
     existingFilterOfSession: [],
-    existingFilter: new Map(),
+    podFilterExisting: [],
     groups: [],
     podFilters: [],
     podFilterGroups: [],
@@ -702,9 +709,12 @@ export function planMirroring(
     hash: out.podFilterGroups.map((g) => g.hash),
     key: (i) => out.podFilters[i]!.key,
   };
-  const filters = mergeByKey(
-    keyOrder(podFilterKeys, out.podFilterRuns).map((i) => out.podFilters[i]!),
-    [...out.wholeFilters.values()].sort((a, b) => byString(a.key, b.key)),
+  const { filters, existing: filterExisting } = mergeFilters(
+    keyOrder(podFilterKeys, out.podFilterRuns).map((i) => ({
+      filter: out.podFilters[i]!,
+      existing: out.podFilterExisting[i],
+    })),
+    [...out.wholeFilters.values()].sort((a, b) => byString(a.filter.key, b.filter.key)),
   );
   const desired = { targets: desiredTargets, filters, sessions };
   return {
@@ -712,7 +722,7 @@ export function planMirroring(
     diff: diffAgainstInventory(desired, idx, {
       sessions: order.map((i) => out.existing[i]),
       filterOfSession: order.map((i) => out.existingFilterOfSession[i]),
-      filter: out.existingFilter,
+      filters: filterExisting,
     }),
     policies: reports,
     targets: targetReports(targets, input, out),
