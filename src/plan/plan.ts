@@ -138,17 +138,23 @@ interface GroupKeys {
   gid: number;
 }
 
-function addMember(groupsByEni: Map<string, Group[]>, m: Member, keys: GroupKeys): void {
+/** An ENI's groups, and their `gid`s in a list beside them (read per pod, without the groups). */
+interface EniGroups {
+  gids: number[];
+  groups: Group[];
+}
+
+function addMember(groupsByEni: Map<string, EniGroups>, m: Member, keys: GroupKeys): void {
   const { target, groupKey } = keys;
   const eniId = m.located.eni.networkInterfaceId;
   const spec = m.policy.policy.spec;
-  let groups = groupsByEni.get(eniId);
-  if (!groups) {
-    groups = [];
-    groupsByEni.set(eniId, groups);
+  let onEni = groupsByEni.get(eniId);
+  if (!onEni) {
+    onEni = { gids: [], groups: [] };
+    groupsByEni.set(eniId, onEni);
   }
-  let g: Group | undefined;
-  for (const x of groups) if (x.gid === keys.gid) g = x;
+  const at = onEni.gids.indexOf(keys.gid);
+  let g = at < 0 ? undefined : onEni.groups[at]!;
   if (!g) {
     g = {
       groupKey,
@@ -165,7 +171,8 @@ function addMember(groupsByEni: Map<string, Group[]>, m: Member, keys: GroupKeys
       gid: keys.gid,
       members: [],
     };
-    groups.push(g);
+    onEni.gids.push(keys.gid);
+    onEni.groups.push(g);
   }
   g.priority = Math.max(g.priority, spec.priority);
   g.members.push(m);
@@ -399,10 +406,10 @@ function keysOfOwnedTargets(idx: InventoryIndex): () => Map<string, string> {
 }
 
 /** Chooses which groups get an ENI's free slots, by priority; then reports shadowing on it. */
-function arbitrate(groupsByEni: Map<string, Group[]>, ctx: ProgramCtx): void {
+function arbitrate(groupsByEni: Map<string, EniGroups>, ctx: ProgramCtx): void {
   for (const eniId of [...groupsByEni.keys()].sort()) {
     const groups = sortSmall(
-      groupsByEni.get(eniId)!,
+      groupsByEni.get(eniId)!.groups,
       (a, b) => b.priority - a.priority || byString(a.groupKey, b.groupKey),
     );
     const foreign = ctx.idx.foreignSessions(eniId);
@@ -593,7 +600,7 @@ function collectDemands(
   targetEnis: Set<string>,
 ) {
   const reports = new Map<string, PolicyReport>();
-  const groupsByEni = new Map<string, Group[]>();
+  const groupsByEni = new Map<string, EniGroups>();
   const nodesByName = new Map(input.nodes.map((n) => [n.name, n]));
   const byNamespace = podsByNamespace(input.pods);
   const nodeCache = new Map();
