@@ -166,6 +166,12 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     for (const [action, list] of Object.entries(plan.diff))
       d.metrics.planChanges.set({ action }, (list as unknown[]).length);
     const changes = diffSize(plan.diff);
+    // A session copies packets from the moment it is made: collectors learn its VNI first, so no
+    // copy arrives unnamed. (Made sessions' ids are added once they exist, below.)
+    const vnisChange =
+      plan.diff.createSessions.length > 0 ||
+      plan.diff.modifySessions.some((m) => m.virtualNetworkId !== undefined);
+    if (!d.dryRun && vnisChange) await publishVniMap(d, plan, new Map());
     const result =
       d.dryRun || changes === 0
         ? undefined
@@ -175,8 +181,9 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     const outcome = outcomeOf(plan, result, d.dryRun, idx.ownedSessions);
     d.metrics.sessions.set({ state: "desired" }, plan.desired.sessions.length);
     d.metrics.sessions.set({ state: "programmed" }, outcome.sessionIds.size);
+    // The map before status: a policy reads Ready only once collectors can name its sessions.
+    await publishVniMap(d, plan, outcome.sessionIds);
     await report({ d, snapshot, plan, outcome, idx, result, now: now().toISOString() });
-    await publishVniMap(d, plan, outcome);
     const failed = (result?.failures.length ?? 0) > 0;
     return failed ? { requeueAfterMs: 5_000 } : {};
   };
@@ -282,13 +289,17 @@ async function noteReadyChange(
   });
 }
 
-async function publishVniMap(d: ReconcileDeps, plan: Plan, outcome: ProgrammingOutcome): Promise<void> {
+async function publishVniMap(
+  d: ReconcileDeps,
+  plan: Plan,
+  madeIds: ReadonlyMap<string, string>,
+): Promise<void> {
   // Entries are in the order of the desired sessions; fill in the ids of sessions made just now.
   const doc: VniMap = {
     version: 1,
     sessions: plan.vniMap.sessions.map((e, i) => ({
       ...e,
-      sessionId: e.sessionId ?? outcome.sessionIds.get(plan.desired.sessions[i]!.key),
+      sessionId: e.sessionId ?? madeIds.get(plan.desired.sessions[i]!.key),
     })),
   };
   await writeConfigMapKey({

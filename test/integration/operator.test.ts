@@ -9,6 +9,8 @@ import { API_VERSION, type PolicyStatus } from "../../src/api/resources.ts";
 import { isOwnedBy } from "../../src/api/tags.ts";
 import { makeEc2Client } from "../../src/aws/client.ts";
 import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
+import type { CreateSessionInput } from "../../src/aws/port.ts";
+import type { MirrorSession } from "../../src/api/inventory.ts";
 import { makeOperatorMetrics } from "../../src/controller/metrics.ts";
 import { makeReconcileCycle, VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
 import { OperatorRuntime } from "../../src/controller/runtime.ts";
@@ -29,6 +31,24 @@ const NODES = 4; // 520 is the collector; 521 runs on an unsupported instance ty
 const unsupportedIndex = FIRST + 1;
 let sim: Ec2Sim;
 let runtime: OperatorRuntime;
+/** For each session the operator made: was its VNI in the published map at that moment? */
+const vniKnownAtCreate: boolean[] = [];
+
+async function publishedVnis(): Promise<number[]> {
+  const cm = await core
+    .readNamespacedConfigMap({ name: VNI_MAP_CONFIGMAP, namespace: "tmo-system" })
+    .catch(() => undefined);
+  const doc = cm?.data?.["vni-map.json"];
+  return doc ? (JSON.parse(doc) as { sessions: { vni: number }[] }).sessions.map((e) => e.vni) : [];
+}
+
+/** The adapter, noting before each session is made whether collectors could already name it. */
+class ObservedApi extends Ec2MirrorApi {
+  override async createSession(s: CreateSessionInput): Promise<MirrorSession> {
+    vniKnownAtCreate.push((await publishedVnis()).includes(s.virtualNetworkId));
+    return super.createSession(s);
+  }
+}
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -81,7 +101,7 @@ describe("operator: policies to mirror sessions", () => {
         allowedNamespaces: { from: "List", names: ["shop"] },
       },
     });
-    const api = new Ec2MirrorApi({
+    const api = new ObservedApi({
       client: makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } }),
       cluster,
       backoffMs: 5,
@@ -158,6 +178,9 @@ describe("operator: policies to mirror sessions", () => {
     };
     expect(map.sessions.map((e) => e.vni).sort()).toEqual(sessions.map((s) => s.virtualNetworkId).sort());
     expect(map.sessions.every((e) => e.sessionId?.startsWith("tms-"))).toBe(true);
+    // Collectors knew each session's VNI before it was made, so its first copies were named.
+    expect(vniKnownAtCreate.length).toBeGreaterThanOrEqual(sessions.length);
+    expect(vniKnownAtCreate.every(Boolean)).toBe(true);
     const mirroredIps = map.sessions.flatMap((e) => e.pods.map((p) => p.ip)).sort();
     const expectedIps = pods
       .filter((p) => p.spec?.nodeName !== eksNodeSpec(unsupportedIndex).name)
