@@ -362,6 +362,48 @@ describe("planMirroring: limits and arbitration", () => {
   });
 });
 
+describe("planMirroring: collector targets by priority", () => {
+  // One collector (an m5.large ENI target takes 10 sources) and 13 sources on 13 ENIs: the six
+  // low-priority pods sit on the lower ENI ids, the seven high-priority ones on the higher.
+  const lowOnLowerEnis = () =>
+    makeWorld({
+      nodes: 14,
+      podsPerNode: 1,
+      collectors: [0],
+      podLabels: (i) => ({ app: i < 7 ? "low" : "high" }),
+    });
+  const policy = (name: string, priority: number) =>
+    makePolicy(name, {
+      podSelector: { matchLabels: { app: name } },
+      targetRef: { name: "collector" },
+      priority,
+    });
+  const full = (plan: ReturnType<typeof planMirroring>, name: string) =>
+    plan.policies.get(`shop/${name}`)!.sources.filter((s) => s.reason === Reason.TargetFull).length;
+
+  it("leaves the lower-priority policy TargetFull when a collector fills, whatever the ENI ids", () => {
+    const plan = planMirroring(input(lowOnLowerEnis(), [policy("low", 10), policy("high", 900)]));
+    expect(full(plan, "high")).toBe(0);
+    expect(full(plan, "low")).toBe(3);
+    expect(plan.desired.sessions).toHaveLength(10);
+  });
+
+  it("moves a target to a higher-priority policy that arrives, and back when it goes", () => {
+    const world = lowOnLowerEnis();
+    const low = policy("low", 10);
+    const first = planMirroring(input(world, [low]));
+    expect(full(first, "low")).toBe(0);
+    world.inventory = applyDiff(world.inventory, first.diff, cluster);
+    const both = planMirroring(input(world, [low, policy("high", 900)]));
+    expect(full(both, "high")).toBe(0);
+    expect(both.diff.deleteSessions).toHaveLength(3); // three of low's sessions give way
+    world.inventory = applyDiff(world.inventory, both.diff, cluster);
+    const after = planMirroring(input(world, [low]));
+    expect(full(after, "low")).toBe(0);
+    expect(after.diff.createSessions).toHaveLength(3);
+  });
+});
+
 describe("planMirroring: diff against what exists", () => {
   it("makes nothing twice: after applying a plan, the next plan is empty", () => {
     const world = makeWorld({ nodes: 4, podsPerNode: 6, collectors: [0] });

@@ -17,7 +17,7 @@ import { isSortedDistinct, type Ranges } from "./ipv4.ts";
 import { matches } from "./selectors.ts";
 import { locateNode, locatePod, selectSources, type Located, type LocateCtx } from "./sources.ts";
 import { sortSmall } from "./sort.ts";
-import { pickSlot, resolveTargets, type ResolvedTarget } from "./targets.ts";
+import { pickSlot, resolveTargets, type AwsTargetSlot, type ResolvedTarget } from "./targets.ts";
 import type {
   DesiredFilter,
   DesiredSession,
@@ -275,16 +275,40 @@ interface ProgramCtx {
   out: Outcome;
 }
 
+/** A group that won a slot on its ENI: its fitted filter, and the AWS target it is given. */
+interface Candidate {
+  g: Group;
+  /** Undefined when no member fits one filter. */
+  rules: DesiredRule[] | undefined;
+  /** Members left out to make the filter fit. */
+  dropped: Member[];
+  existing: MirrorSession | undefined;
+  /** Undefined when every AWS target of the group's target is full. */
+  slot: AwsTargetSlot | undefined;
+}
+
+/** Gives a candidate an AWS target: the one it uses if that still has room, else the best free. */
+function assignSlot(c: Candidate, ctx: ProgramCtx): void {
+  const current = c.existing ? currentTargetRef(ctx, c.existing.trafficMirrorTargetId) : undefined;
+  c.slot = pickSlot(c.g.target.slots, c.g.eni.availabilityZone, current);
+  if (c.slot) c.slot.used++;
+}
+
+/** Whether a target can run out of room for sources (ENI targets: 10, or 100 on the largest sizes). */
+function isLimited(t: ResolvedTarget): boolean {
+  return t.slots.some((s) => s.capacity !== Infinity);
+}
+
+/** The session, filter and reports of a group on its ENI, now that its target is decided. */
 function programGroup(
-  g: Group,
+  c: Candidate,
   ctx: ProgramCtx,
   onEni: { taken: number[]; podFilterHashes: string[]; owned: OwnedOnEni },
 ): void {
+  const { g, rules, existing, slot } = c;
   const { taken, podFilterHashes } = onEni;
   const { idx, out } = ctx;
-  const dropped: Member[] = [];
-  const rules = fitFilter(g, idx, dropped);
-  for (const m of dropped) {
+  for (const m of c.dropped) {
     unmirrored(
       m,
       Reason.FilterTooLarge,
@@ -292,15 +316,11 @@ function programGroup(
     );
   }
   if (!rules) return;
-  const existing = findOwned(onEni.owned.sessions, g.hash);
-  const current = existing ? currentTargetRef(ctx, existing.trafficMirrorTargetId) : undefined;
-  const slot = pickSlot(g.target.slots, g.eni.availabilityZone, current);
   if (!slot) {
     const message = `every AWS target of ${g.target.input.name} has its maximum number of sources`;
     for (const m of g.members) unmirrored(m, Reason.TargetFull, message);
     return;
   }
-  slot.used++;
   const networkServices: "amazon-dns"[] = g.mirrorDns ? ["amazon-dns"] : [];
   // A pod filter belongs to its session and is edited in place as pods come and go; a whole-node
   // filter depends only on the policy's rules, so identical ones are shared.
@@ -405,8 +425,15 @@ function keysOfOwnedTargets(idx: InventoryIndex): () => Map<string, string> {
   };
 }
 
-/** Chooses which groups get an ENI's free slots, by priority; then reports shadowing on it. */
+/**
+ * Chooses which groups get each ENI's free slots, by priority; gives the winners AWS targets,
+ * where targets can fill up in order of priority across the cluster (so a lower-priority policy is
+ * the one left `TargetFull`, whatever its ENI's id); then makes their sessions and reports
+ * shadowing, ENI by ENI.
+ */
 function arbitrate(groupsByEni: Map<string, EniGroups>, ctx: ProgramCtx): void {
+  const enis: { eniId: string; groups: Group[]; foreign: MirrorSession[]; candidates: Candidate[] }[] = [];
+  const limited: Candidate[] = [];
   for (const eniId of [...groupsByEni.keys()].sort()) {
     const groups = sortSmall(
       groupsByEni.get(eniId)!.groups,
@@ -414,6 +441,28 @@ function arbitrate(groupsByEni: Map<string, EniGroups>, ctx: ProgramCtx): void {
     );
     const foreign = ctx.idx.foreignSessions(eniId);
     const free = Math.max(0, MAX_SESSIONS_PER_ENI - foreign.length);
+    const owned = ctx.idx.ownedOn(eniId);
+    const candidates: Candidate[] = [];
+    for (let i = 0; i < Math.min(free, groups.length); i++) {
+      const g = groups[i]!;
+      const dropped: Member[] = [];
+      const rules = fitFilter(g, ctx.idx, dropped);
+      const existing = rules ? findOwned(owned.sessions, g.hash) : undefined;
+      const c: Candidate = { g, rules, dropped, existing, slot: undefined };
+      candidates.push(c);
+      // A target without a limit takes everyone: the order of asking does not matter.
+      if (rules) {
+        if (isLimited(g.target)) limited.push(c);
+        else assignSlot(c, ctx);
+      }
+    }
+    enis.push({ eniId, groups, foreign, candidates });
+  }
+  // Higher priority first; among equals, sessions that exist keep their place before new ones
+  // take it; then ENI order (the sort is stable).
+  limited.sort((a, b) => b.g.priority - a.g.priority || (a.existing ? 0 : 1) - (b.existing ? 0 : 1));
+  for (const c of limited) assignSlot(c, ctx);
+  for (const { eniId, groups, foreign, candidates } of enis) {
     // A handful of numbers per ENI: an array, not a set per ENI.
     const onEni = {
       taken: foreign.map((s) => s.sessionNumber),
@@ -424,8 +473,9 @@ function arbitrate(groupsByEni: Map<string, EniGroups>, ctx: ProgramCtx): void {
     ctx.out.sessionRuns.push(firstSession);
     ctx.out.podFilterRuns.push(ctx.out.podFilters.length);
     groups.forEach((g, i) => {
-      if (i < free) {
-        programGroup(g, ctx, onEni);
+      const c = candidates[i];
+      if (c) {
+        programGroup(c, ctx, onEni);
         return;
       }
       const msg = `${eniId} already has ${MAX_SESSIONS_PER_ENI} sessions (${foreign.length} not made by this operator); higher-priority policies hold the rest`;
