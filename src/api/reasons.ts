@@ -35,7 +35,7 @@ export const Reason = {
   // Positive
   Resolved: "Resolved",
   Programmed: "Programmed",
-  /** Not set by the operator today; the Argo CD health check treats it as Progressing. */
+  /** Selected pods have not started yet (and nothing else is wrong): Argo CD shows Progressing. */
   Pending: "Pending",
   Retrying: "Retrying",
   DryRun: "DryRun",

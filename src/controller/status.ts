@@ -72,6 +72,7 @@ function conditionsFor(report: PolicyReport, o: ProgrammingOutcome, generation: 
     ];
   }
   const unresolved = count(report, (r) => RESOLUTION_REASONS.has(r));
+  const starting = count(report, (r) => r === Reason.PodNotRunning);
   const limited = count(report, (r) => LIMIT_REASONS.has(r));
   const resolved: ConditionUpdate = unresolved.first
     ? {
@@ -81,13 +82,22 @@ function conditionsFor(report: PolicyReport, o: ProgrammingOutcome, generation: 
         message: `${unresolved.n} sources cannot be mirrored; first: ${unresolved.first.message}`,
         observedGeneration: generation,
       }
-    : {
-        type: ConditionType.SourcesResolved,
-        status: "True",
-        reason: Reason.Resolved,
-        message: `${report.sources.length} sources resolved to ENIs`,
-        observedGeneration: generation,
-      };
+    : starting.first
+      ? {
+          // Pods on their way (a rollout, a scale-up): mirrored once they run, nothing to fix.
+          type: ConditionType.SourcesResolved,
+          status: "False",
+          reason: Reason.Pending,
+          message: `${starting.n} selected pods are not running yet; first: ${starting.first.message}`,
+          observedGeneration: generation,
+        }
+      : {
+          type: ConditionType.SourcesResolved,
+          status: "True",
+          reason: Reason.Resolved,
+          message: `${report.sources.length} sources resolved to ENIs`,
+          observedGeneration: generation,
+        };
   const within: ConditionUpdate = limited.first
     ? {
         type: ConditionType.WithinLimits,

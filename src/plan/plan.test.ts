@@ -199,6 +199,18 @@ describe("planMirroring: reasons, not exceptions", () => {
     );
   });
 
+  it("does not select pods that have finished or are being deleted", () => {
+    const world = makeWorld({ nodes: 3, podsPerNode: 4, collectors: [0] });
+    const [a, b, c] = world.pods.filter((p) => p.labels["app"] === "web" && !p.nodeName?.endsWith("-0"));
+    a!.phase = "Succeeded";
+    b!.phase = "Failed";
+    c!.deleting = true;
+    const plan = planMirroring(input(world, [web()]));
+    const names = plan.policies.get("shop/web")!.sources.map((s) => s.name);
+    for (const gone of [a, b, c]) expect(names).not.toContain(`shop/${gone!.name}`);
+    expect(names.length).toBeGreaterThan(0);
+  });
+
   it("refuses host-network pods unless the target allows node sources", () => {
     const world = makeWorld({ nodes: 2, podsPerNode: 1, collectors: [0] });
     const pod = world.pods[1]!;

@@ -171,6 +171,8 @@ export function locateNode(node: LeanNode, ctx: LocateCtx): (Located | SourceRep
   });
 }
 
+const TERMINAL: ReadonlySet<string> = new Set(["Succeeded", "Failed"]);
+
 /** The pods or nodes a policy selects. */
 export function selectSources(
   p: PolicyInput,
@@ -181,7 +183,11 @@ export function selectSources(
     return { pods: [], nodes: nodes.filter((n) => matches(p.spec.nodeSelector, n.labels)) };
   const selects = compileSelector(p.spec.podSelector);
   return {
-    pods: pods.filter((x) => x.namespace === p.namespace && !x.deleting && selects(x.labels)),
+    // A pod that is going or has finished (a completed Job's) carries no traffic: not selected, as
+    // a Service's endpoints leave it out.
+    pods: pods.filter(
+      (x) => x.namespace === p.namespace && !x.deleting && !TERMINAL.has(x.phase) && selects(x.labels),
+    ),
     nodes: [],
   };
 }

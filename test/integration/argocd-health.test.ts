@@ -155,8 +155,12 @@ describe("Argo CD health check", () => {
   });
 
   afterAll(async () => {
+    await rest
+      .request({ method: "DELETE", path: `/api/v1/namespaces/${NS}/pods/starting`, what: "deleting pod" })
+      .catch(() => undefined);
     for (const [ns, name] of [
       [NS, "healthy"],
+      [NS, "starting"],
       [NS, "no-target"],
       [NS, "paused"],
       [OTHER_NS, "elsewhere"],
@@ -286,6 +290,37 @@ describe("Argo CD health check", () => {
     expect(elsewhere.status).toBe("Degraded");
   });
 
+  it("is Progressing, not Degraded, while the selected pods have not started", async () => {
+    await until("default service account", () =>
+      rest.get(`/api/v1/namespaces/${NS}/serviceaccounts/default`, "reading service account"),
+    );
+    // No node has this label: the pod stays Pending, as during a rollout waiting for capacity.
+    await rest.request({
+      method: "POST",
+      path: `/api/v1/namespaces/${NS}/pods`,
+      body: {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: "starting", labels: { app: "starting" } },
+        spec: {
+          nodeSelector: { "argohealth.twtech.io/nowhere": "true" },
+          containers: [{ name: "app", image: "registry.example/app:1" }],
+        },
+      },
+      what: "creating pod",
+    });
+    await createPolicy(rest, {
+      namespace: NS,
+      name: "starting",
+      spec: { podSelector: { matchLabels: { app: "starting" } }, targetRef: { name: TARGET } },
+    });
+    const h = await health(await policyWithReady(NS, "starting", Reason.Pending));
+    expect(h.status).toBe("Progressing");
+    expect(h.message).toBe(
+      "Pending: SourcesResolved: 1 selected pods are not running yet; first: argohealth/starting: pod is Pending",
+    );
+  });
+
   it("is Suspended for a suspended policy", async () => {
     expect(await health(await policyWithReady(NS, "paused", Reason.Suspended))).toMatchObject({
       status: "Suspended",
@@ -303,7 +338,7 @@ describe("Argo CD health check", () => {
     const cases: [string, "True" | "False" | "Unknown", string][] = [
       [Reason.Retrying, "False", "Progressing"],
       [Reason.TargetNotReady, "False", "Progressing"],
-      [Reason.Pending, "Unknown", "Progressing"],
+      [Reason.Pending, "False", "Progressing"],
       [Reason.DryRun, "Unknown", "Suspended"],
       [Reason.EniFull, "False", "Degraded"],
       [Reason.TargetFull, "False", "Degraded"],
