@@ -35,19 +35,9 @@ export class Hash53 {
    * this hasher as it was (it runs for every rule of every filter of a plan).
    */
   valueAfter(a: string, b: string): number {
-    let h1 = this.h1;
-    let h2 = this.h2;
-    for (let i = 0; i < a.length; i++) {
-      const c = a.charCodeAt(i);
-      h1 = Math.imul(h1 ^ c, 0x01000193);
-      h2 = Math.imul(h2 ^ c, 0x5bd1e995);
-    }
-    for (let i = 0; i < b.length; i++) {
-      const c = b.charCodeAt(i);
-      h1 = Math.imul(h1 ^ c, 0x01000193);
-      h2 = Math.imul(h2 ^ c, 0x5bd1e995);
-    }
-    return finish(h1, h2);
+    SCRATCH.h1 = this.h1;
+    SCRATCH.h2 = this.h2;
+    return SCRATCH.add(a).add(b).value();
   }
 
   /** A hasher that has been fed what this one has. */
@@ -63,6 +53,9 @@ export class Hash53 {
     return finish(this.h1, this.h2);
   }
 }
+
+/** The hasher `valueAfter` works in (one value at a time, so one instance serves all). */
+const SCRATCH = new Hash53();
 
 function finish(a: number, b: number): number {
   const h1 = Math.imul(a ^ (a >>> 16), 0x85ebca6b) ^ Math.imul(b ^ (b >>> 13), 0xc2b2ae35);
