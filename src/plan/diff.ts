@@ -4,7 +4,7 @@
  * diff on an inventory the way AWS would, for tests (plan(apply(plan)) must be empty).
  */
 import type { Ec2Inventory, FilterRule, MirrorFilter, MirrorSession } from "../api/inventory.ts";
-import { ownershipTags } from "../api/tags.ts";
+import { ownershipTags, TAG_KEY } from "../api/tags.ts";
 import { canonicalRule, type DesiredRule } from "./filters.ts";
 import { byString } from "./hash.ts";
 import type { InventoryIndex } from "./inventory-index.ts";
@@ -202,10 +202,19 @@ export function diffAgainstInventory(
   idx.ownedTargets.forEach((t, key) => {
     if (!wantTargets.has(key)) diff.deleteTargets.push({ targetId: t.trafficMirrorTargetId, key });
   });
+  const dup = idx.ownedDuplicates;
+  for (const s of dup.sessions)
+    diff.deleteSessions.push({ sessionId: s.trafficMirrorSessionId, key: keyOf(s) });
+  for (const f of dup.filters) diff.deleteFilters.push({ filterId: f.trafficMirrorFilterId, key: keyOf(f) });
+  for (const t of dup.targets) diff.deleteTargets.push({ targetId: t.trafficMirrorTargetId, key: keyOf(t) });
   sortKey(diff.deleteSessions);
   sortKey(diff.deleteFilters);
   sortKey(diff.deleteTargets);
   return diff;
+}
+
+function keyOf(x: { tags: Record<string, string> }): string {
+  return x.tags[TAG_KEY] ?? "";
 }
 
 /** Whether a diff asks for nothing. */
@@ -227,7 +236,7 @@ function split(rules: DesiredRule[]): { ingressRules: FilterRule[]; egressRules:
 
 /**
  * Applies a diff to an inventory as AWS would (pure; new ids from a counter), for tests and
- * dry-run previews.
+ * dry-run previews. A key names the last resource with that key tag, as in the index.
  */
 export function applyDiff(inv: Ec2Inventory, diff: PlanDiff, cluster: string): Ec2Inventory {
   let seq = 0;
@@ -262,10 +271,9 @@ export function applyDiff(inv: Ec2Inventory, diff: PlanDiff, cluster: string): E
     "id" in ref
       ? ref.id
       : (targetIds.get(ref.key) ??
-        next.targets.find((t) => t.tags["traffic-mirror.twtech.io/key"] === ref.key)!.trafficMirrorTargetId);
+        next.targets.findLast((t) => t.tags[TAG_KEY] === ref.key)!.trafficMirrorTargetId);
   const fid = (key: string): string =>
-    filterIds.get(key) ??
-    next.filters.find((f) => f.tags["traffic-mirror.twtech.io/key"] === key)!.trafficMirrorFilterId;
+    filterIds.get(key) ?? next.filters.findLast((f) => f.tags[TAG_KEY] === key)!.trafficMirrorFilterId;
   for (const m of diff.modifySessions) {
     const s = next.sessions.find((x) => x.trafficMirrorSessionId === m.sessionId)!;
     if (m.target) s.trafficMirrorTargetId = tid(m.target);

@@ -33,11 +33,23 @@ export interface InventoryIndex {
   ownedOn(eniId: string): OwnedOnEni;
   ownedFilters: Map<string, Ec2Inventory["filters"][number]>;
   ownedTargets: Map<string, MirrorTarget>;
+  /**
+   * Owned resources whose key tag a later one of the same kind repeats (the later is the one in
+   * the maps above): redundant copies, which the diff deletes so none is left behind.
+   */
+  ownedDuplicates: OwnedDuplicates;
   /** ENIs that are the ENI of some mirror target (never a source). */
   targetEnis: Set<string>;
   target(id: string): MirrorTarget | undefined;
   /** Sessions (any owner) per target id. */
   sessionsOnTarget(targetId: string): MirrorSession[];
+}
+
+/** Owned resources that repeat another's key. */
+export interface OwnedDuplicates {
+  sessions: MirrorSession[];
+  filters: MirrorFilter[];
+  targets: MirrorTarget[];
 }
 
 /** Owned resources whose keys name one ENI. */
@@ -118,14 +130,19 @@ function group<T>(items: readonly T[], key: (t: T) => string | undefined): Map<s
   return m;
 }
 
+/** Owned items by key; an item whose key a later one repeats goes to `duplicates`. */
 function owned<T extends { tags: Record<string, string> }>(
   items: readonly T[],
   cluster: string,
+  duplicates: T[],
 ): Map<string, T> {
   const m = new Map<string, T>();
   for (const it of items) {
     const key = it.tags[TAG_KEY];
-    if (key && isOwnedBy(it.tags, cluster)) m.set(key, it);
+    if (!key || !isOwnedBy(it.tags, cluster)) continue;
+    const before = m.get(key);
+    if (before) duplicates.push(before);
+    m.set(key, it);
   }
   return m;
 }
@@ -156,8 +173,9 @@ export function indexInventory(inv: Ec2Inventory, cluster: string): InventoryInd
   const enis = new Map(inv.networkInterfaces.map((e) => [e.networkInterfaceId, e]));
   const byInstance = group(inv.networkInterfaces, (e) => e.instanceId);
   const { ips, prefixes } = prefixIndex(inv.networkInterfaces);
-  const ownedSessions = owned(inv.sessions, cluster);
-  const ownedFilters = owned(inv.filters, cluster);
+  const duplicates: OwnedDuplicates = { sessions: [], filters: [], targets: [] };
+  const ownedSessions = owned(inv.sessions, cluster, duplicates.sessions);
+  const ownedFilters = owned(inv.filters, cluster, duplicates.filters);
   const onEni = byEni(ownedSessions, ownedFilters);
   const foreign = group(
     inv.sessions.filter((s) => !isOwnedBy(s.tags, cluster)),
@@ -194,7 +212,8 @@ export function indexInventory(inv: Ec2Inventory, cluster: string): InventoryInd
     ownedSessions,
     ownedOn: (id) => onEni.get(id) ?? NONE_ON_ENI,
     ownedFilters,
-    ownedTargets: owned(inv.targets, cluster),
+    ownedTargets: owned(inv.targets, cluster, duplicates.targets),
+    ownedDuplicates: duplicates,
     targetEnis: new Set(inv.targets.flatMap((t) => (t.networkInterfaceId ? [t.networkInterfaceId] : []))),
     target: (id) => targets.get(id),
     sessionsOnTarget: (id) => onTarget.get(id) ?? [],

@@ -489,6 +489,34 @@ describe("planMirroring: diff against what exists", () => {
     expect(plan.diff.modifySessions).toHaveLength(0);
   });
 
+  it("deletes an owned session or filter that repeats another's key, so none is left behind", () => {
+    const world = makeWorld({ nodes: 3, podsPerNode: 4, collectors: [0] });
+    world.inventory = applyDiff(world.inventory, planMirroring(input(world, [web()])).diff, cluster);
+    const session = world.inventory.sessions[0]!;
+    const filter = world.inventory.filters[0]!;
+    // Copies carrying the same key tags (say, a create that was made twice); the later one counts.
+    world.inventory.sessions.push({
+      ...structuredClone(session),
+      trafficMirrorSessionId: "tms-copy0000000000001",
+    });
+    world.inventory.filters.push({
+      ...structuredClone(filter),
+      trafficMirrorFilterId: "tmf-copy0000000000001",
+    });
+    const plan = planMirroring(input(world, [web()]));
+    expect(plan.diff.deleteSessions.map((d) => d.sessionId)).toEqual([session.trafficMirrorSessionId]);
+    expect(plan.diff.deleteFilters.map((d) => d.filterId)).toEqual([filter.trafficMirrorFilterId]);
+    // Sessions that stay and used the earlier filter move to the copy before it goes.
+    const users = world.inventory.sessions.filter(
+      (s) => s !== session && s.trafficMirrorFilterId === filter.trafficMirrorFilterId,
+    );
+    expect(users.length).toBeGreaterThan(0);
+    expect(plan.diff.modifySessions.map((m) => m.filterKey)).toHaveLength(users.length);
+    expect(plan.diff.createSessions).toHaveLength(0);
+    world.inventory = applyDiff(world.inventory, plan.diff, cluster);
+    expect(isEmptyDiff(planMirroring(input(world, [web()])).diff)).toBe(true);
+  });
+
   it("keeps COLLECTOR_LABEL in step with the chart's default", () => {
     expect(COLLECTOR_LABEL).toEqual({ "traffic-mirror.twtech.io/collector": "true" });
   });
