@@ -7,8 +7,9 @@
 local hs = { status = "Progressing", message = "Waiting for the operator to report status" }
 
 -- Reasons that clear by themselves: the operator is still working, or waits on something that is
--- on its way (a target being set up, AWS calls being retried).
+-- on its way (pods starting, a target being set up, AWS calls being retried, a deletion).
 local progressing = {
+  Deleting = true,
   Pending = true,
   Retrying = true,
   TargetNotReady = true,

@@ -17,6 +17,8 @@ export const Reason = {
   NamespaceNotAllowed: "NamespaceNotAllowed",
   NodeSourcesNotAllowed: "NodeSourcesNotAllowed",
   InvalidSpec: "InvalidSpec",
+  /** Being deleted, and what it made in AWS is not all gone yet (the finalizer stays). */
+  Deleting: "Deleting",
   // Source-level
   PodNotRunning: "PodNotRunning",
   PodHasNoIp: "PodHasNoIp",

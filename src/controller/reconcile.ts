@@ -4,7 +4,7 @@
  * cluster is planned at once rather than one policy at a time.
  */
 import type { Logger } from "pino";
-import { ConditionType } from "../api/reasons.ts";
+import { ConditionType, Reason } from "../api/reasons.ts";
 import {
   FINALIZER,
   GROUP,
@@ -215,13 +215,14 @@ async function report(c: {
           finalizer: FINALIZER,
           present: false,
         });
+        continue;
       }
-      continue;
     }
     if (!r) continue;
     const stored = ((p.status as PolicyStatus | undefined)?.conditions ?? []) as Condition[];
     const status = policyStatus({
-      report: r,
+      // A policy whose deletion waits on AWS says so, rather than keep its last Ready.
+      report: p.deleting ? { ...r, blocked: deletingBlock(d.dryRun, c.result) } : r,
       generation: p.generation,
       stored,
       sessions,
@@ -235,6 +236,19 @@ async function report(c: {
 }
 
 type ReportCtx = Parameters<typeof report>[0];
+
+function deletingBlock(
+  dryRun: boolean,
+  result: ApplyResult | undefined,
+): { reason: string; message: string } {
+  const failed = result?.failures.length ?? 0;
+  return {
+    reason: Reason.Deleting,
+    message: dryRun
+      ? "being deleted; in dry-run mode the operator removes nothing in AWS, so the finalizer stays"
+      : `being deleted; ${failed} AWS changes failed, retrying before the finalizer is removed`,
+  };
+}
 
 async function reportTargets(c: ReportCtx, clean: boolean): Promise<void> {
   const { d, snapshot, plan } = c;

@@ -339,6 +339,7 @@ describe("Argo CD health check", () => {
       [Reason.Retrying, "False", "Progressing"],
       [Reason.TargetNotReady, "False", "Progressing"],
       [Reason.Pending, "False", "Progressing"],
+      [Reason.Deleting, "False", "Progressing"],
       [Reason.DryRun, "Unknown", "Suspended"],
       [Reason.EniFull, "False", "Degraded"],
       [Reason.TargetFull, "False", "Degraded"],

@@ -325,7 +325,17 @@ describe("operator: policies to mirror sessions", () => {
 
   it("removes every session and filter it made when the policy is deleted, then the finalizer", async () => {
     expect(ownedSessions().length).toBeGreaterThan(0);
+    // AWS refuses the deletes at first: the policy stays, and its status says why.
+    sim.knobs.deny = ["DeleteTrafficMirrorSession"];
     await rest.request({ method: "DELETE", path: policyPath("shop", "web"), what: "deleting policy" });
+    const waiting = await until("Ready=False Deleting", async () => {
+      const ready = cond(await statusOf("shop", "web"), "Ready");
+      return ready?.reason === "Deleting" ? ready : undefined;
+    });
+    expect(waiting.status).toBe("False");
+    expect(waiting.message).toMatch(/being deleted; [1-9]\d* AWS changes failed, retrying/);
+    expect(ownedSessions().length).toBeGreaterThan(0);
+    sim.knobs.deny = [];
     await until("policy gone", async () => {
       try {
         await rest.get(policyPath("shop", "web"), "reading");
