@@ -1,7 +1,7 @@
 // Planner at EKS scale: 5,000 nodes, 15,000 ENIs, 100,000 pods, 200 policies. Prints the median
 // of several full plans (first, from an empty account; then steady state, with everything already
 // made) and the memory the plan needs.
-// Run: node --expose-gc bench/plan/run.ts [nodes] [runs]
+// Run: node --expose-gc bench/plan/run.ts [nodes] [runs] [warm-up plans]
 import { applyDiff, diffSize } from "../../src/plan/diff.ts";
 import { planMirroring } from "../../src/plan/plan.ts";
 import type { PlanInput } from "../../src/plan/types.ts";
@@ -9,6 +9,7 @@ import { asDecoded, makeBenchInput } from "./world.ts";
 
 const NODES = Number(process.argv[2] ?? 5000);
 const RUNS = Number(process.argv[3] ?? 7);
+const WARM_UPS = Number(process.argv[4] ?? 1);
 const gc = (globalThis as { gc?: () => void }).gc;
 
 function median(xs: number[]): number {
@@ -17,7 +18,7 @@ function median(xs: number[]): number {
 }
 
 function time(input: PlanInput, runs: number): { median: number; min: number; max: number; changes: number } {
-  planMirroring(input); // warm-up
+  for (let w = 0; w < WARM_UPS; w++) planMirroring(input);
   const times: number[] = [];
   let changes = 0;
   for (let r = 0; r < runs; r++) {

@@ -431,59 +431,90 @@ function keysOfOwnedTargets(idx: InventoryIndex): () => Map<string, string> {
  * the one left `TargetFull`, whatever its ENI's id); then makes their sessions and reports
  * shadowing, ENI by ENI.
  */
-function arbitrate(groupsByEni: Map<string, EniGroups>, ctx: ProgramCtx): void {
-  const enis: { eniId: string; groups: Group[]; foreign: MirrorSession[]; candidates: Candidate[] }[] = [];
-  const limited: Candidate[] = [];
-  for (const eniId of [...groupsByEni.keys()].sort()) {
-    const groups = sortSmall(
-      groupsByEni.get(eniId)!.groups,
-      (a, b) => b.priority - a.priority || byString(a.groupKey, b.groupKey),
-    );
-    const foreign = ctx.idx.foreignSessions(eniId);
-    const free = Math.max(0, MAX_SESSIONS_PER_ENI - foreign.length);
-    const owned = ctx.idx.ownedOn(eniId);
-    const candidates: Candidate[] = [];
-    for (let i = 0; i < Math.min(free, groups.length); i++) {
-      const g = groups[i]!;
-      const dropped: Member[] = [];
-      const rules = fitFilter(g, ctx.idx, dropped);
-      const existing = rules ? findOwned(owned.sessions, g.hash) : undefined;
-      const c: Candidate = { g, rules, dropped, existing, slot: undefined };
-      candidates.push(c);
-      // A target without a limit takes everyone: the order of asking does not matter.
-      if (rules) {
-        if (isLimited(g.target)) limited.push(c);
-        else assignSlot(c, ctx);
-      }
-    }
-    enis.push({ eniId, groups, foreign, candidates });
+function arbitrate(
+  groupsByEni: Map<string, EniGroups>,
+  ctx: ProgramCtx,
+  targets: ReadonlyMap<string, ResolvedTarget>,
+): void {
+  const eniIds = [...groupsByEni.keys()].sort();
+  // Without a target that can fill up, every group gets its target whatever the order: one pass.
+  if (![...targets.values()].some(isLimited)) {
+    for (const eniId of eniIds) emitEni(decideEni(eniId, groupsByEni, ctx, undefined), ctx);
+    return;
   }
+  const limited: Candidate[] = [];
+  const enis = eniIds.map((eniId) => decideEni(eniId, groupsByEni, ctx, limited));
   // Higher priority first; among equals, sessions that exist keep their place before new ones
   // take it; then ENI order (the sort is stable).
   limited.sort((a, b) => b.g.priority - a.g.priority || (a.existing ? 0 : 1) - (b.existing ? 0 : 1));
   for (const c of limited) assignSlot(c, ctx);
-  for (const { eniId, groups, foreign, candidates } of enis) {
-    // A handful of numbers per ENI: an array, not a set per ENI.
-    const onEni = {
-      taken: foreign.map((s) => s.sessionNumber),
-      podFilterHashes: [],
-      owned: ctx.idx.ownedOn(eniId),
-    };
-    const firstSession = ctx.out.sessions.length;
-    ctx.out.sessionRuns.push(firstSession);
-    ctx.out.podFilterRuns.push(ctx.out.podFilters.length);
-    groups.forEach((g, i) => {
-      const c = candidates[i];
-      if (c) {
-        programGroup(c, ctx, onEni);
-        return;
-      }
-      const msg = `${eniId} already has ${MAX_SESSIONS_PER_ENI} sessions (${foreign.length} not made by this operator); higher-priority policies hold the rest`;
-      for (const m of g.members) unmirrored(m, Reason.EniFull, msg);
-    });
-    if (ctx.out.sessions.length - firstSession > 1)
-      reportShadowing(eniId, ctx.out.sessions.slice(firstSession), ctx.reports);
+  for (const e of enis) emitEni(e, ctx);
+}
+
+/** One ENI's groups by priority and the candidates among them. */
+interface EniDecision {
+  eniId: string;
+  groups: Group[];
+  foreign: MirrorSession[];
+  candidates: Candidate[];
+}
+
+/**
+ * Gives an ENI's free slots to its highest-priority groups and fits their filters. Groups whose
+ * target can fill up wait in `limited` for their target, when given; the others get theirs now.
+ */
+function decideEni(
+  eniId: string,
+  groupsByEni: Map<string, EniGroups>,
+  ctx: ProgramCtx,
+  limited: Candidate[] | undefined,
+): EniDecision {
+  const groups = sortSmall(
+    groupsByEni.get(eniId)!.groups,
+    (a, b) => b.priority - a.priority || byString(a.groupKey, b.groupKey),
+  );
+  const foreign = ctx.idx.foreignSessions(eniId);
+  const free = Math.max(0, MAX_SESSIONS_PER_ENI - foreign.length);
+  const owned = ctx.idx.ownedOn(eniId);
+  const candidates: Candidate[] = [];
+  for (let i = 0; i < Math.min(free, groups.length); i++) {
+    const g = groups[i]!;
+    const dropped: Member[] = [];
+    const rules = fitFilter(g, ctx.idx, dropped);
+    const existing = rules ? findOwned(owned.sessions, g.hash) : undefined;
+    const c: Candidate = { g, rules, dropped, existing, slot: undefined };
+    candidates.push(c);
+    if (rules) {
+      if (limited && isLimited(g.target)) limited.push(c);
+      else assignSlot(c, ctx);
+    }
   }
+  return { eniId, groups, foreign, candidates };
+}
+
+/** An ENI's sessions, filters and reports (in group order), then its shadowing. */
+function emitEni(e: EniDecision, ctx: ProgramCtx): void {
+  const { eniId, groups, foreign, candidates } = e;
+  // A handful of numbers per ENI: an array, not a set per ENI.
+  const onEni = {
+    taken: foreign.map((s) => s.sessionNumber),
+    podFilterHashes: [],
+    owned: ctx.idx.ownedOn(eniId),
+  };
+  const firstSession = ctx.out.sessions.length;
+  ctx.out.sessionRuns.push(firstSession);
+  ctx.out.podFilterRuns.push(ctx.out.podFilters.length);
+  groups.forEach((g, i) => {
+    const c = candidates[i];
+    if (c) {
+      programGroup(c, ctx, onEni);
+      return;
+    }
+    const msg = `${eniId} already has ${MAX_SESSIONS_PER_ENI} sessions (${foreign.length} not made by this operator); higher-priority policies hold the rest`;
+    for (const m of g.members) unmirrored(m, Reason.EniFull, msg);
+  });
+  if (ctx.out.sessions.length - firstSession > 1)
+    reportShadowing(eniId, ctx.out.sessions.slice(firstSession), ctx.reports);
 }
 
 /**
@@ -753,7 +784,7 @@ export function planMirroring(
     podFilterRuns: [],
     wholeFilters: new Map(),
   };
-  arbitrate(groupsByEni, { idx, reports, keyOfTarget: keysOfOwnedTargets(idx), out });
+  arbitrate(groupsByEni, { idx, reports, keyOfTarget: keysOfOwnedTargets(idx), out }, targets);
   const order = assignVnis(out);
   const sessions = order.map((i) => out.sessions[i]!);
   const desiredTargets = [...targets.values()]
