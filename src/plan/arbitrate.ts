@@ -1,0 +1,359 @@
+/**
+ * The per-ENI phase of a plan: each ENI's session slots go to its highest-priority groups, their
+ * filters are fitted within 10 rules, AWS targets are handed out (by priority where they can fill
+ * up), and the sessions, filters and source reports are made, ENI by ENI in id order.
+ */
+import type { MirrorFilter, MirrorSession } from "../api/inventory.ts";
+import { Reason } from "../api/reasons.ts";
+import { buildFilterRules, type DesiredRule } from "./filters.ts";
+import { byString, hashHex } from "./hash.ts";
+import { findOwned, type InventoryIndex, type OwnedOnEni } from "./inventory-index.ts";
+import { isSortedDistinct, type Ranges } from "./ipv4.ts";
+import {
+  MAX_SESSIONS_PER_ENI,
+  type EniGroups,
+  type Group,
+  type Member,
+  type ProgramCtx,
+  type RankedPolicy,
+} from "./model.ts";
+import { sortSmall } from "./sort.ts";
+import { pickSlot, type AwsTargetSlot, type ResolvedTarget } from "./targets.ts";
+import type { DesiredSession, PolicyReport } from "./types.ts";
+
+/** The held addresses not in `selected` (sorted, distinct), as merged ranges. */
+function unselectedRanges(held: Ranges, selected: readonly number[]): Ranges {
+  // `held` is merged, so the gaps between selected addresses come out sorted and merged too.
+  const out: [number, number][] = [];
+  let k = 0;
+  for (let r = 0; r < held.length; r++) {
+    const s = held[r]![0];
+    const e = held[r]![1];
+    let start = s;
+    while (k < selected.length && selected[k]! < s) k++;
+    for (; k < selected.length && selected[k]! <= e; k++) {
+      const a = selected[k]!;
+      if (a > start) out.push([start, a - 1]);
+      start = a + 1;
+    }
+    if (start <= e) out.push([start, e]);
+  }
+  return out;
+}
+
+/** Sorts `xs` in place and drops repeats. */
+function sortedDistinct(xs: number[]): number[] {
+  const out = sortSmall(xs, (a, b) => a - b);
+  let n = 0;
+  for (let i = 0; i < out.length; i++) if (i === 0 || out[i] !== out[n - 1]) out[n++] = out[i]!;
+  out.length = n;
+  return out;
+}
+
+/** Filter rules for a group, dropping its lowest-priority pods until the rules fit. */
+function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRule[] | undefined {
+  sortSmall(g.members, (a, b) => a.policy.rank - b.policy.rank || byString(a.located.name, b.located.name));
+  const held = g.whole ? [] : idx.heldRanges(g.eni.networkInterfaceId);
+  while (g.members.length > 0) {
+    const ips: number[] = [];
+    for (const m of g.members) if (m.located.ip !== "all") ips.push(m.located.ip);
+    const selected = isSortedDistinct(ips) ? ips : sortedDistinct(ips);
+    const rules = buildFilterRules({
+      selected: g.whole ? "all" : selected,
+      unselected: g.whole ? [] : unselectedRanges(held, selected),
+      userRules: g.userRules,
+      allowRejectForm: g.target.input.spec.allowNodeSources,
+    });
+    if (rules) return rules;
+    dropped.push(g.members.pop()!);
+  }
+  return undefined;
+}
+
+function sessionNumberFor(g: Group, taken: number[]): number {
+  // Priority decides the order AWS evaluates sessions in: higher priority, lower number.
+  let n = (1000 - g.priority) * 32 + 1 + (g.keyHash % 32);
+  while (taken.includes(n)) n = n >= 32766 ? 1 : n + 1;
+  taken.push(n);
+  return n;
+}
+
+function unmirrored(m: Member, reason: string, message: string): void {
+  const r = m.located;
+  m.policy.report.sources.push({
+    kind: r.kind,
+    name: r.name,
+    networkInterfaceId: m.located.eni.networkInterfaceId,
+    reason,
+    message,
+  });
+}
+
+/** A group that won a slot on its ENI: its fitted filter, and the AWS target it is given. */
+interface Candidate {
+  g: Group;
+  /** Undefined when no member fits one filter. */
+  rules: DesiredRule[] | undefined;
+  /** Members left out to make the filter fit. */
+  dropped: Member[];
+  existing: MirrorSession | undefined;
+  /** Undefined when every AWS target of the group's target is full. */
+  slot: AwsTargetSlot | undefined;
+}
+
+/** Gives a candidate an AWS target: the one it uses if that still has room, else the best free. */
+function assignSlot(c: Candidate, ctx: ProgramCtx): void {
+  const current = c.existing ? currentTargetRef(ctx, c.existing.trafficMirrorTargetId) : undefined;
+  c.slot = pickSlot(c.g.target.slots, c.g.eni.availabilityZone, current);
+  if (c.slot) c.slot.used++;
+}
+
+/** Whether a target can run out of room for sources (ENI targets: 10, or 100 on the largest sizes). */
+function isLimited(t: ResolvedTarget): boolean {
+  return t.slots.some((s) => s.capacity !== Infinity);
+}
+
+/** The session, filter and reports of a group on its ENI, now that its target is decided. */
+function programGroup(
+  c: Candidate,
+  ctx: ProgramCtx,
+  onEni: { taken: number[]; podFilterHashes: string[]; owned: OwnedOnEni },
+): void {
+  const { g, rules, existing, slot } = c;
+  const { taken, podFilterHashes } = onEni;
+  const { idx, out } = ctx;
+  for (const m of c.dropped) {
+    unmirrored(
+      m,
+      Reason.FilterTooLarge,
+      `more sources on ${g.eni.networkInterfaceId} than one filter's 10 rules can select`,
+    );
+  }
+  if (!rules) return;
+  if (!slot) {
+    const message = `every AWS target of ${g.target.input.name} has its maximum number of sources`;
+    for (const m of g.members) unmirrored(m, Reason.TargetFull, message);
+    return;
+  }
+  const networkServices: "amazon-dns"[] = g.mirrorDns ? ["amazon-dns"] : [];
+  // A pod filter belongs to its session and is edited in place as pods come and go; a whole-node
+  // filter depends only on the policy's rules, so identical ones are shared.
+  const fKey = g.whole
+    ? `filter-${hashHex(JSON.stringify([rules, networkServices]))}`
+    : `filter-${g.eni.networkInterfaceId}-${g.hash}`; // the session key's tail
+  const filter = { key: fKey, rules, networkServices, description: "traffic-mirror-operator filter" };
+  let existingFilter: MirrorFilter | undefined;
+  if (g.whole) {
+    existingFilter = idx.ownedFilters.get(fKey);
+    if (!out.wholeFilters.has(fKey)) out.wholeFilters.set(fKey, { filter, existing: existingFilter });
+  } else {
+    existingFilter = findOwned(onEni.owned.filters, g.hash);
+    if (!podFilterHashes.includes(g.hash)) {
+      podFilterHashes.push(g.hash);
+      out.podFilters.push(filter);
+      out.podFilterGroups.push(g);
+      out.podFilterExisting.push(existingFilter);
+    }
+  }
+  out.existing.push(existing);
+  out.existingFilterOfSession.push(existingFilter);
+  out.groups.push(g);
+  const session = desiredSession(g, { target: slot.ref, fKey, sessionNumber: sessionNumberFor(g, taken) });
+  out.sessions.push(session);
+  addToOwnerReports(g.members, session.key);
+  const eniId = g.eni.networkInterfaceId;
+  for (const m of g.members) {
+    const r = m.located;
+    m.policy.report.sources.push({
+      kind: r.kind,
+      name: r.name,
+      sessionKey: g.sessionKey,
+      networkInterfaceId: eniId,
+    });
+  }
+}
+
+/** The session of a group that got a slot; keys in the order the plan has always had them. */
+function desiredSession(
+  g: Group,
+  at: { target: DesiredSession["target"]; fKey: string; sessionNumber: number },
+): DesiredSession {
+  const owners = distinctOwners(g.members);
+  const first = g.members[0]!.located;
+  const s = {
+    key: g.sessionKey,
+    networkInterfaceId: g.eni.networkInterfaceId,
+    target: at.target,
+    filterKey: at.fKey,
+    sessionNumber: at.sessionNumber,
+  } as DesiredSession;
+  if (g.packetLength) s.packetLength = g.packetLength;
+  s.virtualNetworkId = 0;
+  s.owners = owners;
+  s.nodeName = first.nodeName;
+  s.instanceId = first.instanceId;
+  s.pods = g.whole ? [] : g.members.map((m) => ({ name: m.located.name, ip: m.located.ipText! }));
+  s.description = `traffic-mirror-operator: ${owners.join(", ")}`.slice(0, 255);
+  return s;
+}
+
+/** Adds a session's key to the report of each policy it serves (once per report). */
+function addToOwnerReports(members: readonly Member[], key: string): void {
+  const done: PolicyReport[] = [];
+  let last: RankedPolicy | undefined;
+  for (const m of members) {
+    if (m.policy === last) continue;
+    last = m.policy;
+    if (done.includes(last.report)) continue;
+    done.push(last.report);
+    last.report.sessionKeys.push(key);
+  }
+}
+
+function distinctOwners(members: readonly Member[]): string[] {
+  // Members come sorted by policy, so one policy's members are adjacent.
+  const owners: string[] = [];
+  let last: RankedPolicy | undefined;
+  for (const m of members) {
+    if (m.policy === last) continue;
+    last = m.policy;
+    if (!owners.includes(last.id)) owners.push(last.id);
+  }
+  return sortSmall(owners, byString);
+}
+
+function currentTargetRef(ctx: ProgramCtx, targetId: string): { key: string } | { id: string } {
+  const key = ctx.keyOfTarget().get(targetId);
+  return key === undefined ? { id: targetId } : { key };
+}
+
+export function keysOfOwnedTargets(idx: InventoryIndex): () => Map<string, string> {
+  let m: Map<string, string> | undefined;
+  return () => {
+    if (!m) {
+      m = new Map();
+      for (const [key, t] of idx.ownedTargets)
+        if (!m.has(t.trafficMirrorTargetId)) m.set(t.trafficMirrorTargetId, key);
+    }
+    return m;
+  };
+}
+
+/**
+ * Chooses which groups get each ENI's free slots, by priority; gives the winners AWS targets,
+ * where targets can fill up in order of priority across the cluster (so a lower-priority policy is
+ * the one left `TargetFull`, whatever its ENI's id); then makes their sessions and reports
+ * shadowing, ENI by ENI.
+ */
+export function arbitrate(
+  groupsByEni: Map<string, EniGroups>,
+  ctx: ProgramCtx,
+  targets: ReadonlyMap<string, ResolvedTarget>,
+): void {
+  const eniIds = [...groupsByEni.keys()].sort();
+  // Without a target that can fill up, every group gets its target whatever the order: one pass.
+  if (![...targets.values()].some(isLimited)) {
+    for (const eniId of eniIds) emitEni(decideEni(eniId, groupsByEni, ctx, undefined), ctx);
+    return;
+  }
+  const limited: Candidate[] = [];
+  const enis = eniIds.map((eniId) => decideEni(eniId, groupsByEni, ctx, limited));
+  // Higher priority first; among equals, sessions that exist keep their place before new ones
+  // take it; then ENI order (the sort is stable).
+  limited.sort((a, b) => b.g.priority - a.g.priority || (a.existing ? 0 : 1) - (b.existing ? 0 : 1));
+  for (const c of limited) assignSlot(c, ctx);
+  for (const e of enis) emitEni(e, ctx);
+}
+
+/** One ENI's groups by priority and the candidates among them. */
+interface EniDecision {
+  eniId: string;
+  groups: Group[];
+  foreign: MirrorSession[];
+  candidates: Candidate[];
+}
+
+/**
+ * Gives an ENI's free slots to its highest-priority groups and fits their filters. Groups whose
+ * target can fill up wait in `limited` for their target, when given; the others get theirs now.
+ */
+function decideEni(
+  eniId: string,
+  groupsByEni: Map<string, EniGroups>,
+  ctx: ProgramCtx,
+  limited: Candidate[] | undefined,
+): EniDecision {
+  const groups = sortSmall(
+    groupsByEni.get(eniId)!.groups,
+    (a, b) => b.priority - a.priority || byString(a.groupKey, b.groupKey),
+  );
+  const foreign = ctx.idx.foreignSessions(eniId);
+  const free = Math.max(0, MAX_SESSIONS_PER_ENI - foreign.length);
+  const owned = ctx.idx.ownedOn(eniId);
+  const candidates: Candidate[] = [];
+  for (let i = 0; i < Math.min(free, groups.length); i++) {
+    const g = groups[i]!;
+    const dropped: Member[] = [];
+    const rules = fitFilter(g, ctx.idx, dropped);
+    const existing = rules ? findOwned(owned.sessions, g.hash) : undefined;
+    const c: Candidate = { g, rules, dropped, existing, slot: undefined };
+    candidates.push(c);
+    if (rules) {
+      if (limited && isLimited(g.target)) limited.push(c);
+      else assignSlot(c, ctx);
+    }
+  }
+  return { eniId, groups, foreign, candidates };
+}
+
+/** An ENI's sessions, filters and reports (in group order), then its shadowing. */
+function emitEni(e: EniDecision, ctx: ProgramCtx): void {
+  const { eniId, groups, foreign, candidates } = e;
+  // A handful of numbers per ENI: an array, not a set per ENI.
+  const onEni = {
+    taken: foreign.map((s) => s.sessionNumber),
+    podFilterHashes: [],
+    owned: ctx.idx.ownedOn(eniId),
+  };
+  const firstSession = ctx.out.sessions.length;
+  ctx.out.sessionRuns.push(firstSession);
+  ctx.out.podFilterRuns.push(ctx.out.podFilters.length);
+  groups.forEach((g, i) => {
+    const c = candidates[i];
+    if (c) {
+      programGroup(c, ctx, onEni);
+      return;
+    }
+    const msg = `${eniId} already has ${MAX_SESSIONS_PER_ENI} sessions (${foreign.length} not made by this operator); higher-priority policies hold the rest`;
+    for (const m of g.members) unmirrored(m, Reason.EniFull, msg);
+  });
+  if (ctx.out.sessions.length - firstSession > 1)
+    reportShadowing(eniId, ctx.out.sessions.slice(firstSession), ctx.reports);
+}
+
+function sameRef(a: DesiredSession["target"], b: DesiredSession["target"]): boolean {
+  if ("key" in a) return "key" in b && a.key === b.key;
+  return !("key" in b) && a.id === b.id;
+}
+
+/**
+ * Marks policies whose packets an earlier session on the same ENI, to another target, takes
+ * first. `sessions` are one ENI's.
+ */
+function reportShadowing(eni: string, sessions: DesiredSession[], reports: Map<string, PolicyReport>): void {
+  sortSmall(sessions, (a, b) => a.sessionNumber - b.sessionNumber);
+  sessions.forEach((later, i) => {
+    const shadowers = sessions.slice(0, i).filter((earlier) => {
+      if (sameRef(earlier.target, later.target)) return false;
+      return (
+        earlier.pods.length === 0 ||
+        later.pods.length === 0 ||
+        earlier.pods.some((p) => later.pods.some((q) => q.ip === p.ip))
+      );
+    });
+    if (shadowers.length === 0) return;
+    const by = [...new Set(shadowers.flatMap((s) => s.owners))].sort();
+    for (const owner of later.owners)
+      reports.get(owner)?.shadowedBy.push({ networkInterfaceId: eni, policies: by });
+  });
+}
