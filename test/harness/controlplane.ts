@@ -213,6 +213,7 @@ function startHelpers(stateDir: string, pki: Pki, kc: string): Managed[] {
       args: [
         `--kubeconfig=${kc}`,
         "--manage-all-nodes=true",
+        `--config=${join(REPO_ROOT, "test", "harness", "kwok-config.yaml")}`,
         `--config=${join(REPO_ROOT, "test", "harness", "kwok-stages.yaml")}`,
       ],
     }),
