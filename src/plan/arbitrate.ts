@@ -52,11 +52,11 @@ function sortedDistinct(xs: number[]): number[] {
 
 /** Filter rules for a group, dropping its lowest-priority pods until the rules fit. */
 function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRule[] | undefined {
-  sortSmall(g.members, (a, b) => a.policy.rank - b.policy.rank || byString(a.located.name, b.located.name));
+  sortSmall(g.members, (a, b) => a.owner.rank - b.owner.rank || byString(a.name, b.name));
   const held = g.whole ? [] : idx.heldRanges(g.eni.networkInterfaceId);
   while (g.members.length > 0) {
     const ips: number[] = [];
-    for (const m of g.members) if (m.located.ip !== "all") ips.push(m.located.ip);
+    for (const m of g.members) if (m.ip !== "all") ips.push(m.ip);
     const selected = isSortedDistinct(ips) ? ips : sortedDistinct(ips);
     const rules = buildFilterRules({
       selected: g.whole ? "all" : selected,
@@ -79,11 +79,11 @@ function sessionNumberFor(g: Group, taken: number[]): number {
 }
 
 function unmirrored(m: Member, reason: string, message: string): void {
-  const r = m.located;
-  m.policy.report.sources.push({
+  const r = m;
+  m.owner.report.sources.push({
     kind: r.kind,
     name: r.name,
-    networkInterfaceId: m.located.eni.networkInterfaceId,
+    networkInterfaceId: m.eni.networkInterfaceId,
     reason,
     message,
   });
@@ -163,8 +163,8 @@ function programGroup(
   addToOwnerReports(g.members, session.key);
   const eniId = g.eni.networkInterfaceId;
   for (const m of g.members) {
-    const r = m.located;
-    m.policy.report.sources.push({
+    const r = m;
+    m.owner.report.sources.push({
       kind: r.kind,
       name: r.name,
       sessionKey: g.sessionKey,
@@ -179,7 +179,7 @@ function desiredSession(
   at: { target: DesiredSession["target"]; fKey: string; sessionNumber: number },
 ): DesiredSession {
   const owners = distinctOwners(g.members);
-  const first = g.members[0]!.located;
+  const first = g.members[0]!;
   const s = {
     key: g.sessionKey,
     networkInterfaceId: g.eni.networkInterfaceId,
@@ -192,7 +192,7 @@ function desiredSession(
   s.owners = owners;
   s.nodeName = first.nodeName;
   s.instanceId = first.instanceId;
-  s.pods = g.whole ? [] : g.members.map((m) => ({ name: m.located.name, ip: m.located.ipText! }));
+  s.pods = g.whole ? [] : g.members.map((m) => ({ name: m.name, ip: m.ipText! }));
   s.description = `traffic-mirror-operator: ${owners.join(", ")}`.slice(0, 255);
   return s;
 }
@@ -202,8 +202,8 @@ function addToOwnerReports(members: readonly Member[], key: string): void {
   const done: PolicyReport[] = [];
   let last: RankedPolicy | undefined;
   for (const m of members) {
-    if (m.policy === last) continue;
-    last = m.policy;
+    if (m.owner === last) continue;
+    last = m.owner;
     if (done.includes(last.report)) continue;
     done.push(last.report);
     last.report.sessionKeys.push(key);
@@ -215,8 +215,8 @@ function distinctOwners(members: readonly Member[]): string[] {
   const owners: string[] = [];
   let last: RankedPolicy | undefined;
   for (const m of members) {
-    if (m.policy === last) continue;
-    last = m.policy;
+    if (m.owner === last) continue;
+    last = m.owner;
     if (!owners.includes(last.id)) owners.push(last.id);
   }
   return sortSmall(owners, byString);

@@ -71,19 +71,16 @@ function quickSameRules(actual: MirrorFilter, desired: readonly DesiredRule[]): 
   const n = actual.ingressRules.length + actual.egressRules.length;
   if (n !== desired.length || n > 32) return false;
   let used = 0;
+  const inCount = actual.ingressRules.length;
   for (const d of desired) {
-    let k = 0;
-    let found = false;
-    for (const list of [actual.ingressRules, actual.egressRules]) {
-      for (const a of list) {
-        if (!found && (used & (1 << k)) === 0 && sameRule(a, d)) {
-          used |= 1 << k;
-          found = true;
-        }
-        k++;
-      }
+    // Actual rules are numbered ingress first, then egress; each pairs with one desired rule.
+    let k = -1;
+    for (let i = 0; k < 0 && i < n; i++) {
+      const a = i < inCount ? actual.ingressRules[i]! : actual.egressRules[i - inCount]!;
+      if ((used & (1 << i)) === 0 && sameRule(a, d)) k = i;
     }
-    if (!found) return false;
+    if (k < 0) return false;
+    used |= 1 << k;
   }
   return true;
 }

@@ -42,7 +42,7 @@ export interface InventoryIndex {
   targetEnis: Set<string>;
   target(id: string): MirrorTarget | undefined;
   /** Sessions (any owner) per target id. */
-  sessionsOnTarget(targetId: string): MirrorSession[];
+  foreignSessionsOnTarget(targetId: string): MirrorSession[];
 }
 
 /** Owned resources that repeat another's key. */
@@ -177,12 +177,10 @@ export function indexInventory(inv: Ec2Inventory, cluster: string): InventoryInd
   const ownedSessions = owned(inv.sessions, cluster, duplicates.sessions);
   const ownedFilters = owned(inv.filters, cluster, duplicates.filters);
   const onEni = byEni(ownedSessions, ownedFilters);
-  const foreign = group(
-    inv.sessions.filter((s) => !isOwnedBy(s.tags, cluster)),
-    (s) => s.networkInterfaceId,
-  );
+  const notOwned = inv.sessions.filter((s) => !isOwnedBy(s.tags, cluster));
+  const foreign = group(notOwned, (s) => s.networkInterfaceId);
   const targets = new Map(inv.targets.map((t) => [t.trafficMirrorTargetId, t]));
-  const onTarget = group(inv.sessions, (s) => s.trafficMirrorTargetId);
+  const foreignOnTarget = group(notOwned, (s) => s.trafficMirrorTargetId);
   const held = new Map<string, Ranges>();
   return {
     instance: (id) => instances.get(id),
@@ -216,7 +214,7 @@ export function indexInventory(inv: Ec2Inventory, cluster: string): InventoryInd
     ownedDuplicates: duplicates,
     targetEnis: new Set(inv.targets.flatMap((t) => (t.networkInterfaceId ? [t.networkInterfaceId] : []))),
     target: (id) => targets.get(id),
-    sessionsOnTarget: (id) => onTarget.get(id) ?? [],
+    foreignSessionsOnTarget: (id) => foreignOnTarget.get(id) ?? [],
   };
 }
 

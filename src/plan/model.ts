@@ -19,10 +19,8 @@ export interface RankedPolicy {
   report: PolicyReport;
 }
 
-export interface Member {
-  policy: RankedPolicy;
-  located: Located;
-}
+/** A located source of a policy (`owner`). */
+export type Member = Located<RankedPolicy>;
 
 /** Sources on one ENI that can share one session. */
 export interface Group {

@@ -5,7 +5,6 @@
  */
 import type { MirrorSession } from "../api/inventory.ts";
 import { Reason } from "../api/reasons.ts";
-import { isOwnedBy } from "../api/tags.ts";
 import type { VniEntry } from "../api/vni-map.ts";
 import type { LeanPod } from "../k8s/lean.ts";
 import { arbitrate, keysOfOwnedTargets } from "./arbitrate.ts";
@@ -15,7 +14,7 @@ import { indexInventory, type InventoryIndex } from "./inventory-index.ts";
 import type { EniGroups, GroupKeys, Member, Outcome, RankedPolicy } from "./model.ts";
 import { assignVnis, keyOrder, mergeFilters, type PieceKeys } from "./order.ts";
 import { matches } from "./selectors.ts";
-import { locateNode, locatePod, selectSources, type Located, type LocateCtx } from "./sources.ts";
+import { locateNode, locatePod, selectSources, type LocateCtx } from "./sources.ts";
 import { resolveTargets, type ResolvedTarget } from "./targets.ts";
 import type {
   DesiredSession,
@@ -93,8 +92,8 @@ function groupKeyOf(p: PolicyInput, whole: boolean): string {
 
 function addMember(groupsByEni: Map<string, EniGroups>, m: Member, keys: GroupKeys): void {
   const { target, groupKey } = keys;
-  const eniId = m.located.eni.networkInterfaceId;
-  const spec = m.policy.policy.spec;
+  const eniId = m.eni.networkInterfaceId;
+  const spec = m.owner.policy.spec;
   let onEni = groupsByEni.get(eniId);
   if (!onEni) {
     onEni = { gids: [], groups: [] };
@@ -107,13 +106,13 @@ function addMember(groupsByEni: Map<string, EniGroups>, m: Member, keys: GroupKe
       groupKey,
       sessionKey: `session-${eniId}-${keys.hash}`,
       hash: keys.hash,
-      eni: m.located.eni,
+      eni: m.eni,
       target,
       priority: spec.priority,
       packetLength: spec.packetLength,
       mirrorDns: spec.filter?.mirrorDns ?? false,
       userRules: spec.filter?.rules ?? [],
-      whole: m.located.ip === "all",
+      whole: m.ip === "all",
       keyHash: keys.keyHash,
       gid: keys.gid,
       members: [],
@@ -172,7 +171,8 @@ function collectDemands(
       continue;
     }
     const target = targets.get(p.spec.targetRef.name)!;
-    const ctx: LocateCtx = {
+    const ctx: LocateCtx<RankedPolicy> = {
+      owner: rp,
       idx,
       nodesByName,
       targetEnis,
@@ -185,8 +185,8 @@ function collectDemands(
     let gid = groupIds.get(groupKey);
     if (gid === undefined) groupIds.set(groupKey, (gid = groupIds.size));
     const keys: GroupKeys = { target, groupKey, hash: shortHash(groupKey), keyHash: hash53(groupKey), gid };
-    const place = (l: Located | SourceReport): void => {
-      if ("eni" in l) addMember(groupsByEni, { policy: rp, located: l }, keys);
+    const place = (l: Member | SourceReport): void => {
+      if ("eni" in l) addMember(groupsByEni, l, keys);
       else report.sources.push(l);
     };
     for (const pod of sel.pods) place(locatePod(pod, ctx));
@@ -237,11 +237,7 @@ export function planMirroring(
   input: PlanInput,
   idx: InventoryIndex = indexInventory(input.inventory, input.clusterName),
 ): Plan {
-  const targets = resolveTargets(input.targets, {
-    idx,
-    nodes: input.nodes,
-    isOwned: (tags) => isOwnedBy(tags, input.clusterName),
-  });
+  const targets = resolveTargets(input.targets, { idx, nodes: input.nodes });
   const targetEnis = new Set(idx.targetEnis);
   for (const t of targets.values())
     for (const s of t.slots) if (s.networkInterfaceId) targetEnis.add(s.networkInterfaceId);

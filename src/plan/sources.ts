@@ -8,21 +8,25 @@ import { parseIp } from "./ipv4.ts";
 import { compileSelector, matches } from "./selectors.ts";
 import type { PolicyInput, SourceReport } from "./types.ts";
 
-/** A source located on an ENI. */
-export interface Located {
+/** A source located on an ENI, for the one that asked (`owner`: the planner's policy record). */
+export interface Located<O = unknown> {
   kind: SourceReport["kind"];
   /** `namespace/name` of a pod, or a node's name. */
   name: string;
   eni: NetworkInterface;
   /** The selected address, or "all" for a whole ENI. */
   ip: number | "all";
-  ipText?: string;
+  /** The address as text; undefined for a whole ENI. */
+  ipText: string | undefined;
   nodeName: string;
   instanceId: string;
+  owner: O;
 }
 
 /** What locating needs. */
-export interface LocateCtx {
+export interface LocateCtx<O = unknown> {
+  /** Carried into every `Located`, so the caller needs no wrapper per source. */
+  owner: O;
   idx: InventoryIndex;
   nodesByName: Map<string, LeanNode>;
   /** ENIs that are targets (never sources). */
@@ -121,7 +125,7 @@ function firstIpv4(pod: LeanPod): { text: string; ip: number } | undefined {
 }
 
 /** Locates one pod; a report with a reason when it cannot be mirrored. */
-export function locatePod(pod: LeanPod, ctx: LocateCtx): Located | SourceReport {
+export function locatePod<O>(pod: LeanPod, ctx: LocateCtx<O>): Located<O> | SourceReport {
   const name = `${pod.namespace}/${pod.name}`;
   const fail = (f: Failure): SourceReport => ({ kind: "Pod", name, ...f });
   const early = podFailure(pod, ctx);
@@ -152,22 +156,32 @@ export function locatePod(pod: LeanPod, ctx: LocateCtx): Located | SourceReport 
     ipText: addr.text,
     nodeName: found.node.name,
     instanceId: inst.instanceId,
+    owner: ctx.owner,
   };
 }
 
 /** Locates a whole node: one entry per ENI of its instance. */
-export function locateNode(node: LeanNode, ctx: LocateCtx): (Located | SourceReport)[] {
+export function locateNode<O>(node: LeanNode, ctx: LocateCtx<O>): (Located<O> | SourceReport)[] {
   const report: SourceReport = { kind: "Node", name: node.name };
   const inst = instanceOf(ctx, node);
   if ("reason" in inst) return [{ ...report, ...inst }];
   const enis = inst.enis;
   if (enis.length === 0)
     return [{ ...report, reason: Reason.EniNotFound, message: `${inst.instanceId} has no ENIs` }];
-  return enis.map((eni) => {
+  return enis.map((eni): Located<O> | SourceReport => {
     const bad = checkEni(ctx, eni);
-    return bad
-      ? { ...report, ...bad }
-      : { kind: "Node", name: node.name, eni, ip: "all", nodeName: node.name, instanceId: inst.instanceId };
+    if (bad) return { ...report, ...bad };
+    // The same keys in the same order as a located pod: one object shape for both.
+    return {
+      kind: "Node",
+      name: node.name,
+      eni,
+      ip: "all",
+      ipText: undefined,
+      nodeName: node.name,
+      instanceId: inst.instanceId,
+      owner: ctx.owner,
+    };
   });
 }
 

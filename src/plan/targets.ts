@@ -26,19 +26,14 @@ export interface ResolvedTarget {
   problem?: { reason: string; message: string };
 }
 
-function foreignLoad(
-  idx: InventoryIndex,
-  id: string | undefined,
-  cluster: (tags: Record<string, string>) => boolean,
-): number {
-  if (!id) return 0;
-  return idx.sessionsOnTarget(id).filter((s) => !cluster(s.tags)).length;
+/** Sessions others made that already use an AWS target. */
+function foreignLoad(idx: InventoryIndex, id: string | undefined): number {
+  return id ? idx.foreignSessionsOnTarget(id).length : 0;
 }
 
 interface Ctx {
   idx: InventoryIndex;
   nodes: readonly LeanNode[];
-  isOwned: (tags: Record<string, string>) => boolean;
 }
 
 function slot(
@@ -50,7 +45,7 @@ function slot(
   return {
     ref: { key: desired.key },
     desired,
-    used: foreignLoad(ctx.idx, existing?.trafficMirrorTargetId, ctx.isOwned),
+    used: foreignLoad(ctx.idx, existing?.trafficMirrorTargetId),
     ...extra,
   };
 }
@@ -126,7 +121,7 @@ function singleSlot(ctx: Ctx, t: TargetInput): AwsTargetSlot | undefined {
       ref: { id: s.trafficMirrorTargetId },
       networkInterfaceId: existing?.networkInterfaceId,
       capacity,
-      used: foreignLoad(ctx.idx, s.trafficMirrorTargetId, ctx.isOwned),
+      used: foreignLoad(ctx.idx, s.trafficMirrorTargetId),
     };
   }
   return undefined;
