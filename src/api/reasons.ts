@@ -33,6 +33,8 @@ export const Reason = {
   EniFull: "EniFull",
   TargetFull: "TargetFull",
   FilterTooLarge: "FilterTooLarge",
+  /** The account's sessions-per-Region quota went to higher-priority sessions. */
+  QuotaFull: "QuotaFull",
   Shadowed: "Shadowed",
   // Positive
   Resolved: "Resolved",
@@ -65,4 +67,5 @@ export const LIMIT_REASONS: ReadonlySet<string> = new Set([
   Reason.EniFull,
   Reason.TargetFull,
   Reason.FilterTooLarge,
+  Reason.QuotaFull,
 ]);

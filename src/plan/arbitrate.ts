@@ -10,6 +10,7 @@ import { byString, hashHex } from "./hash.ts";
 import { findOwned, type InventoryIndex, type OwnedOnEni } from "./inventory-index.ts";
 import { isSortedDistinct, type Ranges } from "./ipv4.ts";
 import {
+  MAX_PRIORITY,
   MAX_SESSIONS_PER_ENI,
   type EniGroups,
   type Group,
@@ -50,9 +51,14 @@ function sortedDistinct(xs: number[]): number[] {
   return out;
 }
 
+/** A group's members by policy priority, then name: the order filters drop them in. */
+function sortMembers(g: Group): void {
+  sortSmall(g.members, (a, b) => a.owner.rank - b.owner.rank || byString(a.name, b.name));
+}
+
 /** Filter rules for a group, dropping its lowest-priority pods until the rules fit. */
 function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRule[] | undefined {
-  sortSmall(g.members, (a, b) => a.owner.rank - b.owner.rank || byString(a.name, b.name));
+  sortMembers(g);
   const held = g.whole ? [] : idx.heldRanges(g.eni.networkInterfaceId);
   while (g.members.length > 0) {
     const ips: number[] = [];
@@ -99,6 +105,16 @@ interface Candidate {
   existing: MirrorSession | undefined;
   /** Undefined when every AWS target of the group's target is full. */
   slot: AwsTargetSlot | undefined;
+  /** Left out because the account's session quota went to higher priorities. */
+  overQuota: boolean;
+  /** Whether `rules` and `dropped` are known yet (filters are fitted only for groups in quota). */
+  fitted: boolean;
+}
+
+/** Fits a candidate's filter. */
+function fit(c: Candidate, idx: InventoryIndex): void {
+  c.rules = fitFilter(c.g, idx, c.dropped);
+  c.fitted = true;
 }
 
 /** Gives a candidate an AWS target: the one it uses if that still has room, else the best free. */
@@ -122,6 +138,11 @@ function programGroup(
   const { g, rules, existing, slot } = c;
   const { taken, podFilterHashes } = onEni;
   const { idx, out } = ctx;
+  if (c.overQuota) {
+    sortMembers(g);
+    for (const m of g.members) unmirrored(m, Reason.QuotaFull, ctx.quota.message);
+    return;
+  }
   for (const m of c.dropped) {
     unmirrored(
       m,
@@ -249,20 +270,58 @@ export function arbitrate(
   groupsByEni: Map<string, EniGroups>,
   ctx: ProgramCtx,
   targets: ReadonlyMap<string, ResolvedTarget>,
+  sessionBudget: number,
 ): void {
   const eniIds = [...groupsByEni.keys()].sort();
-  // Without a target that can fill up, every group gets its target whatever the order: one pass.
-  if (![...targets.values()].some(isLimited)) {
-    for (const eniId of eniIds) emitEni(decideEni(eniId, groupsByEni, ctx, undefined), ctx);
+  // The most sessions this plan could make: each ENI's free slots, or its groups if fewer.
+  let most = 0;
+  for (const eniId of eniIds) {
+    const free = MAX_SESSIONS_PER_ENI - ctx.idx.foreignSessions(eniId).length;
+    most += Math.max(0, Math.min(free, groupsByEni.get(eniId)!.groups.length));
+  }
+  const overQuota = most > sessionBudget;
+  // Within the account's quota and without a target that can fill up, every group gets its
+  // target whatever the order: one pass.
+  if (!overQuota && ![...targets.values()].some(isLimited)) {
+    for (const eniId of eniIds) emitEni(decideEni(eniId, groupsByEni, ctx), ctx);
     return;
   }
-  const limited: Candidate[] = [];
-  const enis = eniIds.map((eniId) => decideEni(eniId, groupsByEni, ctx, limited));
-  // Higher priority first; among equals, sessions that exist keep their place before new ones
-  // take it; then ENI order (the sort is stable).
-  limited.sort((a, b) => b.g.priority - a.g.priority || (a.existing ? 0 : 1) - (b.existing ? 0 : 1));
-  for (const c of limited) assignSlot(c, ctx);
+  const waiting: Candidate[] = [];
+  const enis = eniIds.map((eniId) => decideEni(eniId, groupsByEni, ctx, { waiting, all: overQuota }));
+  let granted = 0;
+  for (const e of enis) for (const c of e.candidates) if (c.slot) granted++;
+  for (const c of byPriority(waiting)) {
+    if (granted >= sessionBudget) {
+      c.overQuota = true;
+      continue;
+    }
+    if (!c.fitted) fit(c, ctx.idx);
+    if (!c.rules) continue;
+    assignSlot(c, ctx);
+    if (c.slot) granted++;
+  }
   for (const e of enis) emitEni(e, ctx);
+}
+
+/**
+ * Higher priority first; among equals, sessions that exist keep their place before new ones take
+ * it; then ENI order. Priorities are whole numbers 0–1000 (the CRD says so), so this is a stable
+ * bucket sort rather than a comparison sort of up to tens of thousands of candidates; a priority
+ * outside that (a policy stored under an older CRD) gets the comparison sort, which orders the same.
+ */
+function byPriority(cs: readonly Candidate[]): Candidate[] {
+  const first = (a: Candidate, b: Candidate): number =>
+    b.g.priority - a.g.priority || (a.existing ? 0 : 1) - (b.existing ? 0 : 1);
+  if (!cs.every((c) => Number.isInteger(c.g.priority) && c.g.priority >= 0 && c.g.priority <= MAX_PRIORITY))
+    return [...cs].sort(first);
+  const buckets: Candidate[][] = [];
+  for (const c of cs) {
+    const b = 2 * (MAX_PRIORITY - c.g.priority) + (c.existing ? 0 : 1);
+    (buckets[b] ??= []).push(c);
+  }
+  const out: Candidate[] = [];
+  for (const b of buckets) if (b) for (const c of b) out.push(c);
+  return out;
 }
 
 /** One ENI's groups by priority and the candidates among them. */
@@ -274,14 +333,15 @@ interface EniDecision {
 }
 
 /**
- * Gives an ENI's free slots to its highest-priority groups and fits their filters. Groups whose
- * target can fill up wait in `limited` for their target, when given; the others get theirs now.
+ * Gives an ENI's free slots to its highest-priority groups and fits their filters. With `wait`,
+ * groups whose target can fill up (or every group, with `all`) wait in `waiting` for their target;
+ * the others get theirs now.
  */
 function decideEni(
   eniId: string,
   groupsByEni: Map<string, EniGroups>,
   ctx: ProgramCtx,
-  limited: Candidate[] | undefined,
+  wait?: { waiting: Candidate[]; all: boolean },
 ): EniDecision {
   const groups = sortSmall(
     groupsByEni.get(eniId)!.groups,
@@ -293,13 +353,26 @@ function decideEni(
   const candidates: Candidate[] = [];
   for (let i = 0; i < Math.min(free, groups.length); i++) {
     const g = groups[i]!;
-    const dropped: Member[] = [];
-    const rules = fitFilter(g, ctx.idx, dropped);
-    const existing = rules ? findOwned(owned.sessions, g.hash) : undefined;
-    const c: Candidate = { g, rules, dropped, existing, slot: undefined };
+    const existing = findOwned(owned.sessions, g.hash);
+    const c: Candidate = {
+      g,
+      rules: undefined,
+      dropped: [],
+      existing,
+      slot: undefined,
+      overQuota: false,
+      fitted: false,
+    };
     candidates.push(c);
-    if (rules) {
-      if (limited && isLimited(g.target)) limited.push(c);
+    // Over the account's quota, every group waits its turn by priority, and only groups that get
+    // one have their filters fitted.
+    if (wait?.all) {
+      wait.waiting.push(c);
+      continue;
+    }
+    fit(c, ctx.idx);
+    if (c.rules) {
+      if (wait && isLimited(g.target)) wait.waiting.push(c);
       else assignSlot(c, ctx);
     }
   }

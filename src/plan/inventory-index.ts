@@ -43,6 +43,8 @@ export interface InventoryIndex {
   target(id: string): MirrorTarget | undefined;
   /** Sessions (any owner) per target id. */
   foreignSessionsOnTarget(targetId: string): MirrorSession[];
+  /** How many sessions in the inventory this cluster's operator does not own. */
+  foreignSessionCount: number;
 }
 
 /** Owned resources that repeat another's key. */
@@ -215,6 +217,7 @@ export function indexInventory(inv: Ec2Inventory, cluster: string): InventoryInd
     targetEnis: new Set(inv.targets.flatMap((t) => (t.networkInterfaceId ? [t.networkInterfaceId] : []))),
     target: (id) => targets.get(id),
     foreignSessionsOnTarget: (id) => foreignOnTarget.get(id) ?? [],
+    foreignSessionCount: notOwned.length,
   };
 }
 

@@ -9,6 +9,12 @@ import type { DesiredFilter, DesiredSession, PolicyInput, PolicyReport } from ".
 /** AWS's limit of sessions per source ENI. */
 export const MAX_SESSIONS_PER_ENI = 3;
 
+/** The highest `priority` a policy can have (the CRD's bound). */
+export const MAX_PRIORITY = 1000;
+
+/** AWS's quota of mirror sessions (and of filters) per account and Region; not adjustable. */
+export const MAX_SESSIONS_PER_ACCOUNT = 10_000;
+
 /** A policy with what the hot loops would otherwise recompute per pod. */
 export interface RankedPolicy {
   policy: PolicyInput;
@@ -80,6 +86,8 @@ export interface Outcome {
 
 export interface ProgramCtx {
   idx: InventoryIndex;
+  /** The account's session quota, how many sessions seen are others', and what to say when full. */
+  quota: { limit: number; others: number; message: string };
   reports: Map<string, PolicyReport>;
   /** Owned target id to its key (the first in the index's order), built on first use. */
   keyOfTarget: () => Map<string, string>;

@@ -1,5 +1,6 @@
 // Invariants of the planner over random clusters (fast-check).
 import fc from "fast-check";
+import { isOwnedBy } from "../api/tags.ts";
 import { describe, expect, it } from "vitest";
 import { caseArb } from "../../test/fixtures/plan-cases.ts";
 import { applyDiff, isEmptyDiff } from "./diff.ts";
@@ -51,6 +52,20 @@ describe("planner invariants", () => {
           expect(new Set(numbers).size).toBe(numbers.length);
           for (const n of numbers) expect(n >= 1 && n <= 32766).toBe(true);
         }
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("never plans more sessions than the account's budget leaves, and converges within it", () => {
+    fc.assert(
+      fc.property(caseArb, fc.integer({ min: 0, max: 12 }), ({ input }, budget) => {
+        const within = { ...input, sessionBudget: budget };
+        const plan = planMirroring(within);
+        const others = input.inventory.sessions.filter((s) => !isOwnedBy(s.tags, input.clusterName)).length;
+        expect(plan.desired.sessions.length).toBeLessThanOrEqual(Math.max(0, budget - others));
+        const after = { ...within, inventory: applyDiff(input.inventory, plan.diff, input.clusterName) };
+        expect(isEmptyDiff(planMirroring(after).diff)).toBe(true);
       }),
       { numRuns: RUNS },
     );

@@ -13,7 +13,7 @@ import {
 import { applyDiff, isEmptyDiff } from "./diff.ts";
 import { MAX_RULES_PER_FILTER, type DesiredRule } from "./filters.ts";
 import { contains, parseCidr, parseIp } from "./ipv4.ts";
-import { planMirroring, unmirroredSources } from "./plan.ts";
+import { MAX_SESSIONS_PER_ACCOUNT, planMirroring, unmirroredSources } from "./plan.ts";
 import type { PlanInput, PolicyInput, TargetInput } from "./types.ts";
 
 const cluster = "test";
@@ -413,6 +413,72 @@ describe("planMirroring: collector targets by priority", () => {
     const after = planMirroring(input(world, [low]));
     expect(full(after, "low")).toBe(0);
     expect(after.diff.createSessions).toHaveLength(3);
+  });
+});
+
+describe("planMirroring: the account's session quota", () => {
+  // 14 nodes with one pod each on its own ENI (an NLB target: every node is a source), so 14
+  // sessions are wanted; the budget stands in for AWS's 10,000.
+  const world = () =>
+    makeWorld({
+      nodes: 14,
+      podsPerNode: 1,
+      collectors: [0],
+      podLabels: (i) => ({ app: i < 7 ? "low" : "high" }),
+    });
+  const nlb = makeTarget("nlb", { networkLoadBalancerArn: NLB_ARN });
+  const policy = (name: string, priority: number) =>
+    makePolicy(name, { podSelector: { matchLabels: { app: name } }, targetRef: { name: "nlb" }, priority });
+  const quotaFull = (plan: ReturnType<typeof planMirroring>, name: string) =>
+    plan.policies.get(`shop/${name}`)!.sources.filter((s) => s.reason === Reason.QuotaFull);
+
+  it("makes no more sessions than the quota allows, and the lower priority waits", () => {
+    const w = world();
+    const plan = planMirroring({
+      ...input(w, [policy("low", 10), policy("high", 900)], [nlb]),
+      sessionBudget: 9,
+    });
+    expect(plan.desired.sessions).toHaveLength(9);
+    expect(plan.diff.createSessions).toHaveLength(9);
+    expect(quotaFull(plan, "high")).toHaveLength(0);
+    expect(quotaFull(plan, "low")).toHaveLength(14 - 9);
+    expect(quotaFull(plan, "low")[0]!.message).toContain(
+      "AWS allows 9 mirror sessions per account and Region",
+    );
+  });
+
+  it("counts sessions others made, and keeps existing sessions before new ones of equal priority", () => {
+    const w = world();
+    const first = planMirroring({ ...input(w, [policy("low", 10)], [nlb]), sessionBudget: 6 });
+    w.inventory = applyDiff(w.inventory, first.diff, cluster);
+    const kept = new Set(w.inventory.sessions.map((s) => s.networkInterfaceId));
+    // Two sessions someone made by hand elsewhere use up two more of the account's quota.
+    const spare = w.inventory.networkInterfaces.filter((e) => !kept.has(e.networkInterfaceId));
+    w.inventory.sessions.push(
+      makeForeignSession(spare[0]!.networkInterfaceId, 1),
+      makeForeignSession(spare[1]!.networkInterfaceId, 2),
+    );
+    const next = planMirroring({ ...input(w, [policy("low", 10)], [nlb]), sessionBudget: 6 });
+    expect(next.desired.sessions).toHaveLength(4);
+    expect(next.diff.createSessions).toHaveLength(0);
+    expect(next.diff.deleteSessions).toHaveLength(2);
+    expect(next.desired.sessions.every((s) => kept.has(s.networkInterfaceId))).toBe(true);
+  });
+
+  it("orders a priority outside 0–1000 (a policy stored under an older CRD) rather than lose it", () => {
+    const plan = planMirroring({
+      ...input(world(), [policy("low", 10), policy("high", 5000)], [nlb]),
+      sessionBudget: 9,
+    });
+    expect(plan.desired.sessions).toHaveLength(9);
+    expect(quotaFull(plan, "high")).toHaveLength(0);
+    expect(quotaFull(plan, "low")).toHaveLength(5);
+  });
+
+  it("is AWS's 10,000 when no budget is given", () => {
+    expect(MAX_SESSIONS_PER_ACCOUNT).toBe(10_000);
+    const plan = planMirroring(input(world(), [policy("low", 10), policy("high", 900)], [nlb]));
+    expect(plan.desired.sessions).toHaveLength(14);
   });
 });
 

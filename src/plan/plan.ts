@@ -11,7 +11,14 @@ import { arbitrate, keysOfOwnedTargets } from "./arbitrate.ts";
 import { diffAgainstInventory } from "./diff.ts";
 import { byString, hash53, hashHex } from "./hash.ts";
 import { indexInventory, type InventoryIndex } from "./inventory-index.ts";
-import type { EniGroups, GroupKeys, Member, Outcome, RankedPolicy } from "./model.ts";
+import {
+  MAX_SESSIONS_PER_ACCOUNT,
+  type EniGroups,
+  type GroupKeys,
+  type Member,
+  type Outcome,
+  type RankedPolicy,
+} from "./model.ts";
 import { assignVnis, keyOrder, mergeFilters, type PieceKeys } from "./order.ts";
 import { matches } from "./selectors.ts";
 import { locateNode, locatePod, selectSources, type LocateCtx } from "./sources.ts";
@@ -26,7 +33,7 @@ import type {
   TargetReport,
 } from "./types.ts";
 
-export { MAX_SESSIONS_PER_ENI } from "./model.ts";
+export { MAX_SESSIONS_PER_ACCOUNT, MAX_SESSIONS_PER_ENI } from "./model.ts";
 
 /** Short stable hash of a string (at most 14 hex characters). */
 function shortHash(s: string, hexChars = 12): string {
@@ -254,7 +261,19 @@ export function planMirroring(
     podFilterRuns: [],
     wholeFilters: new Map(),
   };
-  arbitrate(groupsByEni, { idx, reports, keyOfTarget: keysOfOwnedTargets(idx), out }, targets);
+  const limit = input.sessionBudget ?? MAX_SESSIONS_PER_ACCOUNT;
+  const others = idx.foreignSessionCount;
+  const quota = {
+    limit,
+    others,
+    message: `AWS allows ${limit} mirror sessions per account and Region (${others} of them not this operator's); higher-priority sessions hold the rest`,
+  };
+  arbitrate(
+    groupsByEni,
+    { idx, quota, reports, keyOfTarget: keysOfOwnedTargets(idx), out },
+    targets,
+    Math.max(0, quota.limit - quota.others),
+  );
   const order = assignVnis(out);
   const sessions = order.map((i) => out.sessions[i]!);
   const desiredTargets = [...targets.values()]

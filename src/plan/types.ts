@@ -37,6 +37,12 @@ export interface PlanInput {
   pods: readonly LeanPod[];
   nodes: readonly LeanNode[];
   inventory: Ec2Inventory;
+  /**
+   * Sessions this cluster may hold in the account and Region: AWS's quota (10,000 sessions, and
+   * 10,000 filters) by default. Lower it when other clusters or tools share the account; sessions
+   * of others seen on this cluster's ENIs are subtracted as well.
+   */
+  sessionBudget?: number;
 }
 
 /** Where a session's copies go: a target the plan makes (by key) or one that exists (by id). */
