@@ -13,6 +13,7 @@ describe("loadOperatorConfig", () => {
       metrics: { host: "0.0.0.0", port: 8080 },
       health: { host: "0.0.0.0", port: 8081 },
       rateLimits: { mutating: { rate: 5, burst: 50 }, describe: { rate: 20, burst: 100 } },
+      sessionBudget: 10_000,
     });
   });
 
@@ -28,6 +29,7 @@ describe("loadOperatorConfig", () => {
         TMO_EC2_ENDPOINT: "http://127.0.0.1:4566",
         TMO_APPLY_CONCURRENCY: "8",
         TMO_RESYNC_SECONDS: "30",
+        TMO_SESSION_BUDGET: "2500",
       },
       "x",
     );
@@ -40,6 +42,7 @@ describe("loadOperatorConfig", () => {
       ec2Endpoint: "http://127.0.0.1:4566",
       applyConcurrency: 8,
       resyncMs: 30_000,
+      sessionBudget: 2500,
     });
   });
 
@@ -49,6 +52,7 @@ describe("loadOperatorConfig", () => {
       TMO_DRY_RUN: "maybe",
       AWS_REGION: "mars",
       TMO_APPLY_CONCURRENCY: "0",
+      TMO_SESSION_BUDGET: "20000",
     };
     let error: Error | undefined;
     try {

@@ -45,6 +45,8 @@ export const OperatorEnvSchema = z.object({
   TMO_DESCRIBE_RATE: positive.default(20),
   TMO_DESCRIBE_BURST: positive.default(100),
   TMO_APPLY_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+  // AWS allows 10,000 sessions per account and Region; a cluster sharing the account takes less.
+  TMO_SESSION_BUDGET: z.coerce.number().int().min(0).max(10_000).default(10_000),
   TMO_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -62,6 +64,8 @@ export interface OperatorConfig {
   ec2Endpoint: string | undefined;
   rateLimits: { mutating: { rate: number; burst: number }; describe: { rate: number; burst: number } };
   applyConcurrency: number;
+  /** Mirror sessions this cluster may hold in the account and Region. */
+  sessionBudget: number;
   logLevel: string;
 }
 
@@ -92,6 +96,7 @@ export function loadOperatorConfig(
       describe: { rate: e.TMO_DESCRIBE_RATE, burst: e.TMO_DESCRIBE_BURST },
     },
     applyConcurrency: e.TMO_APPLY_CONCURRENCY,
+    sessionBudget: e.TMO_SESSION_BUDGET,
     logLevel: e.TMO_LOG_LEVEL,
   };
 }

@@ -60,6 +60,7 @@ export async function run(_argv: string[]): Promise<number> {
       namespace: config.namespace,
       dryRun: config.dryRun,
       concurrency: config.applyConcurrency,
+      sessionBudget: config.sessionBudget,
       metrics,
       events,
     }),

@@ -49,6 +49,8 @@ export interface ReconcileDeps {
   namespace: string;
   dryRun: boolean;
   concurrency: number;
+  /** Sessions this cluster may hold in the account and Region (AWS's 10,000 when not given). */
+  sessionBudget?: number;
   metrics: OperatorMetrics;
   events?: EventRecorder;
   now?: () => Date;
@@ -157,6 +159,7 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
         pods: snapshot.pods,
         nodes: snapshot.nodes,
         inventory,
+        sessionBudget: d.sessionBudget,
       },
       idx,
     );

@@ -146,7 +146,10 @@ const envOf = (c: Container): Record<string, string | undefined> =>
 describe("Helm chart templates", () => {
   it("sets only variables the operator reads, with values its config loader accepts", async () => {
     const op = podSpec(
-      await helmTemplate("--set", "operator.metricsPort=9090,aws.region=eu-west-1"),
+      await helmTemplate(
+        "--set",
+        "operator.metricsPort=9090,operator.sessionBudget=2500,aws.region=eu-west-1",
+      ),
       "Deployment",
     ).containers[0]!;
     expect(op.args).toEqual(["operator"]);
@@ -164,6 +167,7 @@ describe("Helm chart templates", () => {
       dryRun: false,
       metrics: { port: 9090 },
       health: { port: 8081 },
+      sessionBudget: 2500,
     });
   });
 

@@ -42,6 +42,8 @@ describe("dry-run", () => {
       cluster: "dry",
       namespace: "dry-system",
       dryRun: true,
+      // The account's quota as this cluster's share: one session short of what the policy wants.
+      sessionBudget: 3,
     }));
   });
 
@@ -51,7 +53,7 @@ describe("dry-run", () => {
     await deleteNodes(rest, "dry-");
   });
 
-  it("reports what it would do and makes no mutating EC2 call", async () => {
+  it("reports what it would do within its session budget and makes no mutating EC2 call", async () => {
     await createPolicy(rest, {
       namespace: "dry",
       name: "nodes",
@@ -69,7 +71,10 @@ describe("dry-run", () => {
         ? p.status
         : undefined;
     });
-    expect(status.sessionCount).toBe(4); // two worker nodes, two ENIs each: what it would make
+    // Two worker nodes, two ENIs each: four sessions wanted, three within the budget.
+    expect(status.sessionCount).toBe(3);
+    expect(status.unmirrored?.map((u) => u.reason)).toEqual(["QuotaFull"]);
+    expect(status.conditions?.find((c) => c.type === "WithinLimits")?.reason).toBe("QuotaFull");
     expect(sim.calls.filter((c) => /^(Create|Delete|Modify)/.test(c.action))).toEqual([]);
     expect(sim.state.sessions.size).toBe(0);
   });
