@@ -374,22 +374,24 @@ describe("planMirroring: limits and arbitration", () => {
   });
 });
 
+/** 14 nodes (0 a collector), one pod each on its own ENI: app=low on nodes 0–6, app=high on 7–13. */
+const lowAndHigh = (): World =>
+  makeWorld({
+    nodes: 14,
+    podsPerNode: 1,
+    collectors: [0],
+    podLabels: (i) => ({ app: i < 7 ? "low" : "high" }),
+  });
+
+/** A policy selecting `app=<name>`. */
+const appPolicy = (name: string, priority: number, target: string): PolicyInput =>
+  makePolicy(name, { podSelector: { matchLabels: { app: name } }, targetRef: { name: target }, priority });
+
 describe("planMirroring: collector targets by priority", () => {
   // One collector (an m5.large ENI target takes 10 sources) and 13 sources on 13 ENIs: the six
   // low-priority pods sit on the lower ENI ids, the seven high-priority ones on the higher.
-  const lowOnLowerEnis = () =>
-    makeWorld({
-      nodes: 14,
-      podsPerNode: 1,
-      collectors: [0],
-      podLabels: (i) => ({ app: i < 7 ? "low" : "high" }),
-    });
-  const policy = (name: string, priority: number) =>
-    makePolicy(name, {
-      podSelector: { matchLabels: { app: name } },
-      targetRef: { name: "collector" },
-      priority,
-    });
+  const lowOnLowerEnis = lowAndHigh;
+  const policy = (name: string, priority: number) => appPolicy(name, priority, "collector");
   const full = (plan: ReturnType<typeof planMirroring>, name: string) =>
     plan.policies.get(`shop/${name}`)!.sources.filter((s) => s.reason === Reason.TargetFull).length;
 
@@ -419,16 +421,9 @@ describe("planMirroring: collector targets by priority", () => {
 describe("planMirroring: the account's session quota", () => {
   // 14 nodes with one pod each on its own ENI (an NLB target: every node is a source), so 14
   // sessions are wanted; the budget stands in for AWS's 10,000.
-  const world = () =>
-    makeWorld({
-      nodes: 14,
-      podsPerNode: 1,
-      collectors: [0],
-      podLabels: (i) => ({ app: i < 7 ? "low" : "high" }),
-    });
+  const world = lowAndHigh;
   const nlb = makeTarget("nlb", { networkLoadBalancerArn: NLB_ARN });
-  const policy = (name: string, priority: number) =>
-    makePolicy(name, { podSelector: { matchLabels: { app: name } }, targetRef: { name: "nlb" }, priority });
+  const policy = (name: string, priority: number) => appPolicy(name, priority, "nlb");
   const quotaFull = (plan: ReturnType<typeof planMirroring>, name: string) =>
     plan.policies.get(`shop/${name}`)!.sources.filter((s) => s.reason === Reason.QuotaFull);
 
