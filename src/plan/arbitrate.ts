@@ -19,7 +19,7 @@ import {
   type RankedPolicy,
 } from "./model.ts";
 import { sortSmall } from "./sort.ts";
-import { pickSlot, type AwsTargetSlot, type ResolvedTarget } from "./targets.ts";
+import { pickSlot, sameRef, type AwsTargetSlot, type ResolvedTarget } from "./targets.ts";
 import type { DesiredSession, PolicyReport } from "./types.ts";
 
 /** The held addresses not in `selected` (sorted, distinct), as merged ranges. */
@@ -78,17 +78,16 @@ function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRul
 
 function sessionNumberFor(g: Group, taken: number[]): number {
   // Priority decides the order AWS evaluates sessions in: higher priority, lower number.
-  let n = (1000 - g.priority) * 32 + 1 + (g.keyHash % 32);
+  let n = (MAX_PRIORITY - g.priority) * 32 + 1 + (g.keyHash % 32);
   while (taken.includes(n)) n = n >= 32766 ? 1 : n + 1;
   taken.push(n);
   return n;
 }
 
 function unmirrored(m: Member, reason: string, message: string): void {
-  const r = m;
   m.owner.report.sources.push({
-    kind: r.kind,
-    name: r.name,
+    kind: m.kind,
+    name: m.name,
     networkInterfaceId: m.eni.networkInterfaceId,
     reason,
     message,
@@ -184,10 +183,9 @@ function programGroup(
   addToOwnerReports(g.members, session.key);
   const eniId = g.eni.networkInterfaceId;
   for (const m of g.members) {
-    const r = m;
     m.owner.report.sources.push({
-      kind: r.kind,
-      name: r.name,
+      kind: m.kind,
+      name: m.name,
       sessionKey: g.sessionKey,
       networkInterfaceId: eniId,
     });
@@ -270,8 +268,8 @@ export function arbitrate(
   groupsByEni: Map<string, EniGroups>,
   ctx: ProgramCtx,
   targets: ReadonlyMap<string, ResolvedTarget>,
-  sessionBudget: number,
 ): void {
+  const sessionBudget = Math.max(0, ctx.quota.limit - ctx.quota.others);
   const eniIds = [...groupsByEni.keys()].sort();
   // The most sessions this plan could make: each ENI's free slots, or its groups if fewer.
   let most = 0;
@@ -329,6 +327,7 @@ interface EniDecision {
   eniId: string;
   groups: Group[];
   foreign: MirrorSession[];
+  owned: OwnedOnEni;
   candidates: Candidate[];
 }
 
@@ -376,18 +375,14 @@ function decideEni(
       else assignSlot(c, ctx);
     }
   }
-  return { eniId, groups, foreign, candidates };
+  return { eniId, groups, foreign, owned, candidates };
 }
 
 /** An ENI's sessions, filters and reports (in group order), then its shadowing. */
 function emitEni(e: EniDecision, ctx: ProgramCtx): void {
-  const { eniId, groups, foreign, candidates } = e;
+  const { eniId, groups, foreign, owned, candidates } = e;
   // A handful of numbers per ENI: an array, not a set per ENI.
-  const onEni = {
-    taken: foreign.map((s) => s.sessionNumber),
-    podFilterHashes: [],
-    owned: ctx.idx.ownedOn(eniId),
-  };
+  const onEni = { taken: foreign.map((s) => s.sessionNumber), podFilterHashes: [], owned };
   const firstSession = ctx.out.sessions.length;
   ctx.out.sessionRuns.push(firstSession);
   ctx.out.podFilterRuns.push(ctx.out.podFilters.length);
@@ -402,11 +397,6 @@ function emitEni(e: EniDecision, ctx: ProgramCtx): void {
   });
   if (ctx.out.sessions.length - firstSession > 1)
     reportShadowing(eniId, ctx.out.sessions.slice(firstSession), ctx.reports);
-}
-
-function sameRef(a: DesiredSession["target"], b: DesiredSession["target"]): boolean {
-  if ("key" in a) return "key" in b && a.key === b.key;
-  return !("key" in b) && a.id === b.id;
 }
 
 /**

@@ -127,16 +127,8 @@ const REJECT_ALL: PolicyFilterRule = { direction: "both", action: "reject", prot
  * and the filter is updated with one or two calls instead of being rebuilt.
  */
 function number(u: Unnumbered): DesiredRule[] {
-  // At most ten rules: arrays beat sets here.
-  const ingress: number[] = [];
-  const egress: number[] = [];
   u.rules.forEach((r, i) => {
-    const used = r.direction === "ingress" ? ingress : egress;
-    const base = u.tiers[i]! * 1000 + 1;
-    let offset = u.hashes[i]! % 997;
-    while (used.includes(base + offset)) offset = (offset + 1) % 997;
-    used.push(base + offset);
-    r.ruleNumber = base + offset;
+    r.ruleNumber = freeNumber(u.rules, r.direction, u.tiers[i]!, u.hashes[i]!);
   });
   return u.rules;
 }
@@ -202,29 +194,35 @@ function acceptAll(blocks: readonly Block[]): DesiredRule[] | undefined {
         action: "accept",
         sourceCidrBlock: ANY,
         destinationCidrBlock: local,
-        ruleNumber: freeNumber(rules, "ingress", inText.head.valueAfter(local, inText.tail)),
+        ruleNumber: freeNumber(rules, "ingress", 1, inText.head.valueAfter(local, inText.tail)),
       },
       {
         direction: "egress",
         action: "accept",
         sourceCidrBlock: local,
         destinationCidrBlock: ANY,
-        ruleNumber: freeNumber(rules, "egress", outText.head.valueAfter(local, outText.tail)),
+        ruleNumber: freeNumber(rules, "egress", 1, outText.head.valueAfter(local, outText.tail)),
       },
     );
   }
   return rules;
 }
 
-/** `number`'s choice for a tier-1 rule of `direction`, given the rules numbered before it. */
-function freeNumber(before: readonly DesiredRule[], direction: TrafficDirection, hash: number): number {
+/**
+ * A rule's number: its tier's range from the content hash, past numbers the same direction's rules
+ * already hold (at most ten rules: a scan beats a set).
+ */
+function freeNumber(
+  numbered: readonly DesiredRule[],
+  direction: TrafficDirection,
+  tier: number,
+  hash: number,
+): number {
+  const base = tier * 1000 + 1;
   let offset = hash % 997;
-  for (;;) {
-    let taken = false;
-    for (const r of before) if (r.direction === direction && r.ruleNumber === 1001 + offset) taken = true;
-    if (!taken) return 1001 + offset;
+  while (numbered.some((r) => r.direction === direction && r.ruleNumber === base + offset))
     offset = (offset + 1) % 997;
-  }
+  return base + offset;
 }
 
 function range(s: number, e: number): number[] {

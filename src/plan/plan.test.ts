@@ -8,6 +8,7 @@ import {
   makePolicy,
   makeTarget,
   makeWorld,
+  planInputOf,
   type World,
 } from "../../test/fixtures/world.ts";
 import { applyDiff, isEmptyDiff } from "./diff.ts";
@@ -24,15 +25,7 @@ function input(
   policies: PolicyInput[],
   targets: TargetInput[] = [makeCollectorTarget()],
 ): PlanInput {
-  return {
-    clusterName: cluster,
-    policies,
-    targets,
-    namespaces: [],
-    pods: world.pods,
-    nodes: world.nodes,
-    inventory: world.inventory,
-  };
+  return planInputOf(world, { cluster, policies, targets });
 }
 
 /** The first ingress rule (lowest number) whose local side holds `ip`. */

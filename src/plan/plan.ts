@@ -268,12 +268,7 @@ export function planMirroring(
     others,
     message: `AWS allows ${limit} mirror sessions per account and Region (${others} of them not this operator's); higher-priority sessions hold the rest`,
   };
-  arbitrate(
-    groupsByEni,
-    { idx, quota, reports, keyOfTarget: keysOfOwnedTargets(idx), out },
-    targets,
-    Math.max(0, quota.limit - quota.others),
-  );
+  arbitrate(groupsByEni, { idx, quota, reports, keyOfTarget: keysOfOwnedTargets(idx), out }, targets);
   const order = assignVnis(out);
   const sessions = order.map((i) => out.sessions[i]!);
   const desiredTargets = [...targets.values()]

@@ -176,7 +176,8 @@ export function pickSlot(
   return sameZone ?? any;
 }
 
-function sameRef(a: TargetRef, b: TargetRef): boolean {
+/** Whether two refs name the same AWS target. */
+export function sameRef(a: TargetRef, b: TargetRef): boolean {
   return ("key" in a && "key" in b && a.key === b.key) || ("id" in a && "id" in b && a.id === b.id);
 }
 

@@ -16,8 +16,14 @@ import { API_VERSION } from "../../src/api/resources.ts";
 import type { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
-import { eksNodeSpec, makeEksNode } from "../fixtures/eks.ts";
-import { createCollectorTarget, createNamespaces, createPolicy, until } from "../fixtures/scenario.ts";
+import {
+  createCollectorTarget,
+  createEksNodes,
+  createNamespaces,
+  createPolicy,
+  deleteNodes,
+  until,
+} from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
 import { installCrds } from "../harness/crds.ts";
 import { REPO_ROOT, TOOLS_BIN } from "../harness/controlplane.ts";
@@ -78,12 +84,6 @@ const rest = new KubeRest(kc, { userAgent: "tmo-argocd-test/1" });
 // Node indexes 745-749 are this suite's (740-744 are the chart test's); 745 is the collector.
 const FIRST = 745;
 const NODE_LABEL = { "argocd-health.twtech.io/collector": "true" };
-const specs = [0, 1, 2].map((i) =>
-  eksNodeSpec(FIRST + i, {
-    prefix: "argohealth",
-    labels: i === 0 ? NODE_LABEL : { "example.com/pool": "argohealth" },
-  }),
-);
 const TARGET = "argohealth-collector";
 const NS = "argohealth";
 const OTHER_NS = "argohealth-other";
@@ -111,13 +111,14 @@ describe("Argo CD health check", () => {
       sim.state,
       makeWorld({ nodes: 3, podsPerNode: 0, firstIndex: FIRST, collectors: [FIRST] }).inventory,
     );
-    for (const s of specs)
-      await rest.request({
-        method: "POST",
-        path: "/api/v1/nodes",
-        body: makeEksNode(s),
-        what: "creating node",
-      });
+    await createEksNodes(rest, {
+      first: FIRST,
+      count: 3,
+      collectors: [FIRST],
+      pool: "argohealth",
+      prefix: "argohealth",
+      collectorLabels: NODE_LABEL,
+    });
     await createNamespaces(rest, ["argohealth-system", NS, OTHER_NS]);
     await createCollectorTarget(rest, TARGET, {
       collector: { nodeSelector: NODE_LABEL },
@@ -191,10 +192,7 @@ describe("Argo CD health check", () => {
     ).catch(() => undefined);
     await runtime?.stop();
     await sim?.stop();
-    for (const s of specs)
-      await rest
-        .request({ method: "DELETE", path: `/api/v1/nodes/${s.name}`, what: "deleting node" })
-        .catch(() => undefined);
+    await deleteNodes(rest, "argohealth-");
   });
 
   it("runs under both interpreters (installed by make tools)", async () => {

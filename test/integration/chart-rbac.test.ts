@@ -17,8 +17,14 @@ import { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { EventRecorder } from "../../src/k8s/objects.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
-import { eksNodeSpec, makeEksNode } from "../fixtures/eks.ts";
-import { createNamespaces, createPolicy, until } from "../fixtures/scenario.ts";
+import {
+  createCollectorTarget,
+  createEksNodes,
+  createNamespaces,
+  createPolicy,
+  deleteNodes,
+  until,
+} from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
 import { installCrds } from "../harness/crds.ts";
 import { REPO_ROOT, TOOLS_BIN } from "../harness/controlplane.ts";
@@ -36,9 +42,6 @@ const SA = "rbac-traffic-mirror-operator";
 // Node indexes 748 (collector) and 749 are this suite's share of the chart suites' 740-749.
 const FIRST = 748;
 const COLLECTOR = { "rbac-test.twtech.io/collector": "true" };
-const specs = [0, 1].map((k) =>
-  eksNodeSpec(FIRST + k, { prefix: "rbac", labels: k === 0 ? COLLECTOR : { "example.com/pool": "rbac" } }),
-);
 
 /** A KubeConfig that authenticates as the ServiceAccount, with a token the apiserver issued. */
 async function serviceAccountConfig(): Promise<KubeConfig> {
@@ -96,27 +99,17 @@ describe("chart RBAC is sufficient", () => {
       sim.state,
       makeWorld({ nodes: 2, podsPerNode: 0, firstIndex: FIRST, collectors: [FIRST] }).inventory,
     );
-    for (const s of specs)
-      await adminRest.request({
-        method: "POST",
-        path: "/api/v1/nodes",
-        body: makeEksNode(s),
-        what: "creating node",
-      });
-    await adminRest.request({
-      method: "POST",
-      path: `/apis/${API_VERSION}/trafficmirrortargets`,
-      what: "creating target",
-      body: {
-        apiVersion: API_VERSION,
-        kind: "TrafficMirrorTarget",
-        metadata: { name: "rbac-collector" },
-        spec: {
-          collector: { nodeSelector: COLLECTOR },
-          allowedNamespaces: { from: "All" },
-          allowNodeSources: true,
-        },
-      },
+    await createEksNodes(adminRest, {
+      first: FIRST,
+      count: 2,
+      collectors: [FIRST],
+      pool: "rbac",
+      prefix: "rbac",
+      collectorLabels: COLLECTOR,
+    });
+    await createCollectorTarget(adminRest, "rbac-collector", {
+      collector: { nodeSelector: COLLECTOR },
+      allowNodeSources: true,
     });
 
     const kc = await serviceAccountConfig();
@@ -178,10 +171,7 @@ describe("chart RBAC is sufficient", () => {
     ).catch(() => undefined);
     await runtime?.stop();
     await sim?.stop();
-    for (const s of specs)
-      await adminRest
-        .request({ method: "DELETE", path: `/api/v1/nodes/${s.name}`, what: "deleting node" })
-        .catch(() => undefined);
+    await deleteNodes(adminRest, "rbac-");
     for (const path of [
       `/apis/rbac.authorization.k8s.io/v1/clusterroles/rbac-traffic-mirror-operator`,
       `/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/rbac-traffic-mirror-operator`,

@@ -87,9 +87,13 @@ const specs: EksNodeSpec[] = [740, 741, 742, 743, 744].map((i) =>
   }),
 );
 
+/** `helm template` of the chart with the CI values and `args`, as YAML text. */
+async function helmTemplateText(...args: string[]): Promise<string> {
+  return (await sh("helm", ["template", release, CHART_DIR, "-n", ns, "-f", CI_VALUES, ...args])).stdout;
+}
+
 async function helmTemplate(...args: string[]): Promise<K8sObject[]> {
-  const { stdout } = await sh("helm", ["template", release, CHART_DIR, "-n", ns, "-f", CI_VALUES, ...args]);
-  return docs(stdout);
+  return docs(await helmTemplateText(...args));
 }
 
 function clusterRoleRules(objs: K8sObject[]): Rule[] {
@@ -244,6 +248,19 @@ describe("Helm chart templates", () => {
 
 describe("Helm chart", () => {
   let valuesFile: string;
+  /** `helm install|upgrade` arguments for the test release with the CI and test values, then `extra`. */
+  const releaseArgs = (verb: "install" | "upgrade", ...extra: string[]): string[] => [
+    verb,
+    release,
+    CHART_DIR,
+    "-n",
+    ns,
+    "-f",
+    CI_VALUES,
+    "-f",
+    valuesFile,
+    ...extra,
+  ];
 
   beforeAll(async () => {
     valuesFile = join(helmHome, "test-values.yaml");
@@ -300,7 +317,7 @@ describe("Helm chart", () => {
       ["--set", "collector.enabled=false,metrics.service.enabled=false,operator.replicas=1"],
     ];
     for (const v of variants) {
-      const { stdout } = await sh("helm", ["template", release, CHART_DIR, "-n", ns, "-f", CI_VALUES, ...v]);
+      const stdout = await helmTemplateText(...v);
       const out = await sh(
         "kubectl",
         ["apply", "--dry-run=server", "--validate=strict", "-n", ns, "-f", "-"],
@@ -415,20 +432,7 @@ describe("Helm chart", () => {
   });
 
   it("installs: 2 operator replicas, and collector pods on the collector nodes only", async () => {
-    await sh("helm", [
-      "install",
-      release,
-      CHART_DIR,
-      "-n",
-      ns,
-      "-f",
-      CI_VALUES,
-      "-f",
-      valuesFile,
-      "--wait",
-      "--timeout",
-      "90s",
-    ]);
+    await sh("helm", releaseArgs("install", "--wait", "--timeout", "90s"));
     const deploy = await rest.get<{ spec: { replicas: number }; status: { readyReplicas?: number } }>(
       `/apis/apps/v1/namespaces/${ns}/deployments/${release}-traffic-mirror-operator`,
       "reading the operator deployment",
@@ -451,22 +455,17 @@ describe("Helm chart", () => {
   });
 
   it("upgrades: a changed value reaches the running objects", async () => {
-    await sh("helm", [
-      "upgrade",
-      release,
-      CHART_DIR,
-      "-n",
-      ns,
-      "-f",
-      CI_VALUES,
-      "-f",
-      valuesFile,
-      "--set",
-      "operator.logLevel=debug,operator.replicas=3",
-      "--wait",
-      "--timeout",
-      "90s",
-    ]);
+    await sh(
+      "helm",
+      releaseArgs(
+        "upgrade",
+        "--set",
+        "operator.logLevel=debug,operator.replicas=3",
+        "--wait",
+        "--timeout",
+        "90s",
+      ),
+    );
     const deploy = await rest.get<{
       spec: {
         replicas: number;
@@ -486,19 +485,7 @@ describe("Helm chart", () => {
   });
 
   it("refuses a bad value with a message that names it, and leaves the release as it was", async () => {
-    const why = await failure("helm", [
-      "upgrade",
-      release,
-      CHART_DIR,
-      "-n",
-      ns,
-      "-f",
-      CI_VALUES,
-      "-f",
-      valuesFile,
-      "--set",
-      "operator.replicas=two",
-    ]);
+    const why = await failure("helm", releaseArgs("upgrade", "--set", "operator.replicas=two"));
     expect(why).toMatch(/values don't meet the specifications of the schema/);
     expect(why).toMatch(/\/operator\/replicas.*got string, want integer/);
     // A fresh install is refused too, before anything reaches the cluster.

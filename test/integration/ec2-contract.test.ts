@@ -13,7 +13,7 @@ import { isEmptyDiff } from "../../src/plan/diff.ts";
 import { indexInventory } from "../../src/plan/inventory-index.ts";
 import { planMirroring } from "../../src/plan/plan.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
-import { makeCollectorTarget, makePolicy, makeWorld, type World } from "../fixtures/world.ts";
+import { makeCollectorTarget, makePolicy, makeWorld, planInputOf, type World } from "../fixtures/world.ts";
 
 const cluster = "contract";
 const log = pino({ level: "silent" });
@@ -373,15 +373,13 @@ describe("MirrorApi on the EC2 emulator", () => {
     const policies = [
       makePolicy("web", { podSelector: { matchLabels: { app: "web" } }, targetRef: { name: "collector" } }),
     ];
-    const input = async () => ({
-      clusterName: cluster,
-      policies,
-      targets: [makeCollectorTarget()],
-      namespaces: [],
-      pods: world.pods,
-      nodes: world.nodes,
-      inventory: await loadInventory(api, { nodes: world.nodes }),
-    });
+    const input = async () =>
+      planInputOf(world, {
+        cluster,
+        policies,
+        targets: [makeCollectorTarget()],
+        inventory: await loadInventory(api, { nodes: world.nodes }),
+      });
     const first = planMirroring(await input());
     expect(first.diff.createSessions.length).toBeGreaterThan(0);
     const inv1 = (await input()).inventory;
