@@ -396,27 +396,64 @@ function emitEni(e: EniDecision, ctx: ProgramCtx): void {
     for (const m of g.members) unmirrored(m, Reason.EniFull, msg);
   });
   if (ctx.out.sessions.length - firstSession > 1)
-    reportShadowing(eniId, ctx.out.sessions.slice(firstSession), ctx.reports);
+    reportShadowing(
+      eniId,
+      ctx.out.sessions.slice(firstSession).map((s, i) => ({ s, g: ctx.out.groups[firstSession + i]! })),
+      ctx.reports,
+    );
+}
+
+/** A policy's addresses in a group, or "all" for a whole-ENI source. */
+function selectedBy(g: Group, owner: string): Set<number> | "all" {
+  const ips = new Set<number>();
+  for (const m of g.members) {
+    if (m.owner.id !== owner) continue;
+    if (m.ip === "all") return "all";
+    ips.add(m.ip);
+  }
+  return ips;
+}
+
+function overlaps(a: Set<number> | "all", b: Set<number> | "all"): boolean {
+  if (a === "all" || b === "all") return true;
+  for (const x of a) if (b.has(x)) return true;
+  return false;
 }
 
 /**
- * Marks policies whose packets an earlier session on the same ENI, to another target, takes
- * first. `sessions` are one ENI's.
+ * Whether copies through `earlier` reach what `later`'s policies asked for: the same AWS target,
+ * or the same collector target (collectors attribute each copy to every policy that selected it,
+ * whichever of the ENI's sessions to that target carried it).
  */
-function reportShadowing(eni: string, sessions: DesiredSession[], reports: Map<string, PolicyReport>): void {
-  sortSmall(sessions, (a, b) => a.sessionNumber - b.sessionNumber);
+function sameDestination(earlier: Group, e: DesiredSession, later: Group, l: DesiredSession): boolean {
+  if (sameRef(e.target, l.target)) return true;
+  return (
+    earlier.target.input.name === later.target.input.name && earlier.target.input.spec.collector !== undefined
+  );
+}
+
+/**
+ * Marks each policy whose packets an earlier session on the same ENI, to another destination,
+ * takes first: judged per policy (its own addresses against each earlier policy's), so a policy
+ * that only shares a session with a shadowed one is not marked, and only the policies that select
+ * the same addresses are named. `sessions` are one ENI's.
+ */
+function reportShadowing(
+  eni: string,
+  sessions: { s: DesiredSession; g: Group }[],
+  reports: Map<string, PolicyReport>,
+): void {
+  sortSmall(sessions, (a, b) => a.s.sessionNumber - b.s.sessionNumber);
   sessions.forEach((later, i) => {
-    const shadowers = sessions.slice(0, i).filter((earlier) => {
-      if (sameRef(earlier.target, later.target)) return false;
-      return (
-        earlier.pods.length === 0 ||
-        later.pods.length === 0 ||
-        earlier.pods.some((p) => later.pods.some((q) => q.ip === p.ip))
-      );
-    });
-    if (shadowers.length === 0) return;
-    const by = [...new Set(shadowers.flatMap((s) => s.owners))].sort();
-    for (const owner of later.owners)
-      reports.get(owner)?.shadowedBy.push({ networkInterfaceId: eni, policies: by });
+    const earlier = sessions.slice(0, i).filter((e) => !sameDestination(e.g, e.s, later.g, later.s));
+    if (earlier.length === 0) return;
+    for (const owner of later.s.owners) {
+      const mine = selectedBy(later.g, owner);
+      const by = new Set<string>();
+      for (const e of earlier)
+        for (const other of e.s.owners) if (overlaps(mine, selectedBy(e.g, other))) by.add(other);
+      if (by.size > 0)
+        reports.get(owner)?.shadowedBy.push({ networkInterfaceId: eni, policies: [...by].sort() });
+    }
   });
 }

@@ -575,3 +575,85 @@ describe("planMirroring: diff against what exists", () => {
     expect(COLLECTOR_LABEL).toEqual({ "traffic-mirror.twtech.io/collector": "true" });
   });
 });
+
+describe("planMirroring: tenants sharing an ENI", () => {
+  // Node 1's primary ENI holds pods of two namespaces; node 0 runs the collector.
+  const world = makeWorld({
+    nodes: 2,
+    podsPerNode: 4,
+    collectors: [0],
+    namespace: (_i, j) => (j % 2 === 0 ? "team-a" : "team-b"),
+    podLabels: () => ({ app: "web" }),
+  });
+  const eni = world.inventory.networkInterfaces[2]!.networkInterfaceId;
+  const ipsOf = (ns: string) =>
+    world.pods
+      .filter((p) => p.namespace === ns && p.nodeName === world.nodes[1]!.name)
+      .map((p) => p.podIPs[0]!);
+  const web = { podSelector: { matchLabels: { app: "web" } }, targetRef: { name: "collector" } };
+  const http = {
+    rules: [
+      {
+        direction: "both" as const,
+        action: "accept" as const,
+        protocol: "TCP" as const,
+        localPorts: { from: 80, to: 80 },
+      },
+    ],
+    mirrorDns: false,
+  };
+  const nlb = makeTarget("nlb", { networkLoadBalancerArn: NLB_ARN });
+
+  it("shares a session between tenants and tells the collector each one's own pods", () => {
+    const a = makePolicy("http", { ...web, filter: http }, "team-a");
+    const b = makePolicy("http", { ...web, filter: http }, "team-b");
+    const plan = planMirroring(input(world, [a, b]));
+    const entries = plan.vniMap.sessions.filter((e) => e.networkInterfaceId === eni);
+    expect(entries).toHaveLength(1);
+    expect(entries[0]!.policies).toEqual(["team-a/http", "team-b/http"]);
+    expect(entries[0]!.selections).toEqual([
+      { policy: "team-a/http", ips: ipsOf("team-a") },
+      { policy: "team-b/http", ips: ipsOf("team-b") },
+    ]);
+    expect(plan.vniMap.policies).toEqual({
+      "team-a/http": { target: "collector", ...http },
+      "team-b/http": { target: "collector", ...http },
+    });
+    for (const p of ["team-a/http", "team-b/http"]) expect(plan.policies.get(p)!.shadowedBy).toEqual([]);
+  });
+
+  it("does not call a policy shadowed by a session to the same collector target", () => {
+    // Two sessions on one pod to one collector: AWS sends the overlap through the first, and the
+    // collector gives it to both.
+    const all = makePolicy("all", { ...web, priority: 500 }, "team-a");
+    const onlyHttp = makePolicy("http", { ...web, filter: http }, "team-a");
+    const plan = planMirroring(input(world, [all, onlyHttp]));
+    expect(plan.desired.sessions.filter((s) => s.networkInterfaceId === eni)).toHaveLength(2);
+    expect(plan.policies.get("team-a/http")!.shadowedBy).toEqual([]);
+    expect(plan.policies.get("team-a/all")!.shadowedBy).toEqual([]);
+  });
+
+  it("judges shadowing per policy: a tenant sharing a session with a shadowed one is not shadowed", () => {
+    const ids = makePolicy("ids", { ...web, targetRef: { name: "nlb" }, priority: 900 }, "team-a");
+    const a = makePolicy("http", { ...web, filter: http }, "team-a");
+    const b = makePolicy("http", { ...web, filter: http }, "team-b");
+    const plan = planMirroring(input(world, [ids, a, b], [makeCollectorTarget(), nlb]));
+    const shared = plan.desired.sessions.find((s) => s.networkInterfaceId === eni && s.owners.length === 2)!;
+    expect(shared.owners).toEqual(["team-a/http", "team-b/http"]);
+    expect(plan.policies.get("team-a/http")!.shadowedBy).toEqual([
+      { networkInterfaceId: eni, policies: ["team-a/ids"] },
+    ]);
+    expect(plan.policies.get("team-b/http")!.shadowedBy).toEqual([]);
+  });
+
+  it("gives the collector the ENI's addresses for a whole-node selection", () => {
+    const nodes = makePolicy("nodes", { nodeSelector: {}, targetRef: { name: "collector" } }, "ops");
+    const plan = planMirroring(
+      input(world, [nodes], [makeCollectorTarget("collector", { allowNodeSources: true })]),
+    );
+    const e = plan.vniMap.sessions.find((x) => x.networkInterfaceId === eni)!;
+    const held = world.inventory.networkInterfaces[2]!;
+    expect(e.selections).toEqual([{ policy: "ops/nodes", ips: [], whole: true }]);
+    expect(e.localAddresses).toEqual([...held.privateIps, ...held.ipv4Prefixes]);
+  });
+});

@@ -5,7 +5,7 @@
  */
 import type { MirrorSession } from "../api/inventory.ts";
 import { Reason } from "../api/reasons.ts";
-import type { VniEntry } from "../api/vni-map.ts";
+import type { VniEntry, VniMap, VniPolicy, VniSelection } from "../api/vni-map.ts";
 import type { LeanPod } from "../k8s/lean.ts";
 import { arbitrate, keysOfOwnedTargets } from "./arbitrate.ts";
 import { diffAgainstInventory } from "./diff.ts";
@@ -14,6 +14,7 @@ import { indexInventory, type InventoryIndex } from "./inventory-index.ts";
 import {
   MAX_SESSIONS_PER_ACCOUNT,
   type EniGroups,
+  type Group,
   type GroupKeys,
   type Member,
   type Outcome,
@@ -298,21 +299,60 @@ export function planMirroring(
     }),
     policies: reports,
     targets: targetReports(targets, input, out),
-    vniMap: { version: 1, sessions: order.map((i) => vniEntry(out.sessions[i]!, out.existing[i], idx)) },
+    vniMap: vniMapOf(order, out, idx),
   };
 }
 
-function vniEntry(s: DesiredSession, existing: MirrorSession | undefined, idx: InventoryIndex): VniEntry {
-  return {
+/**
+ * What collectors need: each session's VNI, ENI and pods, and per policy it serves what that
+ * policy selected there, with every such policy's target and rules, so a packet is attributed to
+ * exactly the policies that selected it.
+ */
+function vniMapOf(order: readonly number[], out: Outcome, idx: InventoryIndex): VniMap {
+  const policies: Record<string, VniPolicy> = {};
+  const sessions = order.map((i) => {
+    const g = out.groups[i]!;
+    for (const m of g.members) {
+      if (policies[m.owner.id]) continue;
+      const spec = m.owner.policy.spec;
+      policies[m.owner.id] = {
+        target: spec.targetRef.name,
+        rules: spec.filter?.rules ?? [],
+        mirrorDns: spec.filter?.mirrorDns ?? false,
+      };
+    }
+    return vniEntry(out.sessions[i]!, out.existing[i], g, idx);
+  });
+  return { version: 1, sessions, policies };
+}
+
+function vniEntry(
+  s: DesiredSession,
+  existing: MirrorSession | undefined,
+  g: Group,
+  idx: InventoryIndex,
+): VniEntry {
+  const eni = idx.eni(s.networkInterfaceId);
+  const selections: VniSelection[] = [];
+  for (const m of g.members) {
+    let sel = selections.find((x) => x.policy === m.owner.id);
+    if (!sel) selections.push((sel = { policy: m.owner.id, ips: [] }));
+    if (m.ip === "all") sel.whole = true;
+    else sel.ips.push(m.ipText!);
+  }
+  const entry: VniEntry = {
     vni: s.virtualNetworkId,
     sessionId: existing?.trafficMirrorSessionId,
     policies: s.owners,
     networkInterfaceId: s.networkInterfaceId,
-    sourceIp: idx.eni(s.networkInterfaceId)?.primaryIp ?? "",
+    sourceIp: eni?.primaryIp ?? "",
     nodeName: s.nodeName,
     instanceId: s.instanceId,
     pods: s.pods,
+    selections,
   };
+  if (g.whole && eni) entry.localAddresses = [...eni.privateIps, ...eni.ipv4Prefixes];
+  return entry;
 }
 
 /** Every source report of a plan that has a reason, for tests and the `plan` command. */
