@@ -7,6 +7,7 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import type { FileSetStats } from "./files.ts";
 import type { DeviceCounters } from "./kernel.ts";
 import type { Receiver } from "./receiver.ts";
+import type { PolicyCounters } from "./routes.ts";
 import type { PcapStream } from "./stream.ts";
 import { MALFORMED_REASONS } from "./vxlan.ts";
 
@@ -47,7 +48,7 @@ function readGauge(
 
 /** Metrics of one worker's receiver (and its stream). Worker processes sum them in the primary. */
 export function registerReceiverMetrics(registry: Registry, r: Receiver, stream?: PcapStream): void {
-  const perPolicy = (pick: (c: { packets: number; bytes: number }) => number): [Labels, number][] =>
+  const perPolicy = (pick: (c: PolicyCounters) => number): [Labels, number][] =>
     [...r.policies].map(([policy, c]) => [{ policy }, pick(c)]);
   const perSet = (pick: (s: FileSetStats) => number): [Labels, number][] =>
     [...r.fileSets].map(([dir, s]) => [{ policy: dir }, pick(s.stats)]);
@@ -98,8 +99,42 @@ export function registerReceiverMetrics(registry: Registry, r: Receiver, stream?
   readCounter(
     registry,
     {
+      name: "tmo_collector_unselected_packets_total",
+      help: "Mirrored packets of known sessions that no policy's selection kept (not written or streamed)",
+    },
+    () => [[{}, r.counters.unselectedPackets]],
+  );
+  readCounter(
+    registry,
+    {
+      name: "tmo_collector_unselected_bytes_total",
+      help: "Frame bytes of mirrored packets that no policy's selection kept",
+    },
+    () => [[{}, r.counters.unselectedBytes]],
+  );
+  readCounter(
+    registry,
+    {
+      name: "tmo_collector_selection_dropped_packets_total",
+      help: "Packets that came through a session serving the policy and that no policy's selection kept",
+      labelNames: ["policy"],
+    },
+    () => perPolicy((c) => c.unselectedPackets),
+  );
+  readCounter(
+    registry,
+    {
+      name: "tmo_collector_selection_dropped_bytes_total",
+      help: "Frame bytes of packets that came through a session serving the policy and that no policy's selection kept",
+      labelNames: ["policy"],
+    },
+    () => perPolicy((c) => c.unselectedBytes),
+  );
+  readCounter(
+    registry,
+    {
       name: "tmo_collector_packets_total",
-      help: "Mirrored packets received per policy",
+      help: "Mirrored packets kept for each policy (its selection matched)",
       labelNames: ["policy"],
     },
     () => perPolicy((c) => c.packets),
@@ -108,7 +143,7 @@ export function registerReceiverMetrics(registry: Registry, r: Receiver, stream?
     registry,
     {
       name: "tmo_collector_bytes_total",
-      help: "Mirrored frame bytes received per policy",
+      help: "Mirrored frame bytes kept for each policy",
       labelNames: ["policy"],
     },
     () => perPolicy((c) => c.bytes),

@@ -15,19 +15,40 @@ const frame = buildFrame(
   { src: "10.0.0.1", dst: "10.0.1.20", srcPort: 1234, dstPort: 80, payloadLength: 60 },
   { src: "02:00:00:00:00:01", dst: "02:00:00:00:00:02" },
 );
+const frameTo = (dst: string, dstPort = 80): Buffer =>
+  buildFrame(
+    { src: "10.0.0.1", dst, srcPort: 1234, dstPort, payloadLength: 60 },
+    { src: "02:00:00:00:00:01", dst: "02:00:00:00:00:02" },
+  );
+const everything = { target: "collector", rules: [], mirrorDns: false };
 const map: VniMap = {
   version: 1,
   sessions: [
-    { vni: 11, policies: ["shop/web"], networkInterfaceId: "eni-a", sourceIp: "10.0.1.10", pods: [] },
-    // A session shared by two policies: each gets the packet in its own files.
+    {
+      vni: 11,
+      policies: ["shop/web"],
+      networkInterfaceId: "eni-a",
+      sourceIp: "10.0.1.10",
+      pods: [{ name: "shop/web-0", ip: "10.0.1.20" }],
+      selections: [{ policy: "shop/web", ips: ["10.0.1.20"] }],
+    },
+    // A session shared by two namespaces' policies: each gets only its own pods' packets.
     {
       vni: 12,
-      policies: ["shop/db", "audit/all"],
+      policies: ["audit/all", "shop/db"],
       networkInterfaceId: "eni-b",
       sourceIp: "10.0.1.11",
-      pods: [],
+      pods: [
+        { name: "shop/db-0", ip: "10.0.1.20" },
+        { name: "audit/probe-0", ip: "10.0.1.21" },
+      ],
+      selections: [
+        { policy: "audit/all", ips: ["10.0.1.21"] },
+        { policy: "shop/db", ips: ["10.0.1.20"] },
+      ],
     },
   ],
+  policies: { "shop/web": everything, "shop/db": everything, "audit/all": everything },
 };
 let root: string;
 
@@ -58,29 +79,119 @@ beforeEach(() => {
 afterEach(() => rmSync(root, { recursive: true, force: true }));
 
 describe("Receiver.handle", () => {
-  it("routes by VNI to every policy of the session and counts the rest", async () => {
+  it("keeps each packet for exactly the policies that selected its pod, and counts the rest", async () => {
     const r = makeReceiver(true);
-    for (const vni of [11, 12, 12, 99]) r.handle(Buffer.concat([vxlanHeader(vni), frame]));
+    const send = (vni: number, f: Buffer): void => r.handle(Buffer.concat([vxlanHeader(vni), f]));
+    send(11, frame);
+    send(12, frame); // shop's pod
+    send(12, frame);
+    send(12, frameTo("10.0.1.21")); // audit's pod
+    send(12, frameTo("10.0.1.99")); // on the ENI, selected by nobody
+    send(99, frame);
     r.handle(Buffer.alloc(30)); // no I flag
     await r.stop();
-    expect(Object.fromEntries([...r.policies].map(([k, v]) => [k, v.packets]))).toEqual({
-      "shop/web": 1,
-      "shop/db": 2,
-      "audit/all": 2,
+    const counters = Object.fromEntries(
+      [...r.policies].map(([k, v]) => [k, [v.packets, v.unselectedPackets]]),
+    );
+    expect(counters).toEqual({ "shop/web": [1, 0], "shop/db": [2, 1], "audit/all": [1, 1] });
+    expect(r.counters).toMatchObject({
+      datagrams: 7,
+      unknownVniPackets: 1,
+      unselectedPackets: 1,
+      malformed: [0, 1, 0],
     });
-    expect(r.counters).toMatchObject({ datagrams: 5, unknownVniPackets: 1, malformed: [0, 1, 0] });
     expect([
       packetsIn("shop/web"),
       packetsIn("shop/db"),
       packetsIn("audit/all"),
       packetsIn("_unknown"),
-    ]).toEqual([1, 2, 2, 1]);
+    ]).toEqual([1, 2, 1, 1]);
+    // Each policy's interface description names only that policy and its own pods.
+    const described = (dir: string): string[] =>
+      readdirSync(join(root, dir))
+        .filter((f) => f.endsWith(".pcapng"))
+        .flatMap((f) => readPcapng(join(root, dir, f)).interfaces.map((i) => i.description ?? ""));
+    expect(described("audit/all")).toEqual([expect.stringContaining("policy audit/all;")]);
+    expect(described("audit/all").join()).not.toMatch(/shop|10\.0\.1\.20/);
+    expect(described("shop/db").join()).not.toMatch(/audit|10\.0\.1\.21/);
+  });
+
+  it("attributes a copy to every policy on the ENI and target that selected it, whichever session carried it", async () => {
+    const r = makeReceiver();
+    const pod = { name: "shop/web-0", ip: "10.0.1.20" };
+    const web80 = {
+      direction: "both" as const,
+      action: "accept" as const,
+      protocol: "TCP" as const,
+      localPorts: { from: 80, to: 80 },
+    };
+    r.setMap({
+      version: 1,
+      sessions: [
+        // Higher priority, everything of the pod: AWS delivers the pod's port-80 packets here.
+        {
+          vni: 21,
+          policies: ["shop/all"],
+          networkInterfaceId: "eni-c",
+          sourceIp: "10.0.1.12",
+          pods: [pod],
+          selections: [{ policy: "shop/all", ips: [pod.ip] }],
+        },
+        {
+          vni: 22,
+          policies: ["shop/http"],
+          networkInterfaceId: "eni-c",
+          sourceIp: "10.0.1.12",
+          pods: [pod],
+          selections: [{ policy: "shop/http", ips: [pod.ip] }],
+        },
+        // Same ENI and pod, another target: copies through vni 21 are not its to see.
+        {
+          vni: 23,
+          policies: ["shop/ids"],
+          networkInterfaceId: "eni-c",
+          sourceIp: "10.0.1.12",
+          pods: [pod],
+          selections: [{ policy: "shop/ids", ips: [pod.ip] }],
+        },
+      ],
+      policies: {
+        "shop/all": everything,
+        "shop/http": { target: "collector", rules: [web80], mirrorDns: false },
+        "shop/ids": { target: "other", rules: [], mirrorDns: false },
+      },
+    });
+    r.handle(Buffer.concat([vxlanHeader(21), frameTo(pod.ip, 80)]));
+    r.handle(Buffer.concat([vxlanHeader(21), frameTo(pod.ip, 443)]));
+    await r.stop();
+    const kept = ["shop/all", "shop/http", "shop/ids"].map((k) => r.policies.get(k)!.packets);
+    expect(kept).toEqual([2, 1, 0]);
+    expect([packetsIn("shop/all"), packetsIn("shop/http")]).toEqual([2, 1]);
+  });
+
+  it("reads a map of an older operator: one policy's session by its pods, a shared one kept for nobody", async () => {
+    const r = makeReceiver();
+    const legacy = (vni: number, policies: string[]) => ({
+      vni,
+      policies,
+      networkInterfaceId: "eni-d",
+      sourceIp: "10.0.1.13",
+      pods: [{ name: "shop/web-0", ip: "10.0.1.20" }],
+    });
+    r.setMap({ version: 1, sessions: [legacy(31, ["shop/web"]), legacy(32, ["shop/db", "audit/all"])] });
+    r.handle(Buffer.concat([vxlanHeader(31), frame]));
+    r.handle(Buffer.concat([vxlanHeader(31), frameTo("10.0.1.99")]));
+    r.handle(Buffer.concat([vxlanHeader(32), frame]));
+    await r.stop();
+    expect(r.policies.get("shop/web")).toMatchObject({ packets: 1, unselectedPackets: 1 });
+    expect(r.policies.get("shop/db")).toMatchObject({ packets: 0, unselectedPackets: 1 });
+    expect(r.counters.unselectedPackets).toBe(2);
   });
 
   it("closes the files of a policy that left the map and keeps its counters", async () => {
     const r = makeReceiver();
     r.handle(Buffer.concat([vxlanHeader(11), frame]));
-    r.setMap({ version: 1, sessions: [map.sessions[1]!] });
+    r.setMap({ ...map, sessions: [map.sessions[1]!] });
     expect(r.fileSets.get("shop/web")!.open).toBe(false);
     await r.idle();
     expect(packetsIn("shop/web")).toBe(1);
@@ -131,8 +242,11 @@ describe("Receiver.handle", () => {
     const malformed = c.malformed.reduce((a, b) => a + b, 0);
     expect(c.datagrams).toBe(N);
     expect(malformed + c.unknownVniPackets + routed).toBe(N);
-    const perPolicy = r.policies.get("shop/web")!.packets + r.policies.get("shop/db")!.packets;
-    expect(perPolicy).toBe(routed);
+    // A routed datagram is kept for its policies or counted as selected by none, never both.
+    const kept = r.policies.get("shop/web")!.packets + r.policies.get("shop/db")!.packets;
+    expect(kept + c.unselectedPackets).toBe(routed);
+    expect(kept).toBeGreaterThan(N / 4);
+    expect(c.unselectedPackets).toBeGreaterThan(0);
     // Every reason occurred, so each path was exercised.
     expect(
       c.malformed.every((n) => n > 0),
@@ -140,7 +254,8 @@ describe("Receiver.handle", () => {
     ).toBe(true);
     expect(MALFORMED_REASONS).toHaveLength(c.malformed.length);
     // What was routed is on disk, whole: the files parse and hold exactly that many packets.
-    expect(packetsIn("shop/web") + packetsIn("shop/db")).toBe(routed);
-    expect(packetsIn("audit/all")).toBe(r.policies.get("audit/all")!.packets);
+    expect(packetsIn("shop/web") + packetsIn("shop/db")).toBe(kept);
+    // The fuzz frames go to shop's pod or to addresses nobody selected: none is audit's.
+    expect(r.policies.get("audit/all")!.packets).toBe(0);
   }, 120_000);
 });

@@ -11,6 +11,7 @@ import type { VniMap } from "../api/vni-map.ts";
 import { CaptureFileSet, UNKNOWN_DIR, type InterfaceLabel, type RotationPolicy } from "./files.ts";
 import type { PacketView } from "./pcapng.ts";
 import { buildRoutes, policyDir, unknownLabel, type PolicyCounters, type Route } from "./routes.ts";
+import { readInnerHeader, selects, type InnerHeader } from "./selection.ts";
 import type { PcapStream } from "./stream.ts";
 import { MALFORMED_REASONS, VXLAN_HEADER_LENGTH, originalFrameLength, readVni } from "./vxlan.ts";
 
@@ -51,11 +52,17 @@ export interface ReceiverCounters {
   unknownVniBytes: number;
   /** Datagrams whose handling threw (a bug); the receiver carries on. */
   internalErrors: number;
+  /** Packets of known sessions that no policy's selection kept (written and streamed nowhere). */
+  unselectedPackets: number;
+  unselectedBytes: number;
 }
 
 interface LiveRoute extends Route {
+  /** Indexed like `attributions`. */
   sets: CaptureFileSet[];
   counters: PolicyCounters[];
+  /** The counters of the policies the session serves (charged with what nobody kept). */
+  owners: PolicyCounters[];
 }
 
 /** One worker's receiver. */
@@ -67,6 +74,8 @@ export class Receiver {
     unknownVniPackets: 0,
     unknownVniBytes: 0,
     internalErrors: 0,
+    unselectedPackets: 0,
+    unselectedBytes: 0,
   };
   /** Per policy key (`namespace/name`); entries stay when a policy goes, so counters never go back. */
   readonly policies = new Map<string, PolicyCounters>();
@@ -83,7 +92,8 @@ export class Receiver {
     length: 0,
     originalLength: 0,
   };
-  readonly #label = (vni: number): InterfaceLabel => this.#routes.get(vni)?.label ?? unknownLabel(vni);
+  readonly #header: InnerHeader = { src: 0, dst: 0, protocol: 0, srcPort: 0, dstPort: 0, hasPorts: false };
+  readonly #unknownLabel = (vni: number): InterfaceLabel => unknownLabel(vni);
   #routes = new Map<number, LiveRoute>();
   #unknown: CaptureFileSet | undefined;
   #socket: Socket | undefined;
@@ -108,12 +118,13 @@ export class Receiver {
     const routes = new Map<number, LiveRoute>();
     const wanted = new Set<string>();
     for (const r of buildRoutes(map).values()) {
-      const dirs = r.policies.map(policyDir);
+      const dirs = r.attributions.map((a) => policyDir(a.policy));
       for (const d of dirs) wanted.add(d);
       routes.set(r.vni, {
         ...r,
         sets: dirs.map((d) => this.#fileSet(d)),
-        counters: r.policies.map((p) => this.#policy(p)),
+        counters: r.attributions.map((a) => this.#policy(a.policy)),
+        owners: r.policies.map((p) => this.#policy(p)),
       });
     }
     this.#routes = routes;
@@ -170,30 +181,48 @@ export class Receiver {
     }
     const route = this.#routes.get(vni);
     const length = msg.length - VXLAN_HEADER_LENGTH;
-    const stream = this.#o.stream?.active ? this.#o.stream : undefined;
     if (route === undefined) {
       c.unknownVniPackets++;
       c.unknownVniBytes += length;
-      // Nothing keeps this packet: skip the header reads and the clock.
-      if (this.#unknown === undefined && stream === undefined) return;
+      // Nobody selected it: only the admin's opt-in `_unknown/` capture keeps it.
+      if (this.#unknown !== undefined) this.#unknown.write(vni, this.#unknownLabel, this.#view(msg, length));
+      return;
     }
+    const h = this.#header;
+    const readable = readInnerHeader(msg, VXLAN_HEADER_LENGTH, length, h);
+    let p: PacketView | undefined;
+    const attributions = route.attributions;
+    for (let i = 0; readable && i < attributions.length; i++) {
+      const a = attributions[i]!;
+      if (!selects(a.selection, h)) continue;
+      p ??= this.#view(msg, length);
+      const pc = route.counters[i]!;
+      pc.packets++;
+      pc.bytes += length;
+      route.sets[i]!.write(vni, a.labelOf, p);
+    }
+    if (p === undefined) {
+      // Copied by AWS but selected by none of the policies that may see it: dropped here.
+      c.unselectedPackets++;
+      c.unselectedBytes += length;
+      for (const pc of route.owners) {
+        pc.unselectedPackets++;
+        pc.unselectedBytes += length;
+      }
+      return;
+    }
+    if (this.#o.stream?.active) this.#o.stream.send(p);
+  }
+
+  /** The reusable packet record, filled for this datagram (reads the clock). */
+  #view(msg: Buffer, length: number): PacketView {
     const p = this.#packet;
     p.data = msg;
     p.start = VXLAN_HEADER_LENGTH;
     p.length = length;
     p.originalLength = originalFrameLength(msg, VXLAN_HEADER_LENGTH, length);
     p.timestampMicros = this.#nowMicros();
-    if (route === undefined) {
-      this.#unknown?.write(vni, this.#label, p);
-    } else {
-      for (let i = 0; i < route.sets.length; i++) {
-        const pc = route.counters[i]!;
-        pc.packets++;
-        pc.bytes += p.length;
-        route.sets[i]!.write(vni, this.#label, p);
-      }
-    }
-    stream?.send(p);
+    return p;
   }
 
   /** Flushes buffers and closes files that are due (every second, and on demand in tests). */
@@ -219,7 +248,7 @@ export class Receiver {
   #policy(key: string): PolicyCounters {
     let pc = this.policies.get(key);
     if (!pc) {
-      pc = { packets: 0, bytes: 0 };
+      pc = { packets: 0, bytes: 0, unselectedPackets: 0, unselectedBytes: 0 };
       this.policies.set(key, pc);
     }
     return pc;

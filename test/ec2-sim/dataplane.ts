@@ -5,7 +5,13 @@
  * to loopback endpoints standing in for the targets. Loopback only; bounded per call.
  */
 import { createSocket, type Socket } from "node:dgram";
-import type { FilterRule, MirrorSession, MirrorTarget, NetworkInterface } from "../../src/api/inventory.ts";
+import type {
+  FilterRule,
+  MirrorFilter,
+  MirrorSession,
+  MirrorTarget,
+  NetworkInterface,
+} from "../../src/api/inventory.ts";
 import { contains, parseCidr, parseIp } from "../../src/plan/ipv4.ts";
 import { buildFrame, vxlanHeader, type SyntheticPacket } from "./packets.ts";
 import type { Ec2State } from "./state.ts";
@@ -63,7 +69,15 @@ export function filterAccepts(
   direction: "ingress" | "egress",
 ): boolean {
   const f = state.filters.get(s.trafficMirrorFilterId);
-  if (!f) return false;
+  return f !== undefined && mirrorFilterAccepts(f, p, direction);
+}
+
+/** Whether a filter accepts a packet crossing its session's ENI in a direction (AWS's rule order). */
+export function mirrorFilterAccepts(
+  f: MirrorFilter,
+  p: SyntheticPacket,
+  direction: "ingress" | "egress",
+): boolean {
   const dns = (p.dst === AMAZON_DNS || p.src === AMAZON_DNS) && (p.dstPort === 53 || p.srcPort === 53);
   if (dns && !f.networkServices.includes("amazon-dns")) return false;
   const rules = [...(direction === "ingress" ? f.ingressRules : f.egressRules)].sort(

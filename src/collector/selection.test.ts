@@ -1,0 +1,163 @@
+// Selection at the collector against AWS's own semantics: for a single pod, the collector keeps a
+// packet exactly when the filter the planner builds for that pod (evaluated the way the emulator
+// evaluates AWS filters: rule numbers, first match, direction, amazon-dns) accepts it.
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import type { MirrorFilter } from "../api/inventory.ts";
+import type { PolicyFilterRule } from "../api/resources.ts";
+import { buildFilterRules } from "../plan/filters.ts";
+import { formatIp, parseIp } from "../plan/ipv4.ts";
+import { mirrorFilterAccepts } from "../../test/ec2-sim/dataplane.ts";
+import { buildFrame, type SyntheticPacket } from "../../test/ec2-sim/packets.ts";
+import { compileSelection, readInnerHeader, selects, type InnerHeader } from "./selection.ts";
+
+const POD = "10.0.1.20";
+const MACS = { src: "02:00:00:00:00:01", dst: "02:00:00:00:00:02" };
+
+function header(p: SyntheticPacket, cut?: number): InnerHeader | undefined {
+  const f = buildFrame(p, MACS);
+  const h: InnerHeader = { src: 0, dst: 0, protocol: 0, srcPort: 0, dstPort: 0, hasPorts: false };
+  return readInnerHeader(f, 0, cut ?? f.length, h) ? h : undefined;
+}
+
+function podSelection(rules: PolicyFilterRule[], mirrorDns = false) {
+  return compileSelection({
+    policy: "shop/web",
+    ips: [POD],
+    whole: false,
+    localAddresses: [],
+    rules,
+    mirrorDns,
+  });
+}
+
+const tcp80: PolicyFilterRule = {
+  direction: "both",
+  action: "accept",
+  protocol: "TCP",
+  localPorts: { from: 80, to: 80 },
+};
+
+describe("selects", () => {
+  it("keeps the pod's traffic in both directions and nobody else's", () => {
+    const s = podSelection([]);
+    expect(selects(s, header({ src: "10.9.0.1", dst: POD, srcPort: 5, dstPort: 80 })!)).toBe(true);
+    expect(selects(s, header({ src: POD, dst: "10.9.0.1", srcPort: 80, dstPort: 5 })!)).toBe(true);
+    expect(selects(s, header({ src: "10.9.0.1", dst: "10.0.1.21", srcPort: 5, dstPort: 80 })!)).toBe(false);
+  });
+
+  it("applies the rules from the pod's side: local and remote ports, direction, first match", () => {
+    const s = podSelection([
+      { direction: "both", action: "reject", protocol: "TCP", remoteCidr: "10.9.9.0/24" },
+      tcp80,
+    ]);
+    expect(selects(s, header({ src: "10.9.0.1", dst: POD, srcPort: 5, dstPort: 80 })!)).toBe(true);
+    expect(selects(s, header({ src: POD, dst: "10.9.0.1", srcPort: 80, dstPort: 5 })!)).toBe(true);
+    // Port 80 on the remote side is not the pod's port 80.
+    expect(selects(s, header({ src: POD, dst: "10.9.0.1", srcPort: 5, dstPort: 80 })!)).toBe(false);
+    expect(selects(s, header({ src: "10.9.9.7", dst: POD, srcPort: 5, dstPort: 80 })!)).toBe(false);
+    const ingressOnly = podSelection([{ ...tcp80, direction: "ingress" }]);
+    expect(selects(ingressOnly, header({ src: POD, dst: "10.9.0.1", srcPort: 80, dstPort: 5 })!)).toBe(false);
+  });
+
+  it("keeps DNS to the Amazon DNS server only for a policy that mirrors DNS", () => {
+    const q = header({ src: POD, dst: "169.254.169.253", protocol: 17, srcPort: 40000, dstPort: 53 })!;
+    expect(selects(podSelection([]), q)).toBe(false);
+    expect(selects(podSelection([], true), q)).toBe(true);
+  });
+
+  it("selects the whole ENI by its addresses and prefixes, with the direction they give", () => {
+    const s = compileSelection({
+      policy: "ops/node",
+      ips: [],
+      whole: true,
+      localAddresses: ["10.0.1.10", "10.0.1.32/28"],
+      rules: [{ ...tcp80, direction: "ingress" }],
+      mirrorDns: false,
+    });
+    expect(selects(s, header({ src: "10.9.0.1", dst: "10.0.1.40", srcPort: 5, dstPort: 80 })!)).toBe(true);
+    expect(selects(s, header({ src: "10.9.0.1", dst: "10.0.1.10", srcPort: 5, dstPort: 80 })!)).toBe(true);
+    expect(selects(s, header({ src: "10.9.0.1", dst: "10.0.1.48", srcPort: 5, dstPort: 80 })!)).toBe(false);
+  });
+
+  it("reads no addresses from a frame cut before them, and no ports from one cut before those", () => {
+    const p: SyntheticPacket = { src: "10.9.0.1", dst: POD, srcPort: 5, dstPort: 80 };
+    expect(header(p, 14 + 19)).toBeUndefined();
+    const noPorts = header(p, 14 + 20 + 3)!;
+    expect(noPorts.hasPorts).toBe(false);
+    expect(selects(podSelection([]), noPorts)).toBe(true);
+    expect(selects(podSelection([tcp80]), noPorts)).toBe(false);
+  });
+});
+
+const port = fc.integer({ min: 0, max: 65535 });
+const portRange = fc
+  .tuple(fc.constantFrom(0, 53, 80, 443, 8080, 40000, 65535), fc.integer({ min: 0, max: 2000 }))
+  .map(([from, span]) => ({ from, to: Math.min(65535, from + span) }));
+const ruleArb: fc.Arbitrary<PolicyFilterRule> = fc
+  .record({
+    direction: fc.constantFrom("ingress", "egress", "both"),
+    action: fc.constantFrom("accept", "reject"),
+    protocol: fc.constantFrom("All", "TCP", "UDP", "ICMP"),
+    remoteCidr: fc.option(fc.constantFrom("10.9.0.0/16", "10.9.0.1/32", "0.0.0.0/0", "169.254.0.0/16"), {
+      nil: undefined,
+    }),
+    localPorts: fc.option(portRange, { nil: undefined }),
+    remotePorts: fc.option(portRange, { nil: undefined }),
+  })
+  .map((r) => {
+    const ports = r.protocol === "TCP" || r.protocol === "UDP";
+    const out: PolicyFilterRule = { direction: r.direction, action: r.action, protocol: r.protocol };
+    if (r.remoteCidr) out.remoteCidr = r.remoteCidr;
+    if (ports && r.localPorts) out.localPorts = r.localPorts;
+    if (ports && r.remotePorts) out.remotePorts = r.remotePorts;
+    return out;
+  });
+const packetArb = fc
+  .record({
+    inbound: fc.boolean(),
+    remote: fc.constantFrom("10.9.0.1", "10.9.3.4", "192.168.1.1", "169.254.169.253"),
+    protocol: fc.constantFrom(6, 17, 1),
+    localPort: fc.oneof(port, fc.constantFrom(53, 80, 443)),
+    remotePort: fc.oneof(port, fc.constantFrom(53, 80, 443)),
+  })
+  .map((x) => {
+    const ports = x.protocol === 1 ? {} : undefined;
+    const p: SyntheticPacket = x.inbound
+      ? { src: x.remote, dst: POD, protocol: x.protocol, srcPort: x.remotePort, dstPort: x.localPort }
+      : { src: POD, dst: x.remote, protocol: x.protocol, srcPort: x.localPort, dstPort: x.remotePort };
+    if (ports) {
+      delete p.srcPort;
+      delete p.dstPort;
+    }
+    return { p, direction: x.inbound ? ("ingress" as const) : ("egress" as const) };
+  });
+
+describe("selects, against AWS's filter semantics", () => {
+  it("keeps a packet exactly when the pod's own AWS filter would mirror it", () => {
+    const pod = parseIp(POD)!;
+    fc.assert(
+      fc.property(fc.array(ruleArb, { maxLength: 4 }), fc.boolean(), packetArb, (rules, mirrorDns, pkt) => {
+        const aws = buildFilterRules({
+          selected: [pod],
+          unselected: [],
+          userRules: rules,
+          allowRejectForm: false,
+        });
+        fc.pre(aws !== undefined);
+        const filter: MirrorFilter = {
+          trafficMirrorFilterId: "tmf-1",
+          ingressRules: aws.filter((r) => r.direction === "ingress"),
+          egressRules: aws.filter((r) => r.direction === "egress"),
+          networkServices: mirrorDns ? ["amazon-dns"] : [],
+          tags: {},
+        };
+        const awsSays = mirrorFilterAccepts(filter, pkt.p, pkt.direction);
+        const h = header(pkt.p)!;
+        expect(formatIp(pkt.direction === "ingress" ? h.dst : h.src)).toBe(POD);
+        expect(selects(podSelection(rules, mirrorDns), h)).toBe(awsSays);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
