@@ -313,7 +313,7 @@ async function publishVniMap(
 ): Promise<void> {
   // Entries are in the order of the desired sessions; fill in the ids of sessions made just now.
   const doc: VniMap = {
-    version: 1,
+    ...plan.vniMap,
     sessions: plan.vniMap.sessions.map((e, i) => ({
       ...e,
       sessionId: e.sessionId ?? madeIds.get(plan.desired.sessions[i]!.key),
