@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { FilterRuleSchema } from "./resources.ts";
+import { describeIssues } from "./validation.ts";
 
 /**
  * What one policy selected on a session's ENI: the collector keeps a packet for the policy only
@@ -77,3 +78,16 @@ export type VniMap = z.infer<typeof VniMapSchema>;
 
 /** ConfigMap key under which the operator publishes the map. */
 export const VNI_MAP_CONFIGMAP_KEY = "vni-map.json";
+
+/** Parses and validates a map document (a file's or a ConfigMap's); throws a message naming it and the problem. */
+export function parseVniMapDocument(text: string, where: string): VniMap {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`reading the VNI map ${where}`, { cause: err });
+  }
+  const parsed = VniMapSchema.safeParse(raw);
+  if (!parsed.success) throw new Error(`the VNI map ${where} is not valid: ${describeIssues(parsed.error)}`);
+  return parsed.data;
+}

@@ -3,13 +3,15 @@
  * forks cluster workers that each bind the port with `reusePort` and write their own files; the
  * primary serves the summed metrics, the probes and retention.
  */
+import { KubeConfig } from "@kubernetes/client-node";
 import cluster, { type Worker } from "node:cluster";
 import { hostname } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import pino, { type Logger } from "pino";
 import { AggregatorRegistry, Registry } from "prom-client";
 import { startProbeServer } from "../controller/http.ts";
 import { ensurePrivateDir } from "../collector/files.ts";
-import { recoverPartialFiles, watchVniMap } from "../collector/map-watch.ts";
+import { recoverPartialFiles, watchVniMap, watchVniMapConfigMap } from "../collector/map-watch.ts";
 import { VxlanDevices } from "../collector/kernel.ts";
 import {
   kernelDrops,
@@ -20,6 +22,7 @@ import {
 import { Receiver } from "../collector/receiver.ts";
 import { sweepRetention, type SweepResult } from "../collector/retention.ts";
 import { PcapStream } from "../collector/stream.ts";
+import type { VniMap } from "../api/vni-map.ts";
 import { loadCollectorConfig, type CollectorConfig } from "./config.ts";
 
 const RETENTION_INTERVAL_MS = 10_000;
@@ -42,7 +45,40 @@ function mapRefused(log: Logger, err: Error): void {
   );
 }
 
-/** One worker's receive path: socket, map watcher, optional stream. */
+/**
+ * Follows the VNI map from where the configuration says: the ConfigMap through the apiserver
+ * (credentials from the pod's ServiceAccount, or KUBECONFIG), or the file. Returns a stop function.
+ */
+function followMap(config: CollectorConfig, log: Logger, onMap: (map: VniMap) => void): () => Promise<void> {
+  const loaded = (map: VniMap): void => {
+    onMap(map);
+    log.info({ sessions: map.sessions.length }, "Loaded the VNI map");
+  };
+  const onError = (err: Error): void => mapRefused(log, err);
+  if (config.vniMapConfigMap) {
+    const kc = new KubeConfig();
+    kc.loadFromDefault();
+    return watchVniMapConfigMap({ kc, ...config.vniMapConfigMap, log, onMap: loaded, onError });
+  }
+  const stop = watchVniMap({
+    path: config.vniMapFile,
+    intervalMs: config.vniMapPollMs,
+    onMap: loaded,
+    onError,
+  });
+  return () => Promise.resolve(stop());
+}
+
+/** A worker's map, sent by the primary (which alone watches the apiserver). */
+interface MapMessage {
+  vniMap: VniMap;
+}
+
+function isMapMessage(m: unknown): m is MapMessage {
+  return typeof m === "object" && m !== null && "vniMap" in m;
+}
+
+/** One worker's receive path: socket, map (watched, or from the primary), optional stream. */
 async function startWorker(config: CollectorConfig, log: Logger, index: number) {
   const stream = config.stream ? new PcapStream() : undefined;
   const receiver = new Receiver({
@@ -57,15 +93,16 @@ async function startWorker(config: CollectorConfig, log: Logger, index: number) 
     log,
     stream,
   });
-  const stopWatching = watchVniMap({
-    path: config.vniMapFile,
-    intervalMs: config.vniMapPollMs,
-    onMap: (map) => {
-      receiver.setMap(map);
-      log.info({ sessions: map.sessions.length }, "Loaded the VNI map");
-    },
-    onError: (err) => mapRefused(log, err),
-  });
+  let stopWatching: () => Promise<void>;
+  if (cluster.isWorker && config.vniMapConfigMap) {
+    const onMessage = (m: unknown): void => {
+      if (isMapMessage(m)) receiver.setMap(m.vniMap);
+    };
+    process.on("message", onMessage);
+    stopWatching = () => Promise.resolve(void process.off("message", onMessage));
+  } else {
+    stopWatching = followMap(config, log, (map) => receiver.setMap(map));
+  }
   const port = await receiver.start();
   // Each worker streams on its own port (port + index): a client of one worker sees its flows only.
   const streamPort =
@@ -78,7 +115,7 @@ async function startWorker(config: CollectorConfig, log: Logger, index: number) 
     receiver,
     stream,
     stop: async () => {
-      stopWatching();
+      await stopWatching();
       await receiver.stop();
       await stream?.close();
     },
@@ -150,8 +187,14 @@ async function runPrimary(config: CollectorConfig, log: Logger): Promise<number>
   prepare(config, log);
   const ready = new Set<number>();
   let stopping = false;
+  // With the apiserver as the map's source, the primary watches once and tells every worker.
+  let map: VniMap | undefined;
+  const tell = (w: Worker): void => {
+    if (map && w.isConnected()) w.send({ vniMap: map } satisfies MapMessage);
+  };
   const fork = (index: number): Worker => {
     const w = cluster.fork({ TMO_COLLECTOR_WORKER_INDEX: String(index) });
+    w.on("online", () => tell(w));
     w.on("message", (m: { ready?: boolean }) => m.ready && ready.add(index));
     w.on("exit", (code, signal) => {
       ready.delete(index);
@@ -162,6 +205,12 @@ async function runPrimary(config: CollectorConfig, log: Logger): Promise<number>
     return w;
   };
   const workers = Array.from({ length: config.workers }, (_, i) => fork(i));
+  const stopWatching = config.vniMapConfigMap
+    ? followMap(config, log, (m) => {
+        map = m;
+        for (const w of workers) tell(w);
+      })
+    : () => Promise.resolve();
   const retention = startRetention(config, log);
   const aggregator = new AggregatorRegistry();
   const host = new Registry();
@@ -176,6 +225,7 @@ async function runPrimary(config: CollectorConfig, log: Logger): Promise<number>
   log.info({ why }, "Stopping");
   stopping = true;
   retention.stop();
+  await stopWatching();
   // A signal, not worker.kill(): that disconnects IPC first and a disconnected worker exits at
   // once, leaving its open file under .partial instead of closing it.
   await Promise.all(
@@ -201,16 +251,13 @@ async function runKernel(config: CollectorConfig, log: Logger): Promise<number> 
     throw new Error("kernel mode needs the ip command, the vxlan module and NET_ADMIN", { cause: err });
   }
   let synced = false;
-  const stopWatching = watchVniMap({
-    path: config.vniMapFile,
-    intervalMs: config.vniMapPollMs,
-    onMap: (map) => {
-      devices.sync(map);
-      synced = true;
-      log.info({ sessions: map.sessions.length }, "Loaded the VNI map");
-    },
-    onError: (err) => mapRefused(log, err),
+  const stopWatching = followMap(config, log, (map) => {
+    devices.sync(map);
+    synced = true;
   });
+  // Through the apiserver the first map takes a moment: wait for it, so devices that will be kept
+  // are not removed and made again under the tools attached to them.
+  for (let waited = 0; !synced && config.vniMapConfigMap && waited < 10_000; waited += 100) await sleep(100);
   if (!synced) devices.sync({ version: 1, sessions: [] }); // no map yet: leftovers go now
   const registry = new Registry();
   registerDeviceMetrics(
@@ -222,7 +269,7 @@ async function runKernel(config: CollectorConfig, log: Logger): Promise<number> 
   log.info({ metricsPort: server.port, port: config.listen.port }, "Collector started in kernel mode");
   const why = await signalled();
   log.info({ why }, "Stopping; the vxlan devices stay for the tools attached to them");
-  stopWatching();
+  await stopWatching();
   await server.close();
   return 0;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { loadOperatorConfig } from "./config.ts";
+import { loadCollectorConfig, loadOperatorConfig } from "./config.ts";
 
 describe("loadOperatorConfig", () => {
   it("applies defaults that match AWS's throttling buckets", () => {
@@ -62,5 +62,24 @@ describe("loadOperatorConfig", () => {
     }
     expect(error?.message).toMatch(/^invalid operator configuration: /);
     for (const v of Object.keys(bad)) expect(error?.message).toContain(v);
+  });
+});
+
+describe("loadCollectorConfig: where the VNI map comes from", () => {
+  it("polls the file unless a ConfigMap is named", () => {
+    expect(loadCollectorConfig({}).vniMapConfigMap).toBeUndefined();
+  });
+
+  it("watches the named ConfigMap, in the pod's namespace or the one given", () => {
+    const own = loadCollectorConfig({ TMO_COLLECTOR_VNI_MAP_CONFIGMAP: "vni-map", TMO_NAMESPACE: "tmo" });
+    expect(own.vniMapConfigMap).toEqual({ namespace: "tmo", name: "vni-map" });
+    const other = loadCollectorConfig({ TMO_COLLECTOR_VNI_MAP_CONFIGMAP: "sys/vni-map", TMO_NAMESPACE: "tmo" });
+    expect(other.vniMapConfigMap).toEqual({ namespace: "sys", name: "vni-map" });
+  });
+
+  it("refuses a name that is not one", () => {
+    expect(() => loadCollectorConfig({ TMO_COLLECTOR_VNI_MAP_CONFIGMAP: "a/b/c" })).toThrow(
+      /TMO_COLLECTOR_VNI_MAP_CONFIGMAP/,
+    );
   });
 });

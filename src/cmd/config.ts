@@ -112,6 +112,18 @@ export const CollectorEnvSchema = z.object({
   TMO_COLLECTOR_DIR: z.string().min(1).default("/var/lib/traffic-mirror/captures"),
   TMO_COLLECTOR_VNI_MAP_FILE: z.string().min(1).default("/etc/traffic-mirror/vni-map.json"),
   TMO_COLLECTOR_VNI_MAP_POLL_SECONDS: positive.default(2),
+  /**
+   * The operator's map ConfigMap, `name` (in TMO_NAMESPACE) or `namespace/name`: watched through
+   * the apiserver instead of polling the file.
+   */
+  TMO_COLLECTOR_VNI_MAP_CONFIGMAP: z
+    .string()
+    .regex(
+      /^([a-z0-9]([-a-z0-9]*[a-z0-9])?\/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/,
+      "must be name or namespace/name",
+    )
+    .optional(),
+  TMO_NAMESPACE: z.string().min(1).default("traffic-mirror-system"),
   TMO_COLLECTOR_ROTATE_BYTES: bytes.min(4096).default(100 << 20),
   TMO_COLLECTOR_ROTATE_SECONDS: positive.default(300),
   TMO_COLLECTOR_RETAIN_SECONDS: z.coerce.number().min(0).default(86_400),
@@ -133,6 +145,8 @@ export interface CollectorConfig {
   dir: string;
   vniMapFile: string;
   vniMapPollMs: number;
+  /** The map ConfigMap to watch through the apiserver; when unset, `vniMapFile` is polled. */
+  vniMapConfigMap: { namespace: string; name: string } | undefined;
   rotation: { maxFileBytes: number; maxFileMs: number; retryMs: number };
   retention: { maxAgeMs: number; maxTotalBytes: number };
   captureUnknown: boolean;
@@ -141,6 +155,17 @@ export interface CollectorConfig {
   mode: "userspace" | "kernel";
   nodeName: string | undefined;
   logLevel: string;
+}
+
+function configMapRef(
+  ref: string | undefined,
+  namespace: string,
+): { namespace: string; name: string } | undefined {
+  if (!ref) return undefined;
+  const slash = ref.indexOf("/");
+  return slash < 0
+    ? { namespace, name: ref }
+    : { namespace: ref.slice(0, slash), name: ref.slice(slash + 1) };
 }
 
 /** Reads the collector's configuration; throws one error listing every bad variable. */
@@ -158,6 +183,7 @@ export function loadCollectorConfig(env: Record<string, string | undefined>): Co
     dir: e.TMO_COLLECTOR_DIR,
     vniMapFile: e.TMO_COLLECTOR_VNI_MAP_FILE,
     vniMapPollMs: e.TMO_COLLECTOR_VNI_MAP_POLL_SECONDS * 1000,
+    vniMapConfigMap: configMapRef(e.TMO_COLLECTOR_VNI_MAP_CONFIGMAP, e.TMO_NAMESPACE),
     rotation: {
       maxFileBytes: e.TMO_COLLECTOR_ROTATE_BYTES,
       maxFileMs: e.TMO_COLLECTOR_ROTATE_SECONDS * 1000,

@@ -1,11 +1,19 @@
 /**
- * Follows the VNI map file the operator's ConfigMap is mounted as. Polling `stat` (not inotify)
- * because kubelet updates a mounted ConfigMap by swapping a symlink, which inotify on the file
- * misses; a bad document keeps the previous map and is reported.
+ * Follows the operator's VNI map: through the apiserver (a watch of the one ConfigMap, so a change
+ * arrives within a second: the collector must learn a new session or a pod that left at once), or
+ * as the file a mounted ConfigMap becomes (kubelet refreshes those only every minute or so; kept
+ * for running without an apiserver). The file is polled with `stat` (not inotify) because kubelet
+ * swaps a symlink, which inotify on the file misses. A bad document keeps the previous map and is
+ * reported.
  */
+import { Watch, type KubeConfig } from "@kubernetes/client-node";
+import type { Logger } from "pino";
 import { renameSync, readdirSync, unwatchFile, watchFile } from "node:fs";
 import { join } from "node:path";
-import type { VniMap } from "../api/vni-map.ts";
+import { parseVniMapDocument, VNI_MAP_CONFIGMAP_KEY, type VniMap } from "../api/vni-map.ts";
+import { Reflector, type RawObject } from "../k8s/reflector.ts";
+import { KubeRest } from "../k8s/rest.ts";
+import { apiServerSource } from "../k8s/source.ts";
 import { ensurePrivateDir, PARTIAL_DIR } from "./files.ts";
 import { readVniMapFile } from "./routes.ts";
 
@@ -32,6 +40,51 @@ export function watchVniMap(w: VniMapWatch): () => void {
   };
   watchFile(w.path, { interval: w.intervalMs, persistent: false }, listener);
   return () => unwatchFile(w.path, listener);
+}
+
+/** Where the map comes from through the apiserver, and who hears of changes. */
+export interface VniMapConfigMapWatch {
+  kc: KubeConfig;
+  namespace: string;
+  name: string;
+  log: Logger;
+  onMap: (map: VniMap) => void;
+  onError: (err: Error) => void;
+}
+
+/**
+ * Watches the one ConfigMap (a field selector on its name, so RBAC can grant that name alone) and
+ * hands each new document to `onMap`; returns a function that stops watching. The watch restarts
+ * by itself after errors; a deleted ConfigMap keeps the last map.
+ */
+export function watchVniMapConfigMap(w: VniMapConfigMapWatch): () => Promise<void> {
+  const where = `ConfigMap ${w.namespace}/${w.name}`;
+  let last: string | undefined;
+  const reflector = new Reflector<string>({
+    name: "vni-map",
+    log: w.log,
+    source: apiServerSource({
+      rest: new KubeRest(w.kc),
+      watch: new Watch(w.kc),
+      path: `/api/v1/namespaces/${w.namespace}/configmaps`,
+      fieldSelector: `metadata.name=${w.name}`,
+    }),
+    transform: (obj: RawObject) =>
+      (obj["data"] as Record<string, string> | undefined)?.[VNI_MAP_CONFIGMAP_KEY],
+    onChange: (c) => {
+      if (c.now === undefined || c.now === last) return;
+      last = c.now;
+      try {
+        w.onMap(parseVniMapDocument(c.now, where));
+      } catch (err) {
+        w.onError(err as Error);
+      }
+    },
+    // One small object that changes when the operator writes: restart quickly after errors.
+    backoff: { initialMs: 200, maxMs: 5_000 },
+  });
+  reflector.start();
+  return () => reflector.stop();
 }
 
 /** Directory where files left open by a previous run are moved at start. */

@@ -6,9 +6,8 @@
  * `Map.get` per datagram and no string work.
  */
 import { readFileSync } from "node:fs";
-import { VniMapSchema, type VniEntry, type VniMap, type VniSelection } from "../api/vni-map.ts";
+import { parseVniMapDocument, type VniEntry, type VniMap, type VniSelection } from "../api/vni-map.ts";
 import type { InterfaceLabel } from "./files.ts";
-import { describeIssues } from "../api/validation.ts";
 import { compileSelection, type CompiledSelection } from "./selection.ts";
 
 /** Counters of one policy (summed over its sessions). */
@@ -46,18 +45,13 @@ export interface Route {
 
 /** Reads and validates a VNI map file; throws a message naming the file and the problem. */
 export function readVniMapFile(path: string): VniMap {
-  let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(readFileSync(path, "utf8"));
+    text = readFileSync(path, "utf8");
   } catch (err) {
     throw new Error(`reading the VNI map ${path}`, { cause: err });
   }
-  const parsed = VniMapSchema.safeParse(raw);
-  if (!parsed.success) {
-    const problems = describeIssues(parsed.error);
-    throw new Error(`the VNI map ${path} is not valid: ${problems}`);
-  }
-  return parsed.data;
+  return parseVniMapDocument(text, path);
 }
 
 /**

@@ -13,6 +13,8 @@ import { makeEc2Client } from "../../src/aws/client.ts";
 import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
 import { makeOperatorMetrics } from "../../src/controller/metrics.ts";
 import { makeReconcileCycle, VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
+import type { VniMap } from "../../src/api/vni-map.ts";
+import { watchVniMapConfigMap } from "../../src/collector/map-watch.ts";
 import { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { EventRecorder } from "../../src/k8s/objects.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
@@ -39,15 +41,16 @@ const adminRest = new KubeRest(admin);
 const NS = "rbac-system";
 const APP_NS = "rbac-app";
 const SA = "rbac-traffic-mirror-operator";
+const COLLECTOR_SA = "rbac-traffic-mirror-operator-collector";
 // Node indexes 748 (collector) and 749 are this suite's share of the chart suites' 740-749.
 const FIRST = 748;
 const COLLECTOR = { "rbac-test.twtech.io/collector": "true" };
 
 /** A KubeConfig that authenticates as the ServiceAccount, with a token the apiserver issued. */
-async function serviceAccountConfig(): Promise<KubeConfig> {
+async function serviceAccountConfig(sa = SA): Promise<KubeConfig> {
   const answer = await adminRest.request<{ status: { token: string } }>({
     method: "POST",
-    path: `/api/v1/namespaces/${NS}/serviceaccounts/${SA}/token`,
+    path: `/api/v1/namespaces/${NS}/serviceaccounts/${sa}/token`,
     body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } },
     what: "requesting a ServiceAccount token",
   });
@@ -55,8 +58,8 @@ async function serviceAccountConfig(): Promise<KubeConfig> {
   const kc = new KubeConfig();
   kc.loadFromOptions({
     clusters: [{ ...cluster, name: "harness" }],
-    users: [{ name: SA, token: answer.status.token }],
-    contexts: [{ name: "sa", cluster: "harness", user: SA }],
+    users: [{ name: sa, token: answer.status.token }],
+    contexts: [{ name: "sa", cluster: "harness", user: sa }],
     currentContext: "sa",
   });
   return kc;
@@ -226,5 +229,34 @@ describe("chart RBAC is sufficient", () => {
     });
     expect(events.length).toBeGreaterThan(0);
     expect(logLines.filter((l) => /403|forbidden/i.test(l))).toEqual([]);
+  });
+
+  it("lets the collector's ServiceAccount watch the VNI map and read nothing else", async () => {
+    const kc = await serviceAccountConfig(COLLECTOR_SA);
+    const maps: VniMap[] = [];
+    const errors: Error[] = [];
+    const stop = watchVniMapConfigMap({
+      kc,
+      namespace: NS,
+      name: VNI_MAP_CONFIGMAP,
+      log: pino({ level: "silent" }),
+      onMap: (m) => maps.push(m),
+      onError: (e) => errors.push(e),
+    });
+    try {
+      const map = await until("the map through the collector's watch", () =>
+        Promise.resolve(maps.find((m) => m.sessions.length > 0)),
+      );
+      expect(map.sessions.length).toBeGreaterThan(0);
+      expect(errors).toEqual([]);
+    } finally {
+      await stop();
+    }
+    const rest = new KubeRest(kc);
+    await expect(rest.get(`/api/v1/namespaces/${NS}/configmaps`, "listing every ConfigMap")).rejects.toThrow(
+      /403/,
+    );
+    await expect(rest.get(`/api/v1/namespaces/${NS}/secrets`, "listing secrets")).rejects.toThrow(/403/);
+    await expect(rest.get(`/api/v1/pods`, "listing pods")).rejects.toThrow(/403/);
   });
 });

@@ -133,6 +133,7 @@ type Container = {
 };
 type PodSpec = {
   hostNetwork?: boolean;
+  automountServiceAccountToken?: boolean;
   containers: Container[];
   initContainers?: Container[];
   volumes?: { name: string; configMap?: { name: string; items?: { key: string; path: string }[] } }[];
@@ -193,16 +194,19 @@ describe("Helm chart templates", () => {
     expect(op.ports?.find((p) => p.containerPort === 8081)).toBeDefined();
   });
 
-  it("gives the collector the env contract, the VNI map as a file, UDP 4789 on the host", async () => {
+  it("gives the collector the env contract, the VNI map through the apiserver, UDP 4789 on the host", async () => {
     const spec = podSpec(await helmTemplate(), "DaemonSet");
     const c = spec.containers[0]!;
     expect(c.args).toEqual(["collector"]);
     expect(spec.hostNetwork).toBe(true);
     expect(envOf(c)).toMatchObject({
-      TMO_COLLECTOR_VNI_MAP_FILE: "/etc/traffic-mirror/vni-map.json",
+      TMO_COLLECTOR_VNI_MAP_CONFIGMAP: VNI_MAP_CONFIGMAP,
       TMO_COLLECTOR_DIR: "/var/lib/traffic-mirror/captures",
       TMO_COLLECTOR_PORT: "4789",
       TMO_COLLECTOR_METRICS_ADDR: ":9102",
+    });
+    expect(c.env?.find((e) => e.name === "TMO_NAMESPACE")?.valueFrom).toEqual({
+      fieldRef: { fieldPath: "metadata.namespace" },
     });
     // Every variable the chart sets is one the collector reads (and the values pass its schema).
     const env = envOf(c);
@@ -214,6 +218,24 @@ describe("Helm chart templates", () => {
       ),
     ).not.toThrow();
     expect(c.ports).toContainEqual({ name: "vxlan", containerPort: 4789, hostPort: 4789, protocol: "UDP" });
+    // A token to watch the map, and no map volume.
+    expect(spec.automountServiceAccountToken).toBe(true);
+    expect(spec.volumes!.find((v) => v.configMap)).toBeUndefined();
+    expect(c.volumeMounts).toContainEqual(
+      expect.objectContaining({ mountPath: "/var/lib/traffic-mirror/captures" }),
+    );
+    // Userspace mode: non-root, no capabilities at all.
+    expect(c.securityContext).toMatchObject({ runAsNonRoot: true, capabilities: { drop: ["ALL"] } });
+    expect(c.securityContext?.capabilities?.add).toBeUndefined();
+  });
+
+  it("mounts the VNI map as a file, with no token and no role, when asked", async () => {
+    const objs = await helmTemplate("--set", "collector.vniMapFrom=file");
+    const spec = podSpec(objs, "DaemonSet");
+    const c = spec.containers[0]!;
+    expect(envOf(c)).toMatchObject({ TMO_COLLECTOR_VNI_MAP_FILE: "/etc/traffic-mirror/vni-map.json" });
+    expect(envOf(c)["TMO_COLLECTOR_VNI_MAP_CONFIGMAP"]).toBeUndefined();
+    expect(spec.automountServiceAccountToken).toBe(false);
     const vniVolume = spec.volumes!.find((v) => v.configMap)!;
     expect(vniVolume.configMap).toMatchObject({
       name: VNI_MAP_CONFIGMAP,
@@ -222,12 +244,9 @@ describe("Helm chart templates", () => {
     expect(c.volumeMounts).toContainEqual(
       expect.objectContaining({ name: vniVolume.name, mountPath: "/etc/traffic-mirror" }),
     );
-    expect(c.volumeMounts).toContainEqual(
-      expect.objectContaining({ mountPath: "/var/lib/traffic-mirror/captures" }),
-    );
-    // Userspace mode: non-root, no capabilities at all.
-    expect(c.securityContext).toMatchObject({ runAsNonRoot: true, capabilities: { drop: ["ALL"] } });
-    expect(c.securityContext?.capabilities?.add).toBeUndefined();
+    expect(objs.filter((o) => o.kind === "Role").map((o) => o.metadata.name)).toEqual([
+      `${release}-traffic-mirror-operator`,
+    ]);
   });
 
   it("adds NET_ADMIN only in kernel mode", async () => {
@@ -332,7 +351,7 @@ describe("Helm chart", () => {
   it("grants no secrets and no wildcards, and kustomize grants exactly the same", async () => {
     const objs = await helmTemplate();
     const roles = objs.filter((o) => o.kind === "ClusterRole" || o.kind === "Role");
-    expect(roles.map((r) => r.kind).sort()).toEqual(["ClusterRole", "Role"]);
+    expect(roles.map((r) => r.kind).sort()).toEqual(["ClusterRole", "Role", "Role"]);
     for (const r of roles.flatMap((x) => x.rules ?? [])) {
       expect(r.resources).not.toContain("secrets");
       expect(r.resources).not.toContain("*");
@@ -347,8 +366,19 @@ describe("Helm chart", () => {
     const { stdout } = await sh("kubectl", ["kustomize", "config/default"]);
     const kustomized = docs(stdout);
     expect(canonical(clusterRoleRules(kustomized))).toEqual(canonical(clusterRoleRules(objs)));
-    const roleOf = (list: K8sObject[]): Rule[] => list.find((o) => o.kind === "Role")!.rules ?? [];
-    expect(canonical(roleOf(kustomized))).toEqual(canonical(roleOf(objs)));
+    const rolesOf = (list: K8sObject[]): Rule[] =>
+      list.filter((o) => o.kind === "Role").flatMap((o) => o.rules ?? []);
+    expect(canonical(rolesOf(kustomized))).toEqual(canonical(rolesOf(objs)));
+    // The collector's Role: reading the one map ConfigMap, nothing else.
+    const collectorRole = objs.find((o) => o.kind === "Role" && o.metadata.name?.endsWith("-collector"))!;
+    expect(collectorRole.rules).toEqual([
+      {
+        apiGroups: [""],
+        resources: ["configmaps"],
+        resourceNames: [VNI_MAP_CONFIGMAP],
+        verbs: ["get", "list", "watch"],
+      },
+    ]);
   });
 
   it("has kustomize bases the apiserver accepts (server-side dry run of config/default)", async () => {
@@ -365,6 +395,8 @@ describe("Helm chart", () => {
         "Namespace",
         "PodDisruptionBudget",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "Service",
         "Service",
