@@ -86,7 +86,7 @@ function mixed(nodes: number): PlanInput {
   );
   const targets = [
     ...base.targets,
-    makeTarget("collector", { collector: { nodeSelector: { role: "collector" } }, allowNodeSources: true }),
+    makeTarget("collector", { collector: { nodeSelector: { role: "collector" }, selectionMode: "Pod" }, allowNodeSources: true }),
     makeTarget("picky", {
       networkLoadBalancerArn: "arn:x",
       allowedNamespaces: { from: "List", names: ["team-9"] },

@@ -53,6 +53,11 @@ export const VniEntrySchema = z.object({
    * session's packets cannot be told apart and are kept for nobody.
    */
   selections: z.array(VniSelectionSchema).optional(),
+  /**
+   * The session's AWS filter does not select pods (the target's `selectionMode: Eni`): it copies the
+   * ENI's traffic that the rules accept, and only the collector's selection keeps pods apart.
+   */
+  selectionAtCollector: z.boolean().optional(),
   /** The ENI's addresses and prefixes (set when a selection is `whole`): which side is local. */
   localAddresses: z.array(z.string()).optional(),
 });

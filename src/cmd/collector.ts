@@ -254,6 +254,11 @@ async function runKernel(config: CollectorConfig, log: Logger): Promise<number> 
   const stopWatching = followMap(config, log, (map) => {
     devices.sync(map);
     synced = true;
+    if (devices.refused.size > 0)
+      log.warn(
+        { sessions: devices.refused.size },
+        "Gave no vxlan device to sessions whose AWS filter does not select pods (selectionMode Eni needs userspace mode)",
+      );
   });
   // Through the apiserver the first map takes a moment: wait for it, so devices that will be kept
   // are not removed and made again under the tools attached to them.
@@ -264,6 +269,7 @@ async function runKernel(config: CollectorConfig, log: Logger): Promise<number> 
     registry,
     () => devices.counters(),
     () => devices.errors,
+    () => devices.refused.size,
   );
   const server = await startProbeServer({ ...config.metrics, registry });
   log.info({ metricsPort: server.port, port: config.listen.port }, "Collector started in kernel mode");

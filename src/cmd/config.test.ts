@@ -73,7 +73,10 @@ describe("loadCollectorConfig: where the VNI map comes from", () => {
   it("watches the named ConfigMap, in the pod's namespace or the one given", () => {
     const own = loadCollectorConfig({ TMO_COLLECTOR_VNI_MAP_CONFIGMAP: "vni-map", TMO_NAMESPACE: "tmo" });
     expect(own.vniMapConfigMap).toEqual({ namespace: "tmo", name: "vni-map" });
-    const other = loadCollectorConfig({ TMO_COLLECTOR_VNI_MAP_CONFIGMAP: "sys/vni-map", TMO_NAMESPACE: "tmo" });
+    const other = loadCollectorConfig({
+      TMO_COLLECTOR_VNI_MAP_CONFIGMAP: "sys/vni-map",
+      TMO_NAMESPACE: "tmo",
+    });
     expect(other.vniMapConfigMap).toEqual({ namespace: "sys", name: "vni-map" });
   });
 

@@ -46,6 +46,8 @@ export class VxlanDevices {
   #devices = new Map<string, { vni: number; alias: string; policies: string[] }>();
   /** Operations that failed (metrics). */
   errors = 0;
+  /** VNIs of sessions given no device because their AWS filter does not select pods (last sync). */
+  readonly refused = new Set<number>();
 
   constructor(o: { port: number; log: Logger; ip?: IpRunner; sysfs?: string }) {
     this.#o = o;
@@ -62,7 +64,15 @@ export class VxlanDevices {
   /** Makes the devices match the map: adds, relabels, removes. */
   sync(map: VniMap): void {
     const want = new Map<string, { vni: number; alias: string; policies: string[] }>();
+    this.refused.clear();
     for (const r of buildRoutes(map).values()) {
+      // A device gets every copy of its session: one whose AWS filter does not select pods would
+      // hand an IDS the packets of pods nobody selected (the operator refuses such targets when
+      // told the collectors run in kernel mode; this holds even when it was not told).
+      if (r.entry.selectionAtCollector) {
+        this.refused.add(r.vni);
+        continue;
+      }
       const l = labelOf(r.entry);
       want.set(deviceName(r.vni), {
         vni: r.vni,

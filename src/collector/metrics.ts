@@ -236,7 +236,16 @@ export function registerDeviceMetrics(
   registry: Registry,
   read: () => DeviceCounters[],
   errors: () => number,
+  refused: () => number = () => 0,
 ): void {
+  readGauge(
+    registry,
+    {
+      name: "tmo_collector_device_refused_sessions",
+      help: "Sessions given no vxlan device: their AWS filter does not select pods (selectionMode Eni)",
+    },
+    () => [[{}, refused()]],
+  );
   const labelled = (pick: (d: DeviceCounters) => number): [Labels, number][] =>
     read().map((d) => [{ device: d.device, vni: String(d.vni), policy: d.policies.join(",") }, pick(d)]);
   const labelNames = ["device", "vni", "policy"];

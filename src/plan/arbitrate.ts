@@ -59,14 +59,14 @@ function sortMembers(g: Group): void {
 /** Filter rules for a group, dropping its lowest-priority pods until the rules fit. */
 function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRule[] | undefined {
   sortMembers(g);
-  const held = g.whole ? [] : idx.heldRanges(g.eni.networkInterfaceId);
+  const held = g.eniWide ? [] : idx.heldRanges(g.eni.networkInterfaceId);
   while (g.members.length > 0) {
     const ips: number[] = [];
     for (const m of g.members) if (m.ip !== "all") ips.push(m.ip);
     const selected = isSortedDistinct(ips) ? ips : sortedDistinct(ips);
     const rules = buildFilterRules({
-      selected: g.whole ? "all" : selected,
-      unselected: g.whole ? [] : unselectedRanges(held, selected),
+      selected: g.eniWide ? "all" : selected,
+      unselected: g.eniWide ? [] : unselectedRanges(held, selected),
       userRules: g.userRules,
       allowRejectForm: g.target.input.spec.allowNodeSources,
     });
@@ -156,14 +156,15 @@ function programGroup(
     return;
   }
   const networkServices: "amazon-dns"[] = g.mirrorDns ? ["amazon-dns"] : [];
-  // A pod filter belongs to its session and is edited in place as pods come and go; a whole-node
-  // filter depends only on the policy's rules, so identical ones are shared.
-  const fKey = g.whole
+  // A pod filter belongs to its session and is edited in place as pods come and go; a filter
+  // without addresses (a node source, or selection at the collector) depends only on the policy's
+  // rules, so identical ones are shared, and pods coming and going change nothing in AWS.
+  const fKey = g.eniWide
     ? `filter-${hashHex(JSON.stringify([rules, networkServices]))}`
     : `filter-${g.eni.networkInterfaceId}-${g.hash}`; // the session key's tail
   const filter = { key: fKey, rules, networkServices, description: "traffic-mirror-operator filter" };
   let existingFilter: MirrorFilter | undefined;
-  if (g.whole) {
+  if (g.eniWide) {
     existingFilter = idx.ownedFilters.get(fKey);
     if (!out.wholeFilters.has(fKey)) out.wholeFilters.set(fKey, { filter, existing: existingFilter });
   } else {

@@ -41,6 +41,11 @@ export interface Group {
   mirrorDns: boolean;
   userRules: PolicyFilterRule[];
   whole: boolean;
+  /**
+   * The AWS filter takes the ENI's traffic that the rules accept, without addresses: a node
+   * source, or pods of a collector target that selects at the collector (`selectionMode: Eni`).
+   */
+  eniWide: boolean;
   /** `hash53(groupKey)`, computed once per policy rather than once per group. */
   keyHash: number;
   /** A number per distinct group key in this plan: comparing long keys per pod was a hot spot. */

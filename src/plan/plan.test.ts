@@ -11,9 +11,10 @@ import {
   planInputOf,
   type World,
 } from "../../test/fixtures/world.ts";
+import { eksNodeSpec } from "../../test/fixtures/eks.ts";
 import { applyDiff, isEmptyDiff } from "./diff.ts";
 import { MAX_RULES_PER_FILTER, type DesiredRule } from "./filters.ts";
-import { contains, parseCidr, parseIp } from "./ipv4.ts";
+import { contains, formatIp, parseCidr, parseIp } from "./ipv4.ts";
 import { MAX_SESSIONS_PER_ACCOUNT, planMirroring, unmirroredSources } from "./plan.ts";
 import type { PlanInput, PolicyInput, TargetInput } from "./types.ts";
 
@@ -655,5 +656,123 @@ describe("planMirroring: tenants sharing an ENI", () => {
     const held = world.inventory.networkInterfaces[2]!;
     expect(e.selections).toEqual([{ policy: "ops/nodes", ips: [], whole: true }]);
     expect(e.localAddresses).toEqual([...held.privateIps, ...held.ipv4Prefixes]);
+  });
+});
+
+describe("planMirroring: selection at the collector (selectionMode Eni)", () => {
+  const eniMode = () =>
+    makeCollectorTarget("collector", { collector: { nodeSelector: COLLECTOR_LABEL, selectionMode: "Eni" } });
+  const podMode = () => makeCollectorTarget();
+  const http = {
+    rules: [
+      {
+        direction: "both" as const,
+        action: "accept" as const,
+        protocol: "TCP" as const,
+        localPorts: { from: 80, to: 80 },
+      },
+    ],
+    mirrorDns: false,
+  };
+  const webHttp = () =>
+    makePolicy("web", {
+      podSelector: { matchLabels: { app: "web" } },
+      targetRef: { name: "collector" },
+      filter: http,
+    });
+
+  it("gives AWS one filter of the policy's rules only, shared by its sessions, and the collector the pods", () => {
+    const world = makeWorld({ nodes: 3, podsPerNode: 4, collectors: [0] });
+    const plan = planMirroring(input(world, [webHttp()], [eniMode()]));
+    expect(plan.desired.sessions).toHaveLength(2);
+    expect(plan.desired.filters).toHaveLength(1);
+    expect(new Set(plan.desired.sessions.map((s) => s.filterKey))).toEqual(
+      new Set([plan.desired.filters[0]!.key]),
+    );
+    // Ports only: every rule's local side is any address.
+    for (const r of plan.desired.filters[0]!.rules) {
+      expect(r.direction === "ingress" ? r.destinationCidrBlock : r.sourceCidrBlock).toBe("0.0.0.0/0");
+      expect(r.protocol).toBe(6);
+    }
+    for (const e of plan.vniMap.sessions) {
+      expect(e.selectionAtCollector).toBe(true);
+      const web = world.pods
+        .filter((p) => p.labels.app === "web" && e.nodeName === p.nodeName)
+        .map((p) => p.podIPs[0]!);
+      expect(e.selections).toEqual([{ policy: "shop/web", ips: web }]);
+    }
+  });
+
+  it("covers a new pod with no AWS call where its ENI already has the session", () => {
+    const world = makeWorld({ nodes: 3, podsPerNode: 4, collectors: [0] });
+    const first = planMirroring(input(world, [webHttp()], [eniMode()]));
+    world.inventory = applyDiff(world.inventory, first.diff, cluster);
+    // A fifth pod on node 1, inside the ENI's prefix (its four pods are at base+1 … base+4).
+    const base = parseCidr(eksNodeSpec(1).podCidr)!.base;
+    world.pods.push({
+      ...world.pods[4]!,
+      name: "pod-new",
+      uid: "pod-new",
+      labels: { app: "web" },
+      podIPs: [formatIp(base + 20)],
+    });
+    const second = planMirroring(input(world, [webHttp()], [eniMode()]));
+    expect(isEmptyDiff(second.diff)).toBe(true);
+    const ip = world.pods.at(-1)!.podIPs[0]!;
+    expect(second.vniMap.sessions.some((e) => e.selections?.some((s) => s.ips.includes(ip)))).toBe(true);
+    expect(
+      second.policies.get("shop/web")!.sources.find((s) => s.name === "shop/pod-new")?.sessionKey,
+    ).toBeDefined();
+    // The same arrival in Pod mode edits the pod filter.
+    const podWorld = makeWorld({ nodes: 3, podsPerNode: 4, collectors: [0] });
+    podWorld.inventory = applyDiff(
+      podWorld.inventory,
+      planMirroring(input(podWorld, [webHttp()], [podMode()])).diff,
+      cluster,
+    );
+    podWorld.pods.push(world.pods.at(-1)!);
+    expect(isEmptyDiff(planMirroring(input(podWorld, [webHttp()], [podMode()])).diff)).toBe(false);
+  });
+
+  it("mirrors every pod of a crowded ENI, where pod-precise filters run out of rules", () => {
+    const world = makeWorld({
+      nodes: 2,
+      podsPerNode: 30,
+      collectors: [0],
+      podLabels: (i, j) => ({ app: i === 0 || j % 3 === 0 ? "db" : "web" }),
+    });
+    const pod = planMirroring(input(world, [webHttp()], [podMode()]));
+    expect(unmirroredSources(pod).some((s) => s.reason === Reason.FilterTooLarge)).toBe(true);
+    const eni = planMirroring(input(world, [webHttp()], [eniMode()]));
+    expect(unmirroredSources(eni)).toEqual([]);
+  });
+
+  it("moves a session to the shared filter in place when the admin switches Pod to Eni", () => {
+    const world = makeWorld({ nodes: 2, podsPerNode: 4, collectors: [0] });
+    world.inventory = applyDiff(
+      world.inventory,
+      planMirroring(input(world, [webHttp()], [podMode()])).diff,
+      cluster,
+    );
+    const switched = planMirroring(input(world, [webHttp()], [eniMode()]));
+    expect(switched.diff.createSessions).toEqual([]);
+    expect(switched.diff.deleteSessions).toEqual([]);
+    expect(switched.diff.modifySessions.map((m) => m.filterKey)).toEqual([switched.desired.filters[0]!.key]);
+    expect(switched.diff.createFilters).toHaveLength(1);
+    expect(switched.diff.deleteFilters).toHaveLength(1);
+  });
+
+  it("refuses selectionMode Eni when the collectors run in kernel mode", () => {
+    const world = makeWorld({ nodes: 2, podsPerNode: 2, collectors: [0] });
+    const plan = planMirroring({ ...input(world, [webHttp()], [eniMode()]), collectorKernelMode: true });
+    expect(plan.desired.sessions).toEqual([]);
+    expect(plan.policies.get("shop/web")!.blocked).toMatchObject({
+      reason: Reason.TargetNotReady,
+      message: expect.stringContaining("kernel mode") as unknown,
+    });
+    expect(
+      planMirroring({ ...input(world, [webHttp()], [podMode()]), collectorKernelMode: true }).desired
+        .sessions,
+    ).toHaveLength(1);
   });
 });

@@ -121,6 +121,7 @@ function addMember(groupsByEni: Map<string, EniGroups>, m: Member, keys: GroupKe
       mirrorDns: spec.filter?.mirrorDns ?? false,
       userRules: spec.filter?.rules ?? [],
       whole: m.ip === "all",
+      eniWide: m.ip === "all" || target.input.spec.collector?.selectionMode === "Eni",
       keyHash: keys.keyHash,
       gid: keys.gid,
       members: [],
@@ -245,7 +246,11 @@ export function planMirroring(
   input: PlanInput,
   idx: InventoryIndex = indexInventory(input.inventory, input.clusterName),
 ): Plan {
-  const targets = resolveTargets(input.targets, { idx, nodes: input.nodes });
+  const targets = resolveTargets(input.targets, {
+    idx,
+    nodes: input.nodes,
+    collectorKernelMode: input.collectorKernelMode,
+  });
   const targetEnis = new Set(idx.targetEnis);
   for (const t of targets.values())
     for (const s of t.slots) if (s.networkInterfaceId) targetEnis.add(s.networkInterfaceId);
@@ -352,6 +357,7 @@ function vniEntry(
     selections,
   };
   if (g.whole && eni) entry.localAddresses = [...eni.privateIps, ...eni.ipv4Prefixes];
+  if (g.eniWide && !g.whole) entry.selectionAtCollector = true;
   return entry;
 }
 

@@ -34,6 +34,8 @@ function foreignLoad(idx: InventoryIndex, id: string | undefined): number {
 interface Ctx {
   idx: InventoryIndex;
   nodes: readonly LeanNode[];
+  /** See `PlanInput.collectorKernelMode`. */
+  collectorKernelMode?: boolean;
 }
 
 function slot(
@@ -140,7 +142,13 @@ export function resolveTargets(targets: readonly TargetInput[], ctx: Ctx): Map<s
               reason: Reason.TargetNotReady,
               message: "no node matching the collector nodeSelector has a known EC2 instance and ENI",
             }
-          : undefined;
+          : ctx.collectorKernelMode && t.spec.collector.selectionMode === "Eni"
+            ? {
+                reason: Reason.TargetNotReady,
+                message:
+                  "selectionMode Eni needs the collector in userspace mode: in kernel mode its vxlan devices would get every pod's packets on the ENI; use selectionMode Pod",
+              }
+            : undefined;
       out.set(t.name, { input: t, slots, problem });
       continue;
     }

@@ -43,6 +43,11 @@ export interface PlanInput {
    * of others seen on this cluster's ENIs are subtracted as well.
    */
   sessionBudget?: number;
+  /**
+   * The collectors run in kernel mode (one vxlan device per session, for an IDS): they cannot drop
+   * unselected pods' packets, so collector targets with `selectionMode: Eni` are refused.
+   */
+  collectorKernelMode?: boolean;
 }
 
 /** Where a session's copies go: a target the plan makes (by key) or one that exists (by id). */

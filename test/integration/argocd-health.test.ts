@@ -121,7 +121,7 @@ describe("Argo CD health check", () => {
     });
     await createNamespaces(rest, ["argohealth-system", NS, OTHER_NS]);
     await createCollectorTarget(rest, TARGET, {
-      collector: { nodeSelector: NODE_LABEL },
+      collector: { nodeSelector: NODE_LABEL, selectionMode: "Pod" },
       allowNodeSources: true,
       allowedNamespaces: { from: "List", names: [NS] },
     });

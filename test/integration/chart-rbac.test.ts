@@ -111,7 +111,7 @@ describe("chart RBAC is sufficient", () => {
       collectorLabels: COLLECTOR,
     });
     await createCollectorTarget(adminRest, "rbac-collector", {
-      collector: { nodeSelector: COLLECTOR },
+      collector: { nodeSelector: COLLECTOR, selectionMode: "Pod" },
       allowNodeSources: true,
     });
 

@@ -162,7 +162,7 @@ describe("tenants sharing ENIs", () => {
         rest.get(`/api/v1/namespaces/${ns}/serviceaccounts/default`, "reading SA"),
       );
     for (const t of [
-      makeTarget("tenants", { collector: { nodeSelector: COLLECTOR_LABELS } }),
+      makeTarget("tenants", { collector: { nodeSelector: COLLECTOR_LABELS, selectionMode: "Pod" } }),
       makeTarget("tenants-nlb", { networkLoadBalancerArn: NLB_ARN }),
     ])
       await rest.request({
