@@ -321,9 +321,14 @@ describe("MirrorApi on the EC2 emulator", () => {
   it("stays inside the account's token bucket: a burst of creates meets no RequestLimitExceeded", async () => {
     // AWS's mutating bucket (50 burst, 5/s) scaled 10× in rate and burst so the test takes seconds:
     // the arithmetic is the same; the 500-session burst at real rates is in bench/ec2.
+    // The adapter may take the whole of each bucket here (capped at 95%, see below); the emulator
+    // keeps one bucket for all mutating actions, the pessimistic model.
     const limits = {
-      mutating: { burst: 50, ratePerSecond: 50 },
-      describe: { burst: 100, ratePerSecond: 200 },
+      categories: {
+        mutating: { burst: 50, ratePerSecond: 50 },
+        nonMutating: { burst: 100, ratePerSecond: 200 },
+      },
+      shares: { shared: 1, mirror: 1 },
     };
     sim.knobs.throttle = {
       mutating: { burst: 50, ratePerSecond: 50 },
@@ -403,5 +408,63 @@ describe("MirrorApi on the EC2 emulator", () => {
     ).toEqual([]);
     expect(sim.state.sessions.size).toBe(0);
     expect(sim.state.filters.size).toBe(0);
+  });
+});
+
+/** A raw SDK client on the emulator, without the adapter's buckets and retries. */
+const raw = () =>
+  makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } });
+/** "OK", or the AWS error code a call was answered with. */
+const code = (p: Promise<unknown>): Promise<string> =>
+  p.then(() => "OK").catch((e: unknown) => causeCode({ cause: e }) ?? String(e));
+
+describe("the emulator's throttling, through the SDK", () => {
+  it("per action, as AWS applies it: hammering one action is throttled, another action still succeeds", async () => {
+    const { CreateTrafficMirrorFilterCommand, CreateTrafficMirrorTargetCommand } =
+      await import("@aws-sdk/client-ec2");
+    // Mutating buckets of 5 that hardly refill, so the test does not race the clock.
+    sim.knobs.throttle = { model: "per-action", mutating: { burst: 5, ratePerSecond: 0.001 } };
+    const client = raw();
+    const filters: string[] = [];
+    for (let i = 0; i < 6; i++)
+      filters.push(await code(client.send(new CreateTrafficMirrorFilterCommand({ Description: `f${i}` }))));
+    expect(filters).toEqual(["OK", "OK", "OK", "OK", "OK", "RequestLimitExceeded"]);
+    const target = new CreateTrafficMirrorTargetCommand({ NetworkInterfaceId: eni(0) });
+    expect(await code(client.send(target))).toBe("OK");
+  });
+
+  it("per category (the pessimistic knob): the other mutating action shares the drained bucket", async () => {
+    const { CreateTrafficMirrorFilterCommand, CreateTrafficMirrorTargetCommand } =
+      await import("@aws-sdk/client-ec2");
+    sim.knobs.throttle = { mutating: { burst: 5, ratePerSecond: 0.001 } };
+    const client = raw();
+    for (let i = 0; i < 5; i++)
+      expect(await code(client.send(new CreateTrafficMirrorFilterCommand({ Description: `f${i}` })))).toBe(
+        "OK",
+      );
+    const target = new CreateTrafficMirrorTargetCommand({ NetworkInterfaceId: eni(0) });
+    expect(await code(client.send(target))).toBe("RequestLimitExceeded");
+    // Describe calls have no bucket under this knob: not throttled at all.
+    expect(await code(adapter().describeOwned())).toBe("OK");
+  });
+
+  it("at AWS's defaults, unfiltered unpaginated DescribeInstances draw on a bucket of 50 of their own", async () => {
+    const { DescribeInstancesCommand } = await import("@aws-sdk/client-ec2");
+    sim.knobs.throttle = { model: "per-action" };
+    const client = raw();
+    // 70 at once: 50 from the burst, and a refill of 10 a second cannot cover the other 20.
+    const answers = await Promise.all(
+      Array.from({ length: 70 }, () => code(client.send(new DescribeInstancesCommand({})))),
+    );
+    const ok = answers.filter((a) => a === "OK").length;
+    expect(ok).toBeGreaterThanOrEqual(50);
+    expect(ok).toBeLessThan(70);
+    expect(answers.filter((a) => a !== "OK").every((a) => a === "RequestLimitExceeded")).toBe(true);
+    // A filtered call uses DescribeInstances' standard bucket (100), still full; so does the adapter.
+    const filtered = new DescribeInstancesCommand({
+      Filters: [{ Name: "instance-id", Values: [world.inventory.instances[0]!.instanceId] }],
+    });
+    expect(await code(client.send(filtered))).toBe("OK");
+    expect(await adapter().describeInstances([world.inventory.instances[0]!.instanceId])).toHaveLength(1);
   });
 });
