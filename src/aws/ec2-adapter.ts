@@ -257,9 +257,35 @@ export class Ec2MirrorApi implements MirrorApi {
     return out;
   }
 
+  /**
+   * Describes ids in batches. EC2 answers an id that does not exist with an empty list when it is
+   * asked through a filter, and with `Invalid…Id.NotFound` when asked by id (also while a new
+   * resource is not yet visible). Both mean "not there": on NotFound the batch is halved until the
+   * missing ids are left out, so the ids that exist are still read.
+   */
+  async #byIds<T>(ids: readonly string[], describe: (batch: string[]) => Promise<T[]>): Promise<T[]> {
+    const out: T[] = [];
+    for (const batch of chunks(ids, BATCH)) out.push(...(await this.#withoutMissing(batch, describe)));
+    return out;
+  }
+
+  async #withoutMissing<T>(ids: string[], describe: (batch: string[]) => Promise<T[]>): Promise<T[]> {
+    try {
+      return await describe(ids);
+    } catch (err) {
+      if (!isNotFound((err as Error).cause)) throw err;
+      if (ids.length === 1) return [];
+      const half = Math.ceil(ids.length / 2);
+      return [
+        ...(await this.#withoutMissing(ids.slice(0, half), describe)),
+        ...(await this.#withoutMissing(ids.slice(half), describe)),
+      ];
+    }
+  }
+
   async describeInstances(instanceIds: readonly string[]): Promise<Instance[]> {
-    const out: Instance[] = [];
-    for (const ids of chunks(instanceIds, BATCH)) {
+    return this.#byIds(instanceIds, async (ids) => {
+      const out: Instance[] = [];
       const filters: Filter[] = [{ Name: "instance-id", Values: ids }];
       const pages = await this.#pages<{
         Reservations?: {
@@ -285,13 +311,13 @@ export class Ec2MirrorApi implements MirrorApi {
           vpcId: i.VpcId,
         });
       }
-    }
-    return out;
+      return out;
+    });
   }
 
   async describeNetworkInterfaces(instanceIds: readonly string[]): Promise<NetworkInterface[]> {
-    const out: NetworkInterface[] = [];
-    for (const ids of chunks(instanceIds, BATCH)) {
+    return this.#byIds(instanceIds, async (ids) => {
+      const out: NetworkInterface[] = [];
       const pages = await this.#pages<{
         NetworkInterfaces?: SdkEni[];
         NextToken?: string;
@@ -320,13 +346,12 @@ export class Ec2MirrorApi implements MirrorApi {
           tags: tagMap(e.TagSet),
         });
       }
-    }
-    return out;
+      return out;
+    });
   }
 
   async describeSessionsOnInterfaces(eniIds: readonly string[]): Promise<MirrorSession[]> {
-    const out: MirrorSession[] = [];
-    for (const ids of chunks(eniIds, BATCH)) {
+    return this.#byIds(eniIds, async (ids) => {
       const pages = await this.#pages<{ TrafficMirrorSessions?: SdkSession[]; NextToken?: string }>(
         "describing mirror sessions",
         (NextToken) =>
@@ -336,9 +361,8 @@ export class Ec2MirrorApi implements MirrorApi {
             NextToken,
           }),
       );
-      out.push(...pages.flatMap((p) => p.TrafficMirrorSessions ?? []).map(toSession));
-    }
-    return out;
+      return pages.flatMap((p) => p.TrafficMirrorSessions ?? []).map(toSession);
+    });
   }
 
   async describeOwned(): Promise<{
@@ -380,18 +404,19 @@ export class Ec2MirrorApi implements MirrorApi {
     return found;
   }
 
-  async describeTargets(ids: readonly string[]): Promise<MirrorTarget[]> {
-    if (ids.length === 0) return [];
-    const pages = await this.#pages<{ TrafficMirrorTargets?: SdkTarget[]; NextToken?: string }>(
-      "describing targets",
-      (NextToken) =>
-        new DescribeTrafficMirrorTargetsCommand({
-          Filters: [{ Name: "traffic-mirror-target-id", Values: [...ids] }],
-          MaxResults: 1000,
-          NextToken,
-        }),
-    );
-    return pages.flatMap((p) => p.TrafficMirrorTargets ?? []).map(toTarget);
+  async describeTargets(targetIds: readonly string[]): Promise<MirrorTarget[]> {
+    return this.#byIds(targetIds, async (ids) => {
+      const pages = await this.#pages<{ TrafficMirrorTargets?: SdkTarget[]; NextToken?: string }>(
+        "describing targets",
+        (NextToken) =>
+          new DescribeTrafficMirrorTargetsCommand({
+            Filters: [{ Name: "traffic-mirror-target-id", Values: ids }],
+            MaxResults: 1000,
+            NextToken,
+          }),
+      );
+      return pages.flatMap((p) => p.TrafficMirrorTargets ?? []).map(toTarget);
+    });
   }
 
   async createTarget(t: CreateTargetInput): Promise<MirrorTarget> {
@@ -500,13 +525,16 @@ export class Ec2MirrorApi implements MirrorApi {
   }
 
   async replaceFilterRules(filterId: string, f: CreateFilterInput): Promise<void> {
-    const [current] = (
-      await this.#pages<{ TrafficMirrorFilters?: SdkFilter[]; NextToken?: string }>(
-        `describing filter ${filterId}`,
-        (NextToken) =>
-          new DescribeTrafficMirrorFiltersCommand({ TrafficMirrorFilterIds: [filterId], NextToken }),
-      )
-    ).flatMap((p) => (p.TrafficMirrorFilters ?? []).map(toFilter));
+    // By id: EC2 answers InvalidTrafficMirrorFilterId.NotFound for a filter that is gone (or not
+    // yet visible), moto an empty list; either way there is nothing to edit.
+    const [current] = await this.#byIds([filterId], async (ids) =>
+      (
+        await this.#pages<{ TrafficMirrorFilters?: SdkFilter[]; NextToken?: string }>(
+          `describing filter ${filterId}`,
+          (NextToken) => new DescribeTrafficMirrorFiltersCommand({ TrafficMirrorFilterIds: ids, NextToken }),
+        )
+      ).flatMap((p) => (p.TrafficMirrorFilters ?? []).map(toFilter)),
+    );
     if (!current) return;
     // Edit in place: delete the rules no longer wanted (first: that frees numbers and quota),
     // then add the missing ones. Unchanged rules are left alone.

@@ -126,6 +126,29 @@ function passes(filters: Filter[], tags: Tags, field: (name: string) => string[]
   });
 }
 
+/** The NotFound code and noun of each kind a Describe takes ids of. */
+const NOT_FOUND = {
+  target: ["InvalidTrafficMirrorTargetId.NotFound", "traffic mirror target"],
+  filter: ["InvalidTrafficMirrorFilterId.NotFound", "traffic mirror filter"],
+  session: ["InvalidTrafficMirrorSessionId.NotFound", "traffic mirror session"],
+} as const;
+
+/**
+ * Describe by ids, as EC2 answers it: every id must exist and be visible (a new resource is not,
+ * for a while: eventual consistency), or the call fails with the kind's NotFound code. Ids given
+ * through Filters instead find nothing, without an error.
+ */
+function requireIds(
+  kind: keyof typeof NOT_FOUND,
+  ids: string[],
+  have: ReadonlyMap<string, unknown>,
+  visible: (id: string) => boolean,
+): void {
+  const [code, noun] = NOT_FOUND[kind];
+  const missing = ids.find((id) => !have.has(id) || !visible(id));
+  if (missing !== undefined) throw new Ec2Error(code, `The ${noun} ID '${missing}' does not exist.`);
+}
+
 function page<T>(items: T[], p: Params): { items: T[]; nextToken?: string } {
   const max = int(p, "MaxResults");
   if (max !== undefined && (max < 5 || max > 1000))
@@ -318,6 +341,7 @@ function handlers(state: Ec2State): Record<string, Handler> {
     },
     DescribeTrafficMirrorTargets: (p, { visible }) => {
       const ids = strings(p, "TrafficMirrorTargetId");
+      requireIds("target", ids, state.targets, visible);
       const fs = filtersOf(p);
       const items = [...state.targets.values()].filter(
         (t) =>
@@ -338,6 +362,7 @@ function handlers(state: Ec2State): Record<string, Handler> {
     },
     DescribeTrafficMirrorFilters: (p, { visible }) => {
       const ids = strings(p, "TrafficMirrorFilterId");
+      requireIds("filter", ids, state.filters, visible);
       const fs = filtersOf(p);
       const items = [...state.filters.values()].filter(
         (f) =>
@@ -350,6 +375,7 @@ function handlers(state: Ec2State): Record<string, Handler> {
     },
     DescribeTrafficMirrorSessions: (p, { visible }) => {
       const ids = strings(p, "TrafficMirrorSessionId");
+      requireIds("session", ids, state.sessions, visible);
       const fs = filtersOf(p);
       const items = [...state.sessions.values()].filter(
         (s) =>

@@ -468,3 +468,167 @@ describe("the emulator's throttling, through the SDK", () => {
     expect(await adapter().describeInstances([world.inventory.instances[0]!.instanceId])).toHaveLength(1);
   });
 });
+
+describe("Describe by ids that do not exist", () => {
+  it("the emulator answers by ids with EC2's NotFound codes, and through Filters with an empty list", async () => {
+    const sdk = await import("@aws-sdk/client-ec2");
+    const client = raw();
+    const api = adapter();
+    const { target, filter, session } = await basics(api);
+    const s = await session(1);
+    const known = world.inventory.instances[0]!.instanceId;
+    expect(
+      await Promise.all([
+        code(
+          client.send(
+            new sdk.DescribeTrafficMirrorSessionsCommand({
+              TrafficMirrorSessionIds: ["tms-0000000000000dead"],
+            }),
+          ),
+        ),
+        code(
+          client.send(
+            new sdk.DescribeTrafficMirrorFiltersCommand({
+              TrafficMirrorFilterIds: ["tmf-0000000000000dead"],
+            }),
+          ),
+        ),
+        code(
+          client.send(
+            new sdk.DescribeTrafficMirrorTargetsCommand({
+              TrafficMirrorTargetIds: ["tmt-0000000000000dead"],
+            }),
+          ),
+        ),
+        code(
+          client.send(
+            new sdk.DescribeNetworkInterfacesCommand({ NetworkInterfaceIds: ["eni-0000000000000dead"] }),
+          ),
+        ),
+        code(client.send(new sdk.DescribeInstancesCommand({ InstanceIds: [known, "i-0000000000000dead"] }))),
+      ]),
+    ).toEqual([
+      "InvalidTrafficMirrorSessionId.NotFound",
+      "InvalidTrafficMirrorFilterId.NotFound",
+      "InvalidTrafficMirrorTargetId.NotFound",
+      "InvalidNetworkInterfaceID.NotFound",
+      "InvalidInstanceID.NotFound",
+    ]);
+    // Known ids are answered.
+    const byId = await client.send(
+      new sdk.DescribeTrafficMirrorSessionsCommand({ TrafficMirrorSessionIds: [s.trafficMirrorSessionId] }),
+    );
+    expect(byId.TrafficMirrorSessions).toHaveLength(1);
+    const f = await client.send(
+      new sdk.DescribeTrafficMirrorFiltersCommand({ TrafficMirrorFilterIds: [filter.trafficMirrorFilterId] }),
+    );
+    expect(f.TrafficMirrorFilters).toHaveLength(1);
+    const t = await client.send(
+      new sdk.DescribeTrafficMirrorTargetsCommand({ TrafficMirrorTargetIds: [target.trafficMirrorTargetId] }),
+    );
+    expect(t.TrafficMirrorTargets).toHaveLength(1);
+    // Filters by id: an empty list, no error.
+    const viaFilter = await client.send(
+      new sdk.DescribeTrafficMirrorSessionsCommand({
+        Filters: [{ Name: "traffic-mirror-session-id", Values: ["tms-0000000000000dead"] }],
+      }),
+    );
+    expect(viaFilter.TrafficMirrorSessions).toEqual([]);
+  });
+
+  it("the emulator answers NotFound for a resource that is not visible yet (eventual consistency)", async () => {
+    const sdk = await import("@aws-sdk/client-ec2");
+    sim.knobs.eventualConsistencyMs = 60_000;
+    const f = await adapter().createFilter({ key: "late", rules: [], networkServices: [], description: "" });
+    const answer = await code(
+      raw().send(
+        new sdk.DescribeTrafficMirrorFiltersCommand({ TrafficMirrorFilterIds: [f.trafficMirrorFilterId] }),
+      ),
+    );
+    expect(answer).toBe("InvalidTrafficMirrorFilterId.NotFound");
+  });
+
+  it("replaceFilterRules takes a filter answered NotFound as gone: nothing edited, no error", async () => {
+    const api = adapter();
+    await api.replaceFilterRules("tmf-0000000000000dead", {
+      key: "gone",
+      rules: [
+        {
+          direction: "ingress",
+          ruleNumber: 1,
+          action: "accept",
+          sourceCidrBlock: "0.0.0.0/0",
+          destinationCidrBlock: "0.0.0.0/0",
+        },
+      ],
+      networkServices: [],
+      description: "",
+    });
+    expect(sim.calls.map((c) => [c.action, c.code])).toEqual([
+      ["DescribeTrafficMirrorFilters", "InvalidTrafficMirrorFilterId.NotFound"],
+    ]);
+  });
+
+  // The adapter asks through Filters, which EC2 answers with an empty list; a NotFound (injected
+  // here, as EC2 answers when asked by id) must not lose the ids of the batch that exist.
+  const cases = [
+    {
+      name: "describeInstances",
+      action: "DescribeInstances",
+      notFound: "InvalidInstanceID.NotFound",
+      known: () => world.inventory.instances.map((i) => i.instanceId),
+      missing: "i-0000000000000dead",
+      read: (api: Ec2MirrorApi, ids: string[]) =>
+        api.describeInstances(ids).then((xs) => xs.map((x) => x.instanceId)),
+    },
+    {
+      name: "describeNetworkInterfaces",
+      action: "DescribeNetworkInterfaces",
+      notFound: "InvalidInstanceID.NotFound",
+      known: () => world.inventory.instances.map((i) => i.instanceId),
+      missing: "i-0000000000000dead",
+      read: (api: Ec2MirrorApi, ids: string[]) =>
+        api.describeNetworkInterfaces(ids).then((xs) => [...new Set(xs.map((x) => x.instanceId!))]),
+    },
+    {
+      name: "describeSessionsOnInterfaces",
+      action: "DescribeTrafficMirrorSessions",
+      notFound: "InvalidNetworkInterfaceID.NotFound",
+      known: () => [...sim.state.sessions.values()].map((s) => s.networkInterfaceId),
+      missing: "eni-0000000000000dead",
+      read: (api: Ec2MirrorApi, ids: string[]) =>
+        api.describeSessionsOnInterfaces(ids).then((xs) => xs.map((x) => x.networkInterfaceId)),
+    },
+    {
+      name: "describeTargets",
+      action: "DescribeTrafficMirrorTargets",
+      notFound: "InvalidTrafficMirrorTargetId.NotFound",
+      known: () => [...sim.state.targets.keys()],
+      missing: "tmt-0000000000000dead",
+      read: (api: Ec2MirrorApi, ids: string[]) =>
+        api.describeTargets(ids).then((xs) => xs.map((x) => x.trafficMirrorTargetId)),
+    },
+  ];
+
+  it.each(cases)(
+    "$name: an unknown id is left out, whether EC2 answers an empty list or NotFound",
+    async (c) => {
+      const api = adapter();
+      const { session } = await basics(api);
+      await session(1);
+      const known = c.known();
+      expect(known.length).toBeGreaterThan(0);
+      const ids = [...known, c.missing];
+      // The emulator's own answer to a filter: the unknown id finds nothing.
+      expect((await c.read(api, ids)).sort()).toEqual([...known].sort());
+      expect(await c.read(api, [c.missing])).toEqual([]);
+      // EC2's answer when asked by id: NotFound for the batch; the known ids are still read.
+      sim.calls.length = 0;
+      sim.knobs.faults = [{ action: c.action, times: 1, code: c.notFound, status: 400 }];
+      expect((await c.read(api, ids)).sort()).toEqual([...known].sort());
+      expect(sim.calls[0]).toEqual({ action: c.action, code: c.notFound });
+      sim.knobs.faults = [{ action: c.action, times: 1, code: c.notFound, status: 400 }];
+      expect(await c.read(api, [c.missing])).toEqual([]);
+    },
+  );
+});
