@@ -177,15 +177,19 @@ describe("Helm chart templates", () => {
 
   it("passes the rate shares and per-action buckets to the operator", async () => {
     const op = podSpec(
+      // `--set` passes 0.25 as a string, which the schema refuses: fractions go through --set-json
+      // (or a values file), as the chart README says.
       await helmTemplate(
         "--set",
         [
-          "operator.rateLimits.shares.shared=0.25",
           "operator.rateLimits.actions.CreateTrafficMirrorSession.burst=200",
           "operator.rateLimits.actions.CreateTrafficMirrorSession.rate=20",
           "operator.rateLimits.actions.DescribeInstances.burst=100",
-          "operator.rateLimits.actions.DescribeInstances.rate=12.5",
         ].join(","),
+        "--set-json",
+        "operator.rateLimits.shares.shared=0.25",
+        "--set-json",
+        "operator.rateLimits.actions.DescribeInstances.rate=12.5",
       ),
       "Deployment",
     ).containers[0]!;
