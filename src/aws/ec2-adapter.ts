@@ -1,8 +1,8 @@
 /**
  * `MirrorApi` on `@aws-sdk/client-ec2`: ownership tags at creation, deterministic ClientTokens (a
  * retried or repeated create never makes a duplicate), paging and batched filters inside, a
- * client-side token bucket per action category, and retries with full jitter for throttling and
- * server errors only. Errors are wrapped with what was being done.
+ * client-side token bucket per action (the operator's share of the account's), and retries with full
+ * jitter for throttling and server errors only. Errors are wrapped with what was being done.
  */
 import {
   CreateTrafficMirrorFilterCommand,
@@ -49,10 +49,13 @@ import type {
   MirrorApi,
   ModifySessionInput,
 } from "./port.ts";
-import { AWS_DEFAULT_LIMITS, TokenBucket, type BucketSpec, type RateLimits } from "./rate-limit.ts";
+import { ActionBuckets, AWS_DEFAULT_LIMITS, type Clock, type RateLimits } from "./rate-limit.ts";
 
 /** Called after every EC2 call, for metrics. */
 export type CallObserver = (action: string, outcome: "success" | "throttled" | "error") => void;
+
+/** Called after every wait for a token of an action's bucket, with the seconds waited, for metrics. */
+export type WaitObserver = (action: string, seconds: number) => void;
 
 /** What the adapter needs. */
 export interface Ec2AdapterDeps {
@@ -64,7 +67,10 @@ export interface Ec2AdapterDeps {
   /** Base of the exponential backoff (default 200 ms). */
   backoffMs?: number;
   observe?: CallObserver;
+  observeWait?: WaitObserver;
   sleep?: (ms: number) => Promise<void>;
+  /** The clock of the token buckets (tests replace it). */
+  clock?: Clock;
   /** How long a create's token is reused while its resource has not shown up (default 60 s). */
   tokenReuseMs?: number;
 }
@@ -157,22 +163,14 @@ function toTarget(t: SdkTarget): MirrorTarget {
   };
 }
 
-/**
- * 5% below the account's bucket: calls leave here evenly paced but arrive with network jitter, and
- * a bucket run exactly at AWS's rate would now and then find AWS's empty.
- */
-function withHeadroom(b: BucketSpec): BucketSpec {
-  return { burst: Math.max(1, Math.floor(b.burst * 0.95)), ratePerSecond: b.ratePerSecond * 0.95 };
-}
-
 /** The adapter. */
 export class Ec2MirrorApi implements MirrorApi {
-  readonly #d: Required<Omit<Ec2AdapterDeps, "observe">> & Pick<Ec2AdapterDeps, "observe">;
+  readonly #d: Required<Omit<Ec2AdapterDeps, "observe" | "observeWait" | "clock">> &
+    Pick<Ec2AdapterDeps, "observe" | "observeWait">;
   readonly #salts = new Map<string, number>();
   readonly #keyOfId = new Map<string, string>();
   readonly #createdAt = new Map<string, number>();
-  readonly #mutating: TokenBucket;
-  readonly #describe: TokenBucket;
+  readonly #buckets: ActionBuckets;
 
   constructor(deps: Ec2AdapterDeps) {
     this.#d = {
@@ -183,8 +181,7 @@ export class Ec2MirrorApi implements MirrorApi {
       tokenReuseMs: 60_000,
       ...deps,
     };
-    this.#mutating = new TokenBucket(withHeadroom(this.#d.limits.mutating));
-    this.#describe = new TokenBucket(withHeadroom(this.#d.limits.describe));
+    this.#buckets = new ActionBuckets(this.#d.limits, deps.clock);
   }
 
   /**
@@ -228,10 +225,11 @@ export class Ec2MirrorApi implements MirrorApi {
     }
   }
 
-  async #call<T>(what: string, command: { constructor: { name: string } }, mutating: boolean): Promise<T> {
+  async #call<T>(what: string, command: { constructor: { name: string } }): Promise<T> {
     const action = command.constructor.name.replace(/Command$/, "");
     for (let attempt = 1; ; attempt++) {
-      await (mutating ? this.#mutating : this.#describe).take();
+      const waited = await this.#buckets.take(action);
+      this.#d.observeWait?.(action, waited / 1000);
       try {
         const out = (await this.#d.client.send(command as never)) as T;
         this.#d.observe?.(action, "success");
@@ -252,16 +250,42 @@ export class Ec2MirrorApi implements MirrorApi {
     const out: R[] = [];
     let token: string | undefined;
     do {
-      const page = await this.#call<R>(what, make(token), false);
+      const page = await this.#call<R>(what, make(token));
       out.push(page);
       token = page.NextToken;
     } while (token);
     return out;
   }
 
+  /**
+   * Describes ids in batches. EC2 answers an id that does not exist with an empty list when it is
+   * asked through a filter, and with `Invalid…Id.NotFound` when asked by id (also while a new
+   * resource is not yet visible). Both mean "not there": on NotFound the batch is halved until the
+   * missing ids are left out, so the ids that exist are still read.
+   */
+  async #byIds<T>(ids: readonly string[], describe: (batch: string[]) => Promise<T[]>): Promise<T[]> {
+    const out: T[] = [];
+    for (const batch of chunks(ids, BATCH)) out.push(...(await this.#withoutMissing(batch, describe)));
+    return out;
+  }
+
+  async #withoutMissing<T>(ids: string[], describe: (batch: string[]) => Promise<T[]>): Promise<T[]> {
+    try {
+      return await describe(ids);
+    } catch (err) {
+      if (!isNotFound((err as Error).cause)) throw err;
+      if (ids.length === 1) return [];
+      const half = Math.ceil(ids.length / 2);
+      return [
+        ...(await this.#withoutMissing(ids.slice(0, half), describe)),
+        ...(await this.#withoutMissing(ids.slice(half), describe)),
+      ];
+    }
+  }
+
   async describeInstances(instanceIds: readonly string[]): Promise<Instance[]> {
-    const out: Instance[] = [];
-    for (const ids of chunks(instanceIds, BATCH)) {
+    return this.#byIds(instanceIds, async (ids) => {
+      const out: Instance[] = [];
       const filters: Filter[] = [{ Name: "instance-id", Values: ids }];
       const pages = await this.#pages<{
         Reservations?: {
@@ -287,13 +311,13 @@ export class Ec2MirrorApi implements MirrorApi {
           vpcId: i.VpcId,
         });
       }
-    }
-    return out;
+      return out;
+    });
   }
 
   async describeNetworkInterfaces(instanceIds: readonly string[]): Promise<NetworkInterface[]> {
-    const out: NetworkInterface[] = [];
-    for (const ids of chunks(instanceIds, BATCH)) {
+    return this.#byIds(instanceIds, async (ids) => {
+      const out: NetworkInterface[] = [];
       const pages = await this.#pages<{
         NetworkInterfaces?: SdkEni[];
         NextToken?: string;
@@ -322,13 +346,12 @@ export class Ec2MirrorApi implements MirrorApi {
           tags: tagMap(e.TagSet),
         });
       }
-    }
-    return out;
+      return out;
+    });
   }
 
   async describeSessionsOnInterfaces(eniIds: readonly string[]): Promise<MirrorSession[]> {
-    const out: MirrorSession[] = [];
-    for (const ids of chunks(eniIds, BATCH)) {
+    return this.#byIds(eniIds, async (ids) => {
       const pages = await this.#pages<{ TrafficMirrorSessions?: SdkSession[]; NextToken?: string }>(
         "describing mirror sessions",
         (NextToken) =>
@@ -338,9 +361,8 @@ export class Ec2MirrorApi implements MirrorApi {
             NextToken,
           }),
       );
-      out.push(...pages.flatMap((p) => p.TrafficMirrorSessions ?? []).map(toSession));
-    }
-    return out;
+      return pages.flatMap((p) => p.TrafficMirrorSessions ?? []).map(toSession);
+    });
   }
 
   async describeOwned(): Promise<{
@@ -382,18 +404,19 @@ export class Ec2MirrorApi implements MirrorApi {
     return found;
   }
 
-  async describeTargets(ids: readonly string[]): Promise<MirrorTarget[]> {
-    if (ids.length === 0) return [];
-    const pages = await this.#pages<{ TrafficMirrorTargets?: SdkTarget[]; NextToken?: string }>(
-      "describing targets",
-      (NextToken) =>
-        new DescribeTrafficMirrorTargetsCommand({
-          Filters: [{ Name: "traffic-mirror-target-id", Values: [...ids] }],
-          MaxResults: 1000,
-          NextToken,
-        }),
-    );
-    return pages.flatMap((p) => p.TrafficMirrorTargets ?? []).map(toTarget);
+  async describeTargets(targetIds: readonly string[]): Promise<MirrorTarget[]> {
+    return this.#byIds(targetIds, async (ids) => {
+      const pages = await this.#pages<{ TrafficMirrorTargets?: SdkTarget[]; NextToken?: string }>(
+        "describing targets",
+        (NextToken) =>
+          new DescribeTrafficMirrorTargetsCommand({
+            Filters: [{ Name: "traffic-mirror-target-id", Values: ids }],
+            MaxResults: 1000,
+            NextToken,
+          }),
+      );
+      return pages.flatMap((p) => p.TrafficMirrorTargets ?? []).map(toTarget);
+    });
   }
 
   async createTarget(t: CreateTargetInput): Promise<MirrorTarget> {
@@ -411,7 +434,6 @@ export class Ec2MirrorApi implements MirrorApi {
         TagSpecifications: tagSpec("traffic-mirror-target", ownershipTags(this.#d.cluster, t.key, t.owners)),
         ClientToken: this.clientToken("CreateTrafficMirrorTarget", t.key, params),
       }),
-      true,
     );
     const target = toTarget(out.TrafficMirrorTarget ?? {});
     this.#afterCreate(t.key, target.trafficMirrorTargetId);
@@ -423,7 +445,6 @@ export class Ec2MirrorApi implements MirrorApi {
       this.#call(
         `deleting mirror target ${id}`,
         new DeleteTrafficMirrorTargetCommand({ TrafficMirrorTargetId: id }),
-        true,
       ),
     );
   }
@@ -453,7 +474,6 @@ export class Ec2MirrorApi implements MirrorApi {
           ...params,
           ClientToken: this.clientToken("CreateTrafficMirrorFilterRule", f.key, params),
         }),
-        true,
       );
     }
     if (f.networkServices.length > 0) {
@@ -463,7 +483,6 @@ export class Ec2MirrorApi implements MirrorApi {
           TrafficMirrorFilterId: filterId,
           AddNetworkServices: f.networkServices,
         }),
-        true,
       );
     }
   }
@@ -477,7 +496,6 @@ export class Ec2MirrorApi implements MirrorApi {
         TagSpecifications: tagSpec("traffic-mirror-filter", ownershipTags(this.#d.cluster, f.key)),
         ClientToken: this.clientToken("CreateTrafficMirrorFilter", f.key, {}),
       }),
-      true,
     );
     const filter = toFilter(out.TrafficMirrorFilter ?? {});
     this.#afterCreate(f.key, filter.trafficMirrorFilterId);
@@ -507,13 +525,16 @@ export class Ec2MirrorApi implements MirrorApi {
   }
 
   async replaceFilterRules(filterId: string, f: CreateFilterInput): Promise<void> {
-    const [current] = (
-      await this.#pages<{ TrafficMirrorFilters?: SdkFilter[]; NextToken?: string }>(
-        `describing filter ${filterId}`,
-        (NextToken) =>
-          new DescribeTrafficMirrorFiltersCommand({ TrafficMirrorFilterIds: [filterId], NextToken }),
-      )
-    ).flatMap((p) => (p.TrafficMirrorFilters ?? []).map(toFilter));
+    // By id: EC2 answers InvalidTrafficMirrorFilterId.NotFound for a filter that is gone (or not
+    // yet visible), moto an empty list; either way there is nothing to edit.
+    const [current] = await this.#byIds([filterId], async (ids) =>
+      (
+        await this.#pages<{ TrafficMirrorFilters?: SdkFilter[]; NextToken?: string }>(
+          `describing filter ${filterId}`,
+          (NextToken) => new DescribeTrafficMirrorFiltersCommand({ TrafficMirrorFilterIds: ids, NextToken }),
+        )
+      ).flatMap((p) => (p.TrafficMirrorFilters ?? []).map(toFilter)),
+    );
     if (!current) return;
     // Edit in place: delete the rules no longer wanted (first: that frees numbers and quota),
     // then add the missing ones. Unchanged rules are left alone.
@@ -528,7 +549,6 @@ export class Ec2MirrorApi implements MirrorApi {
           new DeleteTrafficMirrorFilterRuleCommand({
             TrafficMirrorFilterRuleId: r.trafficMirrorFilterRuleId,
           }),
-          true,
         ),
       );
     }
@@ -540,7 +560,6 @@ export class Ec2MirrorApi implements MirrorApi {
           TrafficMirrorFilterId: filterId,
           RemoveNetworkServices: remove,
         }),
-        true,
       );
     }
     const add = f.networkServices.filter((x) => !current.networkServices.includes(x));
@@ -563,7 +582,6 @@ export class Ec2MirrorApi implements MirrorApi {
       this.#call(
         `deleting mirror filter ${id}`,
         new DeleteTrafficMirrorFilterCommand({ TrafficMirrorFilterId: id }),
-        true,
       ),
     );
   }
@@ -586,7 +604,6 @@ export class Ec2MirrorApi implements MirrorApi {
         TagSpecifications: tagSpec("traffic-mirror-session", ownershipTags(this.#d.cluster, s.key, s.owners)),
         ClientToken: this.clientToken("CreateTrafficMirrorSession", s.key, params),
       }),
-      true,
     );
     const session = toSession(out.TrafficMirrorSession ?? {});
     this.#afterCreate(s.key, session.trafficMirrorSessionId);
@@ -605,7 +622,6 @@ export class Ec2MirrorApi implements MirrorApi {
         VirtualNetworkId: c.virtualNetworkId,
         RemoveFields: c.packetLength === null ? ["packet-length"] : undefined,
       }),
-      true,
     );
   }
 
@@ -614,7 +630,6 @@ export class Ec2MirrorApi implements MirrorApi {
       this.#call(
         `deleting mirror session ${id}`,
         new DeleteTrafficMirrorSessionCommand({ TrafficMirrorSessionId: id }),
-        true,
       ),
     );
   }

@@ -12,7 +12,13 @@ describe("loadOperatorConfig", () => {
       leaderElection: true,
       metrics: { host: "0.0.0.0", port: 8080 },
       health: { host: "0.0.0.0", port: 8081 },
-      rateLimits: { mutating: { rate: 5, burst: 50 }, describe: { rate: 20, burst: 100 } },
+      rateLimits: {
+        categories: {
+          mutating: { ratePerSecond: 5, burst: 50 },
+          nonMutating: { ratePerSecond: 20, burst: 100 },
+        },
+        shares: { shared: 0.5, mirror: 0.85 },
+      },
       sessionBudget: 10_000,
     });
   });
@@ -62,6 +68,45 @@ describe("loadOperatorConfig", () => {
     }
     expect(error?.message).toMatch(/^invalid operator configuration: /);
     for (const v of Object.keys(bad)) expect(error?.message).toContain(v);
+  });
+
+  it("reads the rate shares and per-action buckets, and refuses a share above 1 or a malformed pair", () => {
+    const c = loadOperatorConfig(
+      {
+        TMO_CLUSTER_NAME: "c",
+        TMO_MUTATING_RATE: "10",
+        TMO_MUTATING_BURST: "100",
+        TMO_RATE_SHARE_SHARED: "0.25",
+        TMO_RATE_SHARE_MIRROR: "0.9",
+        TMO_ACTION_RATE_LIMITS: "CreateTrafficMirrorSession=200/20, DescribeInstances=100/12.5",
+      },
+      "x",
+    );
+    expect(c.rateLimits).toEqual({
+      categories: {
+        mutating: { burst: 100, ratePerSecond: 10 },
+        nonMutating: { burst: 100, ratePerSecond: 20 },
+      },
+      actions: {
+        CreateTrafficMirrorSession: { burst: 200, ratePerSecond: 20 },
+        DescribeInstances: { burst: 100, ratePerSecond: 12.5 },
+      },
+      shares: { shared: 0.25, mirror: 0.9 },
+    });
+    const bad = {
+      TMO_CLUSTER_NAME: "c",
+      TMO_RATE_SHARE_SHARED: "1.5",
+      TMO_RATE_SHARE_MIRROR: "0",
+      TMO_ACTION_RATE_LIMITS: "CreateTrafficMirrorSession=fast",
+    };
+    let error: Error | undefined;
+    try {
+      loadOperatorConfig(bad, "x");
+    } catch (err) {
+      error = err as Error;
+    }
+    for (const v of ["TMO_RATE_SHARE_SHARED", "TMO_RATE_SHARE_MIRROR", "TMO_ACTION_RATE_LIMITS"])
+      expect(error?.message).toContain(v);
   });
 });
 

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { describeIssues } from "../api/validation.ts";
+import type { BucketSpec, RateLimits } from "../aws/rate-limit.ts";
 
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
@@ -20,6 +21,29 @@ const listenAddr = z
   });
 
 const positive = z.coerce.number().positive();
+
+/** A share of an account bucket: more than 0, at most 1. */
+const share = z.coerce.number().gt(0).max(1);
+
+/** `Action=burst/rate` pairs, comma-separated: the account's bucket of single EC2 actions. */
+const actionLimits = z
+  .string()
+  .regex(
+    /^\s*([A-Za-z]+=\d+(\.\d+)?\/\d+(\.\d+)?\s*)(,\s*[A-Za-z]+=\d+(\.\d+)?\/\d+(\.\d+)?\s*)*$/,
+    "must be Action=burst/rate pairs separated by commas, e.g. CreateTrafficMirrorSession=100/10",
+  )
+  .transform((v) =>
+    Object.fromEntries(
+      v.split(",").map((pair): [string, BucketSpec] => {
+        const [action, size] = pair.trim().split("=") as [string, string];
+        const [burst, rate] = size.split("/").map(Number) as [number, number];
+        return [action, { burst, ratePerSecond: rate }];
+      }),
+    ),
+  )
+  .refine((m) => Object.values(m).every((b) => b.burst >= 1 && b.ratePerSecond > 0), {
+    message: "every burst must be at least 1 and every rate above 0",
+  });
 
 /** The environment variables the operator reads, with their defaults. */
 export const OperatorEnvSchema = z.object({
@@ -40,10 +64,15 @@ export const OperatorEnvSchema = z.object({
   TMO_HEALTH_ADDR: listenAddr.prefault(":8081"),
   TMO_LEADER_ELECTION: bool.default(true),
   TMO_EC2_ENDPOINT: z.url().optional(),
+  // The account's bucket of each mutating / each Describe action (AWS's defaults by category); the
+  // operator takes its share of each (docs/aws-rate-limits.md).
   TMO_MUTATING_RATE: positive.default(5),
   TMO_MUTATING_BURST: positive.default(50),
   TMO_DESCRIBE_RATE: positive.default(20),
   TMO_DESCRIBE_BURST: positive.default(100),
+  TMO_ACTION_RATE_LIMITS: actionLimits.optional(),
+  TMO_RATE_SHARE_SHARED: share.default(0.5),
+  TMO_RATE_SHARE_MIRROR: share.default(0.85),
   TMO_APPLY_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
   // AWS allows 10,000 sessions per account and Region; a cluster sharing the account takes less.
   TMO_SESSION_BUDGET: z.coerce.number().int().min(0).max(10_000).default(10_000),
@@ -62,7 +91,8 @@ export interface OperatorConfig {
   health: { host: string; port: number };
   leaderElection: boolean;
   ec2Endpoint: string | undefined;
-  rateLimits: { mutating: { rate: number; burst: number }; describe: { rate: number; burst: number } };
+  /** The account's EC2 buckets and the operator's share of each. */
+  rateLimits: RateLimits;
   applyConcurrency: number;
   /** Mirror sessions this cluster may hold in the account and Region. */
   sessionBudget: number;
@@ -92,8 +122,12 @@ export function loadOperatorConfig(
     leaderElection: e.TMO_LEADER_ELECTION,
     ec2Endpoint: e.TMO_EC2_ENDPOINT,
     rateLimits: {
-      mutating: { rate: e.TMO_MUTATING_RATE, burst: e.TMO_MUTATING_BURST },
-      describe: { rate: e.TMO_DESCRIBE_RATE, burst: e.TMO_DESCRIBE_BURST },
+      categories: {
+        mutating: { burst: e.TMO_MUTATING_BURST, ratePerSecond: e.TMO_MUTATING_RATE },
+        nonMutating: { burst: e.TMO_DESCRIBE_BURST, ratePerSecond: e.TMO_DESCRIBE_RATE },
+      },
+      ...(e.TMO_ACTION_RATE_LIMITS ? { actions: e.TMO_ACTION_RATE_LIMITS } : {}),
+      shares: { shared: e.TMO_RATE_SHARE_SHARED, mirror: e.TMO_RATE_SHARE_MIRROR },
     },
     applyConcurrency: e.TMO_APPLY_CONCURRENCY,
     sessionBudget: e.TMO_SESSION_BUDGET,

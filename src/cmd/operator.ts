@@ -29,14 +29,12 @@ export async function run(_argv: string[]): Promise<number> {
   const api = new Ec2MirrorApi({
     client,
     cluster: config.clusterName,
-    limits: {
-      mutating: { burst: config.rateLimits.mutating.burst, ratePerSecond: config.rateLimits.mutating.rate },
-      describe: { burst: config.rateLimits.describe.burst, ratePerSecond: config.rateLimits.describe.rate },
-    },
+    limits: config.rateLimits,
     observe: (action, outcome) => {
       metrics.ec2Calls.inc({ action, outcome });
       if (outcome === "throttled") metrics.throttles.inc({ action });
     },
+    observeWait: (action, seconds) => metrics.rateLimitWait.observe({ action }, seconds),
   });
   const events = new EventRecorder({
     rest,

@@ -10,6 +10,7 @@ export interface OperatorMetrics {
   planChanges: Gauge<"action">;
   ec2Calls: Counter<"action" | "outcome">;
   throttles: Counter<"action">;
+  rateLimitWait: Histogram<"action">;
   sessions: Gauge<"state">;
   queueDepth: Gauge;
   watchRestarts: Gauge<"resource">;
@@ -59,6 +60,13 @@ export function makeOperatorMetrics(opts: { defaultMetrics?: boolean } = {}): Op
       name: "tmo_ec2_throttled_total",
       help: "EC2 calls answered RequestLimitExceeded",
       labelNames: ["action"],
+      registers,
+    }),
+    rateLimitWait: new Histogram({
+      name: "tmo_ec2_rate_limit_wait_seconds",
+      help: "Time an EC2 call waited for a token of its action's client-side bucket",
+      labelNames: ["action"],
+      buckets: [0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers,
     }),
     sessions: new Gauge({

@@ -1,7 +1,7 @@
 /**
  * The EC2 emulator's HTTP side: EC2 Query requests in, XML out, so the real `@aws-sdk/client-ec2`
- * works against it with only an endpoint override. Knobs for tests: throttling buckets per action
- * category, latency, eventual consistency and fault injection; an admin API under `/_sim/`.
+ * works against it with only an endpoint override. Knobs for tests: throttling (a token bucket per
+ * action as AWS applies it, or one per action category, the pessimistic case), latency, eventual consistency and fault injection; an admin API under `/_sim/`.
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -18,6 +18,7 @@ import {
   type Params,
   type XmlObject,
 } from "./query.ts";
+import { AWS_CATEGORY_BUCKETS, isMutatingAction, UNFILTERED_SUBSET } from "../../src/aws/rate-limit.ts";
 import { DataPlane } from "./dataplane.ts";
 import type { SyntheticPacket } from "./packets.ts";
 import { Ec2Error, Ec2State, type Tags } from "./state.ts";
@@ -29,10 +30,28 @@ export interface BucketConfig {
   ratePerSecond: number;
 }
 
+/**
+ * Throttling. `model: "category"` (the default, and what `{ mutating, describe }` alone has always
+ * meant): one bucket shared by every action of a category, and a category without a bucket is not
+ * throttled; the older, pessimistic reading of AWS's guide. `model: "per-action"`: every action has
+ * its own bucket, sized by its category, AWS's defaults unless given (docs/aws-rate-limits.md);
+ * unfiltered, unpaginated calls of DescribeInstances, DescribeNetworkInterfaces and the rest of
+ * AWS's subset draw on a smaller bucket of their own.
+ */
+export interface ThrottleKnobs {
+  model?: "category" | "per-action";
+  mutating?: BucketConfig;
+  describe?: BucketConfig;
+  /** Per-action model: the bucket of an unfiltered, unpaginated call of the subset. */
+  unfiltered?: BucketConfig;
+  /** Per-action model: buckets of single actions, instead of their category's. */
+  actions?: Record<string, BucketConfig>;
+}
+
 /** Test knobs. */
 export interface SimKnobs {
-  /** Per-category buckets; absent means no throttling. */
-  throttle?: { mutating?: BucketConfig; describe?: BucketConfig };
+  /** Token buckets; absent means no throttling. */
+  throttle?: ThrottleKnobs;
   latencyMs?: number;
   /** New resources stay invisible to Describe for this long. */
   eventualConsistencyMs?: number;
@@ -107,6 +126,29 @@ function passes(filters: Filter[], tags: Tags, field: (name: string) => string[]
   });
 }
 
+/** The NotFound code and noun of each kind a Describe takes ids of. */
+const NOT_FOUND = {
+  target: ["InvalidTrafficMirrorTargetId.NotFound", "traffic mirror target"],
+  filter: ["InvalidTrafficMirrorFilterId.NotFound", "traffic mirror filter"],
+  session: ["InvalidTrafficMirrorSessionId.NotFound", "traffic mirror session"],
+} as const;
+
+/**
+ * Describe by ids, as EC2 answers it: every id must exist and be visible (a new resource is not,
+ * for a while: eventual consistency), or the call fails with the kind's NotFound code. Ids given
+ * through Filters instead find nothing, without an error.
+ */
+function requireIds(
+  kind: keyof typeof NOT_FOUND,
+  ids: string[],
+  have: ReadonlyMap<string, unknown>,
+  visible: (id: string) => boolean,
+): void {
+  const [code, noun] = NOT_FOUND[kind];
+  const missing = ids.find((id) => !have.has(id) || !visible(id));
+  if (missing !== undefined) throw new Ec2Error(code, `The ${noun} ID '${missing}' does not exist.`);
+}
+
 function page<T>(items: T[], p: Params): { items: T[]; nextToken?: string } {
   const max = int(p, "MaxResults");
   if (max !== undefined && (max < 5 || max > 1000))
@@ -117,7 +159,30 @@ function page<T>(items: T[], p: Params): { items: T[]; nextToken?: string } {
   return { items: slice, nextToken: start + size < items.length ? String(start + size) : undefined };
 }
 
-const MUTATING = /^(Create|Delete|Modify)/;
+/** Whether a call of AWS's unfiltered subset names no filter and asks for no page. */
+function unfilteredCall(action: string, p: Params): boolean {
+  return (
+    UNFILTERED_SUBSET.has(action) &&
+    objects(p, "Filter").length === 0 &&
+    str(p, "MaxResults") === undefined &&
+    str(p, "NextToken") === undefined
+  );
+}
+
+/** The bucket a call draws on under a throttle knob: its key and size, or none (not throttled). */
+function bucketOf(t: ThrottleKnobs, action: string, p: Params): [string, BucketConfig] | undefined {
+  const mutating = isMutatingAction(action);
+  if ((t.model ?? "category") === "category") {
+    const cfg = mutating ? t.mutating : t.describe;
+    return cfg && [mutating ? "mutating" : "describe", cfg];
+  }
+  if (!mutating && unfilteredCall(action, p))
+    return [`${action}/unfiltered`, t.unfiltered ?? AWS_CATEGORY_BUCKETS.unfilteredNonMutating];
+  const byCategory = mutating
+    ? (t.mutating ?? AWS_CATEGORY_BUCKETS.mutating)
+    : (t.describe ?? AWS_CATEGORY_BUCKETS.nonMutating);
+  return [action, t.actions?.[action] ?? byCategory];
+}
 
 type Handler = (p: Params, ctx: { now: number; visible: (id: string) => boolean }) => XmlObject;
 
@@ -276,6 +341,7 @@ function handlers(state: Ec2State): Record<string, Handler> {
     },
     DescribeTrafficMirrorTargets: (p, { visible }) => {
       const ids = strings(p, "TrafficMirrorTargetId");
+      requireIds("target", ids, state.targets, visible);
       const fs = filtersOf(p);
       const items = [...state.targets.values()].filter(
         (t) =>
@@ -296,6 +362,7 @@ function handlers(state: Ec2State): Record<string, Handler> {
     },
     DescribeTrafficMirrorFilters: (p, { visible }) => {
       const ids = strings(p, "TrafficMirrorFilterId");
+      requireIds("filter", ids, state.filters, visible);
       const fs = filtersOf(p);
       const items = [...state.filters.values()].filter(
         (f) =>
@@ -308,6 +375,7 @@ function handlers(state: Ec2State): Record<string, Handler> {
     },
     DescribeTrafficMirrorSessions: (p, { visible }) => {
       const ids = strings(p, "TrafficMirrorSessionId");
+      requireIds("session", ids, state.sessions, visible);
       const fs = filtersOf(p);
       const items = [...state.sessions.values()].filter(
         (s) =>
@@ -410,18 +478,18 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
   const calls: Ec2Sim["calls"] = [];
   const table = handlers(state);
   const dataPlane = new DataPlane(state);
-  let buckets: { mutating?: Bucket; describe?: Bucket; cfg?: SimKnobs["throttle"] } = {};
+  let buckets: { byKey: Map<string, Bucket>; cfg?: ThrottleKnobs } = { byKey: new Map() };
   let callCount = 0;
   let rng = 42;
-  const bucketFor = (action: string, now: number): Bucket | undefined => {
-    if (buckets.cfg !== knobs.throttle) {
-      buckets = {
-        cfg: knobs.throttle,
-        mutating: knobs.throttle?.mutating && new Bucket(knobs.throttle.mutating, now),
-        describe: knobs.throttle?.describe && new Bucket(knobs.throttle.describe, now),
-      };
-    }
-    return MUTATING.test(action) ? buckets.mutating : buckets.describe;
+  // New knobs, new (full) buckets.
+  const bucketFor = (action: string, p: Params, now: number): Bucket | undefined => {
+    if (buckets.cfg !== knobs.throttle) buckets = { cfg: knobs.throttle, byKey: new Map() };
+    const which = knobs.throttle && bucketOf(knobs.throttle, action, p);
+    if (!which) return undefined;
+    const [key, cfg] = which;
+    let b = buckets.byKey.get(key);
+    if (!b) buckets.byKey.set(key, (b = new Bucket(cfg, now)));
+    return b;
   };
   const fault = (
     action: string,
@@ -455,7 +523,7 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
     if (roll(knobs.randomServerError)) return answer("ServiceUnavailable", 503, "Injected server error");
     const refusal = refuse({
       f,
-      throttled: bucketFor(action, now)?.take(now) === false || roll(knobs.randomThrottle),
+      throttled: bucketFor(action, p, now)?.take(now) === false || roll(knobs.randomThrottle),
       known: action in table,
       denied: knobs.deny?.includes(action) ?? false,
       dryRun: str(p, "DryRun") === "true",

@@ -176,6 +176,54 @@ describe("Helm chart templates", () => {
     });
   });
 
+  it("passes the rate shares and per-action buckets to the operator", async () => {
+    const op = podSpec(
+      // `--set` passes 0.25 as a string, which the schema refuses: fractions go through --set-json
+      // (or a values file), as the chart README says.
+      await helmTemplate(
+        "--set",
+        [
+          "operator.rateLimits.actions.CreateTrafficMirrorSession.burst=200",
+          "operator.rateLimits.actions.CreateTrafficMirrorSession.rate=20",
+          "operator.rateLimits.actions.DescribeInstances.burst=100",
+        ].join(","),
+        "--set-json",
+        "operator.rateLimits.shares.shared=0.25",
+        "--set-json",
+        "operator.rateLimits.actions.DescribeInstances.rate=12.5",
+      ),
+      "Deployment",
+    ).containers[0]!;
+    const config = loadOperatorConfig({ ...envOf(op), TMO_NAMESPACE: ns }, "x");
+    expect(config.rateLimits).toEqual({
+      categories: {
+        mutating: { burst: 50, ratePerSecond: 5 },
+        nonMutating: { burst: 100, ratePerSecond: 20 },
+      },
+      actions: {
+        CreateTrafficMirrorSession: { burst: 200, ratePerSecond: 20 },
+        DescribeInstances: { burst: 100, ratePerSecond: 12.5 },
+      },
+      shares: { shared: 0.25, mirror: 0.85 },
+    });
+    // Without actions, no variable; a share above 1 is refused by the schema.
+    const plain = podSpec(await helmTemplate(), "Deployment").containers[0]!;
+    expect(envOf(plain).TMO_ACTION_RATE_LIMITS).toBeUndefined();
+    const why = await failure("helm", [
+      "template",
+      release,
+      CHART_DIR,
+      "-n",
+      ns,
+      "-f",
+      CI_VALUES,
+      "--set",
+      "operator.rateLimits.shares.mirror=1.5",
+    ]);
+    expect(why).toMatch(/values don't meet the specifications of the schema/);
+    expect(why).toMatch(/shares\/mirror/);
+  });
+
   it("runs the operator restricted, with probes on the health port", async () => {
     const spec = podSpec(await helmTemplate(), "Deployment");
     const op = spec.containers[0]! as Container & {

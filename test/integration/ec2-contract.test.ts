@@ -321,9 +321,14 @@ describe("MirrorApi on the EC2 emulator", () => {
   it("stays inside the account's token bucket: a burst of creates meets no RequestLimitExceeded", async () => {
     // AWS's mutating bucket (50 burst, 5/s) scaled 10× in rate and burst so the test takes seconds:
     // the arithmetic is the same; the 500-session burst at real rates is in bench/ec2.
+    // The adapter may take the whole of each bucket here (capped at 95%, see below); the emulator
+    // keeps one bucket for all mutating actions, the pessimistic model.
     const limits = {
-      mutating: { burst: 50, ratePerSecond: 50 },
-      describe: { burst: 100, ratePerSecond: 200 },
+      categories: {
+        mutating: { burst: 50, ratePerSecond: 50 },
+        nonMutating: { burst: 100, ratePerSecond: 200 },
+      },
+      shares: { shared: 1, mirror: 1 },
     };
     sim.knobs.throttle = {
       mutating: { burst: 50, ratePerSecond: 50 },
@@ -404,4 +409,226 @@ describe("MirrorApi on the EC2 emulator", () => {
     expect(sim.state.sessions.size).toBe(0);
     expect(sim.state.filters.size).toBe(0);
   });
+});
+
+/** A raw SDK client on the emulator, without the adapter's buckets and retries. */
+const raw = () =>
+  makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } });
+/** "OK", or the AWS error code a call was answered with. */
+const code = (p: Promise<unknown>): Promise<string> =>
+  p.then(() => "OK").catch((e: unknown) => causeCode({ cause: e }) ?? String(e));
+
+describe("the emulator's throttling, through the SDK", () => {
+  it("per action, as AWS applies it: hammering one action is throttled, another action still succeeds", async () => {
+    const { CreateTrafficMirrorFilterCommand, CreateTrafficMirrorTargetCommand } =
+      await import("@aws-sdk/client-ec2");
+    // Mutating buckets of 5 that hardly refill, so the test does not race the clock.
+    sim.knobs.throttle = { model: "per-action", mutating: { burst: 5, ratePerSecond: 0.001 } };
+    const client = raw();
+    const filters: string[] = [];
+    for (let i = 0; i < 6; i++)
+      filters.push(await code(client.send(new CreateTrafficMirrorFilterCommand({ Description: `f${i}` }))));
+    expect(filters).toEqual(["OK", "OK", "OK", "OK", "OK", "RequestLimitExceeded"]);
+    const target = new CreateTrafficMirrorTargetCommand({ NetworkInterfaceId: eni(0) });
+    expect(await code(client.send(target))).toBe("OK");
+  });
+
+  it("per category (the pessimistic knob): the other mutating action shares the drained bucket", async () => {
+    const { CreateTrafficMirrorFilterCommand, CreateTrafficMirrorTargetCommand } =
+      await import("@aws-sdk/client-ec2");
+    sim.knobs.throttle = { mutating: { burst: 5, ratePerSecond: 0.001 } };
+    const client = raw();
+    for (let i = 0; i < 5; i++)
+      expect(await code(client.send(new CreateTrafficMirrorFilterCommand({ Description: `f${i}` })))).toBe(
+        "OK",
+      );
+    const target = new CreateTrafficMirrorTargetCommand({ NetworkInterfaceId: eni(0) });
+    expect(await code(client.send(target))).toBe("RequestLimitExceeded");
+    // Describe calls have no bucket under this knob: not throttled at all.
+    expect(await code(adapter().describeOwned())).toBe("OK");
+  });
+
+  it("at AWS's defaults, unfiltered unpaginated DescribeInstances draw on a bucket of 50 of their own", async () => {
+    const { DescribeInstancesCommand } = await import("@aws-sdk/client-ec2");
+    sim.knobs.throttle = { model: "per-action" };
+    const client = raw();
+    // 70 at once: 50 from the burst, and a refill of 10 a second cannot cover the other 20.
+    const answers = await Promise.all(
+      Array.from({ length: 70 }, () => code(client.send(new DescribeInstancesCommand({})))),
+    );
+    const ok = answers.filter((a) => a === "OK").length;
+    expect(ok).toBeGreaterThanOrEqual(50);
+    expect(ok).toBeLessThan(70);
+    expect(answers.filter((a) => a !== "OK").every((a) => a === "RequestLimitExceeded")).toBe(true);
+    // A filtered call uses DescribeInstances' standard bucket (100), still full; so does the adapter.
+    const filtered = new DescribeInstancesCommand({
+      Filters: [{ Name: "instance-id", Values: [world.inventory.instances[0]!.instanceId] }],
+    });
+    expect(await code(client.send(filtered))).toBe("OK");
+    expect(await adapter().describeInstances([world.inventory.instances[0]!.instanceId])).toHaveLength(1);
+  });
+});
+
+describe("Describe by ids that do not exist", () => {
+  it("the emulator answers by ids with EC2's NotFound codes, and through Filters with an empty list", async () => {
+    const sdk = await import("@aws-sdk/client-ec2");
+    const client = raw();
+    const api = adapter();
+    const { target, filter, session } = await basics(api);
+    const s = await session(1);
+    const known = world.inventory.instances[0]!.instanceId;
+    expect(
+      await Promise.all([
+        code(
+          client.send(
+            new sdk.DescribeTrafficMirrorSessionsCommand({
+              TrafficMirrorSessionIds: ["tms-0000000000000dead"],
+            }),
+          ),
+        ),
+        code(
+          client.send(
+            new sdk.DescribeTrafficMirrorFiltersCommand({
+              TrafficMirrorFilterIds: ["tmf-0000000000000dead"],
+            }),
+          ),
+        ),
+        code(
+          client.send(
+            new sdk.DescribeTrafficMirrorTargetsCommand({
+              TrafficMirrorTargetIds: ["tmt-0000000000000dead"],
+            }),
+          ),
+        ),
+        code(
+          client.send(
+            new sdk.DescribeNetworkInterfacesCommand({ NetworkInterfaceIds: ["eni-0000000000000dead"] }),
+          ),
+        ),
+        code(client.send(new sdk.DescribeInstancesCommand({ InstanceIds: [known, "i-0000000000000dead"] }))),
+      ]),
+    ).toEqual([
+      "InvalidTrafficMirrorSessionId.NotFound",
+      "InvalidTrafficMirrorFilterId.NotFound",
+      "InvalidTrafficMirrorTargetId.NotFound",
+      "InvalidNetworkInterfaceID.NotFound",
+      "InvalidInstanceID.NotFound",
+    ]);
+    // Known ids are answered.
+    const byId = await client.send(
+      new sdk.DescribeTrafficMirrorSessionsCommand({ TrafficMirrorSessionIds: [s.trafficMirrorSessionId] }),
+    );
+    expect(byId.TrafficMirrorSessions).toHaveLength(1);
+    const f = await client.send(
+      new sdk.DescribeTrafficMirrorFiltersCommand({ TrafficMirrorFilterIds: [filter.trafficMirrorFilterId] }),
+    );
+    expect(f.TrafficMirrorFilters).toHaveLength(1);
+    const t = await client.send(
+      new sdk.DescribeTrafficMirrorTargetsCommand({ TrafficMirrorTargetIds: [target.trafficMirrorTargetId] }),
+    );
+    expect(t.TrafficMirrorTargets).toHaveLength(1);
+    // Filters by id: an empty list, no error.
+    const viaFilter = await client.send(
+      new sdk.DescribeTrafficMirrorSessionsCommand({
+        Filters: [{ Name: "traffic-mirror-session-id", Values: ["tms-0000000000000dead"] }],
+      }),
+    );
+    expect(viaFilter.TrafficMirrorSessions).toEqual([]);
+  });
+
+  it("the emulator answers NotFound for a resource that is not visible yet (eventual consistency)", async () => {
+    const sdk = await import("@aws-sdk/client-ec2");
+    sim.knobs.eventualConsistencyMs = 60_000;
+    const f = await adapter().createFilter({ key: "late", rules: [], networkServices: [], description: "" });
+    const answer = await code(
+      raw().send(
+        new sdk.DescribeTrafficMirrorFiltersCommand({ TrafficMirrorFilterIds: [f.trafficMirrorFilterId] }),
+      ),
+    );
+    expect(answer).toBe("InvalidTrafficMirrorFilterId.NotFound");
+  });
+
+  it("replaceFilterRules takes a filter answered NotFound as gone: nothing edited, no error", async () => {
+    const api = adapter();
+    await api.replaceFilterRules("tmf-0000000000000dead", {
+      key: "gone",
+      rules: [
+        {
+          direction: "ingress",
+          ruleNumber: 1,
+          action: "accept",
+          sourceCidrBlock: "0.0.0.0/0",
+          destinationCidrBlock: "0.0.0.0/0",
+        },
+      ],
+      networkServices: [],
+      description: "",
+    });
+    expect(sim.calls.map((c) => [c.action, c.code])).toEqual([
+      ["DescribeTrafficMirrorFilters", "InvalidTrafficMirrorFilterId.NotFound"],
+    ]);
+  });
+
+  // The adapter asks through Filters, which EC2 answers with an empty list; a NotFound (injected
+  // here, as EC2 answers when asked by id) must not lose the ids of the batch that exist.
+  const cases = [
+    {
+      name: "describeInstances",
+      action: "DescribeInstances",
+      notFound: "InvalidInstanceID.NotFound",
+      known: () => world.inventory.instances.map((i) => i.instanceId),
+      missing: "i-0000000000000dead",
+      read: (api: Ec2MirrorApi, ids: string[]) =>
+        api.describeInstances(ids).then((xs) => xs.map((x) => x.instanceId)),
+    },
+    {
+      name: "describeNetworkInterfaces",
+      action: "DescribeNetworkInterfaces",
+      notFound: "InvalidInstanceID.NotFound",
+      known: () => world.inventory.instances.map((i) => i.instanceId),
+      missing: "i-0000000000000dead",
+      read: (api: Ec2MirrorApi, ids: string[]) =>
+        api.describeNetworkInterfaces(ids).then((xs) => [...new Set(xs.map((x) => x.instanceId!))]),
+    },
+    {
+      name: "describeSessionsOnInterfaces",
+      action: "DescribeTrafficMirrorSessions",
+      notFound: "InvalidNetworkInterfaceID.NotFound",
+      known: () => [...sim.state.sessions.values()].map((s) => s.networkInterfaceId),
+      missing: "eni-0000000000000dead",
+      read: (api: Ec2MirrorApi, ids: string[]) =>
+        api.describeSessionsOnInterfaces(ids).then((xs) => xs.map((x) => x.networkInterfaceId)),
+    },
+    {
+      name: "describeTargets",
+      action: "DescribeTrafficMirrorTargets",
+      notFound: "InvalidTrafficMirrorTargetId.NotFound",
+      known: () => [...sim.state.targets.keys()],
+      missing: "tmt-0000000000000dead",
+      read: (api: Ec2MirrorApi, ids: string[]) =>
+        api.describeTargets(ids).then((xs) => xs.map((x) => x.trafficMirrorTargetId)),
+    },
+  ];
+
+  it.each(cases)(
+    "$name: an unknown id is left out, whether EC2 answers an empty list or NotFound",
+    async (c) => {
+      const api = adapter();
+      const { session } = await basics(api);
+      await session(1);
+      const known = c.known();
+      expect(known.length).toBeGreaterThan(0);
+      const ids = [...known, c.missing];
+      // The emulator's own answer to a filter: the unknown id finds nothing.
+      expect((await c.read(api, ids)).sort()).toEqual([...known].sort());
+      expect(await c.read(api, [c.missing])).toEqual([]);
+      // EC2's answer when asked by id: NotFound for the batch; the known ids are still read.
+      sim.calls.length = 0;
+      sim.knobs.faults = [{ action: c.action, times: 1, code: c.notFound, status: 400 }];
+      expect((await c.read(api, ids)).sort()).toEqual([...known].sort());
+      expect(sim.calls[0]).toEqual({ action: c.action, code: c.notFound });
+      sim.knobs.faults = [{ action: c.action, times: 1, code: c.notFound, status: 400 }];
+      expect(await c.read(api, [c.missing])).toEqual([]);
+    },
+  );
 });

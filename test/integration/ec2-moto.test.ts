@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ownershipTags } from "../../src/api/tags.ts";
 import { makeEc2Client } from "../../src/aws/client.ts";
 import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
+import { errorCode } from "../../src/aws/errors.ts";
 import { startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { freePorts, TOOLS_BIN } from "../harness/controlplane.ts";
 
@@ -112,6 +113,40 @@ describe("where moto and AWS differ", () => {
         (f) => f.tags["traffic-mirror.twtech.io/cluster"] === "tags-x",
       );
       expect(seen.length).toBe(name === "moto" ? 1 : 0);
+    }
+  });
+
+  it("by ids that do not exist, our emulator answers EC2's NotFound codes; moto an empty list; the adapter takes both as gone", async () => {
+    const { DescribeTrafficMirrorFiltersCommand, DescribeTrafficMirrorTargetsCommand } =
+      await import("@aws-sdk/client-ec2");
+    for (const [name, url] of backends) {
+      const client = makeEc2Client({
+        endpoint: url(),
+        credentials: { accessKeyId: "testing", secretAccessKey: "testing" },
+      });
+      const filters = await client
+        .send(new DescribeTrafficMirrorFiltersCommand({ TrafficMirrorFilterIds: ["tmf-0000000000000dead"] }))
+        .then((r) => r.TrafficMirrorFilters ?? [], errorCode);
+      const targets = await client
+        .send(new DescribeTrafficMirrorTargetsCommand({ TrafficMirrorTargetIds: ["tmt-0000000000000dead"] }))
+        .then((r) => r.TrafficMirrorTargets ?? [], errorCode);
+      if (name === "moto") {
+        expect(filters).toEqual([]);
+        expect(targets).toEqual([]);
+      } else {
+        expect(filters).toBe("InvalidTrafficMirrorFilterId.NotFound");
+        expect(targets).toBe("InvalidTrafficMirrorTargetId.NotFound");
+      }
+      const api = adapter(url(), "gone");
+      await expect(
+        api.replaceFilterRules("tmf-0000000000000dead", {
+          key: "gone",
+          rules: [],
+          networkServices: ["amazon-dns"],
+          description: "",
+        }),
+      ).resolves.toBeUndefined();
+      expect(await api.describeTargets(["tmt-0000000000000dead"])).toEqual([]);
     }
   });
 });
