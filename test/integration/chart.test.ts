@@ -237,6 +237,30 @@ describe("Helm chart templates", () => {
     expect(envOf(c).TMO_COLLECTOR_MODE).toBe("kernel");
   });
 
+  it("keeps one operator replica through drains, but lets a drain evict unready ones", async () => {
+    const pdb = (objs: K8sObject[]) => objs.find((o) => o.kind === "PodDisruptionBudget")?.spec;
+    // Without AlwaysAllow a drain waits for unready replicas to become ready: with both unready, forever.
+    expect(pdb(await helmTemplate())).toMatchObject({
+      minAvailable: 1,
+      unhealthyPodEvictionPolicy: "AlwaysAllow",
+    });
+    const clusterDefault = pdb(
+      await helmTemplate("--set", "operator.podDisruptionBudget.unhealthyPodEvictionPolicy="),
+    );
+    expect(clusterDefault).toBeDefined();
+    expect(clusterDefault).not.toHaveProperty("unhealthyPodEvictionPolicy");
+    const typo = await failure("helm", [
+      "template",
+      release,
+      CHART_DIR,
+      "-f",
+      CI_VALUES,
+      "--set",
+      "operator.podDisruptionBudget.unhealthyPodEvictionPolicy=Always",
+    ]);
+    expect(typo).toMatch(/podDisruptionBudget\/unhealthyPodEvictionPolicy': value must be one of/);
+  });
+
   it("renders ServiceMonitors only when enabled and the cluster serves their API", async () => {
     const monitors = (objs: K8sObject[]): number => objs.filter((o) => o.kind === "ServiceMonitor").length;
     expect(monitors(await helmTemplate("--set", "metrics.serviceMonitor.enabled=true"))).toBe(0);
