@@ -14,6 +14,7 @@ import { eniHolds } from "../ec2-sim/dataplane.ts";
 import { buildFrame, vxlanHeader, type SyntheticPacket } from "../ec2-sim/packets.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { sendDatagrams, startCollectorProcess, type CollectorProcess } from "../fixtures/collector.ts";
+import { promtoolCheckMetrics } from "../fixtures/promtool.ts";
 import { tsharkFields } from "../fixtures/tshark.ts";
 import { until } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
@@ -187,6 +188,12 @@ describe("collector", () => {
     });
     expect(dump.trim().split("\n")).toHaveLength(40);
     expect(dump).toContain(`${web.podIPs[0]}.9999: UDP`);
+  });
+
+  it("serves /metrics that promtool accepts", async () => {
+    const text = await collector.metrics();
+    expect(text).toMatch(/^tmo_collector_packets_total\{policy="[^"]+"\} [1-9]\d*$/m);
+    expect(promtoolCheckMetrics(text)).toEqual({ code: 0, output: "" });
   });
 
   it("keeps the original length of copies the session truncated", () => {

@@ -19,6 +19,7 @@ describe("the installed tools", () => {
       "suricata",
       "openssl",
       "moto_server",
+      "promtool",
     ]) {
       expect(names).toContain(want);
     }
