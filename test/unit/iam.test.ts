@@ -58,6 +58,9 @@ const SUBJECT: Record<string, string> = {
  * action → resource type, with the reason.
  */
 const REFERENCED: Record<string, string> = {
+  // Collector and networkInterfaceId targets point at ENIs the operator does not own. AWS sets no
+  // ec2:Vpc for this action's ENI (see below), so the VPC cannot be the condition either.
+  "ec2:CreateTrafficMirrorTarget network-interface": "the target ENI belongs to a collector node",
   "ec2:CreateTrafficMirrorTarget vpc-endpoint": "the GWLB endpoint belongs to the appliance team",
   // trafficMirrorTargetId targets are made by someone else, possibly in another account (RAM).
   "ec2:CreateTrafficMirrorSession traffic-mirror-target": "existing targets chosen by cluster admins",
@@ -68,11 +71,15 @@ const REFERENCED: Record<string, string> = {
 };
 
 /**
- * ENIs are referenced too (a session's source is a node's ENI, a collector or networkInterfaceId
- * target a collector node's), but unlike the grants above they are scoped: to the cluster's VPC.
+ * A session's source ENI is referenced too (a node's, made by EKS), but unlike the grants above it
+ * is scoped: to the cluster's VPC. The Service Authorization Reference lists `ec2:Vpc` for the ENI
+ * of CreateTrafficMirrorSession, and not for that of CreateTrafficMirrorTarget, where a condition
+ * on it would never match and no ENI target could be made.
  */
 const ENI = "network-interface";
 const VPC_CONDITION = "arn:aws:ec2:*:*:vpc/${VPC_ID}";
+const VPC_SCOPED_ON_ENI = ["ec2:CreateTrafficMirrorSession"];
+const NO_VPC_KEY_ON_ENI = ["ec2:CreateTrafficMirrorTarget"];
 
 function ownershipCondition(s: Statement, prefix: "aws:RequestTag" | "ec2:ResourceTag"): boolean {
   const eq = s.Condition?.StringEquals ?? {};
@@ -141,20 +148,25 @@ describe("IAM policy config/iam/operator-policy.json", () => {
     expect(loose).toEqual([]);
   });
 
-  it("lets the operator use only ENIs in the cluster's VPC as sources and targets", () => {
+  it("lets sessions mirror only ENIs in the cluster's VPC, with no VPC condition where AWS has no key", () => {
     const onEnis = policy.Statement.filter(
       (s) => s.Effect === "Allow" && list(s.Resource).some((r) => resourceType(r) === ENI),
     );
-    // Both creates reference an ENI: the session's source, the ENI target's interface.
-    expect(onEnis.flatMap((s) => list(s.Action)).sort()).toEqual([
-      "ec2:CreateTrafficMirrorSession",
-      "ec2:CreateTrafficMirrorTarget",
-    ]);
+    const actions = onEnis.flatMap((s) => list(s.Action));
+    expect(actions.sort()).toEqual([...VPC_SCOPED_ON_ENI, ...NO_VPC_KEY_ON_ENI].sort());
     for (const s of onEnis) {
       // ec2:Vpc exists only on the ENI, so another resource in the same statement would never match.
       expect(list(s.Resource).map(resourceType), s.Sid).toEqual([ENI]);
-      expect(Object.keys(s.Condition ?? {}), s.Sid).toEqual(["ArnLike"]);
-      expect(s.Condition!.ArnLike, s.Sid).toEqual({ "ec2:Vpc": VPC_CONDITION });
+      if (list(s.Action).every((a) => VPC_SCOPED_ON_ENI.includes(a))) {
+        expect(Object.keys(s.Condition ?? {}), s.Sid).toEqual(["ArnLike"]);
+        expect(s.Condition!.ArnLike, s.Sid).toEqual({ "ec2:Vpc": VPC_CONDITION });
+      } else {
+        expect(
+          list(s.Action).filter((a) => VPC_SCOPED_ON_ENI.includes(a)),
+          s.Sid,
+        ).toEqual([]);
+        expect(JSON.stringify(s.Condition ?? {}), s.Sid).not.toContain("ec2:Vpc");
+      }
     }
   });
 
