@@ -20,6 +20,7 @@ describe("the installed tools", () => {
       "openssl",
       "moto_server",
       "promtool",
+      "parliament",
     ]) {
       expect(names).toContain(want);
     }

@@ -125,6 +125,19 @@ install_moto() {
   link moto_server "$dir/bin/moto_server"
 }
 
+# parliament: an IAM policy linter with AWS's Service Authorization Reference built in, for the
+# test that config/iam/operator-policy.json uses only condition keys AWS sets for each action.
+install_parliament() {
+  local dir="$CACHE/parliament-$PARLIAMENT_VERSION"
+  if [ ! -f "$dir/.complete" ]; then
+    log "installing parliament $PARLIAMENT_VERSION into a virtualenv"
+    rm -rf "$dir" && python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check "parliament==$PARLIAMENT_VERSION"
+    touch "$dir/.complete"
+  fi
+  link parliament "$dir/bin/parliament"
+}
+
 # Debian packages the tests read packet files with, tcpreplay for the collector benchmark, and Lua for the Argo CD health check (5.4,
 # and 5.1: the language of the gopher-lua interpreter inside Argo CD).
 install_debian() {
@@ -190,6 +203,7 @@ case "$what" in
   debian) install_debian ;;
   moto) install_moto ;;
   promtool) install_promtool ;;
+  parliament) install_parliament ;;
   all)
     install_node
     install_debian
@@ -198,8 +212,9 @@ case "$what" in
     install_kwok
     install_helm
     install_moto
+    install_parliament
     install_kubernetes
     ;;
-  *) echo "usage: $0 [all|node|kubernetes|etcd|kwok|helm|moto|debian|promtool]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|node|kubernetes|etcd|kwok|helm|moto|debian|promtool|parliament]" >&2; exit 2 ;;
 esac
 log "ready in $BIN"
