@@ -84,7 +84,7 @@ seccompProfile:
 The release namespace's enforced Pod Security level ("" when unlabelled or not yet made). lookup
 answers only when Helm talks to a cluster (install, upgrade); helm template and --dry-run=client
 get nothing. With --create-namespace Helm renders before it makes the namespace, so a first install
-sees none (docs/adr/0008-pod-security-of-the-release-namespace.md).
+sees none (docs/adr/0010-pod-security-of-the-release-namespace.md).
 */}}
 {{- define "tmo.namespaceEnforce" -}}
 {{- $ns := lookup "v1" "Namespace" "" .Release.Namespace | default dict -}}
