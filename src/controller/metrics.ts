@@ -18,10 +18,27 @@ export interface OperatorMetrics {
   leader: Gauge;
 }
 
+/**
+ * prom-client's default gauges whose names end in `_total`, which Prometheus keeps for counters
+ * (`promtool check metrics` flags them). Their per-type gauges without the suffix stay: the sum
+ * over `type` is the same number.
+ */
+const GAUGES_NAMED_AS_COUNTERS = [
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+];
+
+/** Registers prom-client's default process and Node.js metrics under `prefix`, without those three. */
+export function registerDefaultMetrics(registry: Registry, prefix: string): void {
+  collectDefaultMetrics({ register: registry, prefix });
+  for (const name of GAUGES_NAMED_AS_COUNTERS) registry.removeSingleMetric(`${prefix}${name}`);
+}
+
 /** Makes the metrics on a new registry. */
 export function makeOperatorMetrics(opts: { defaultMetrics?: boolean } = {}): OperatorMetrics {
   const registry = new Registry();
-  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: "tmo_operator_" });
+  if (opts.defaultMetrics) registerDefaultMetrics(registry, "tmo_operator_");
   const registers = [registry];
   return {
     registry,

@@ -48,9 +48,9 @@ async function sh(cmd: string, args: string[], input?: string): Promise<{ stdout
 }
 
 /** A command's failure as text (stdout, stderr and message), or undefined if it succeeded. */
-async function failure(cmd: string, args: string[]): Promise<string | undefined> {
+async function failure(cmd: string, args: string[], input?: string): Promise<string | undefined> {
   try {
-    await sh(cmd, args);
+    await sh(cmd, args, input);
     return undefined;
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; message: string };
@@ -302,6 +302,30 @@ describe("Helm chart templates", () => {
       .containers[0]!;
     expect(c.securityContext?.capabilities).toEqual({ drop: ["ALL"], add: ["NET_ADMIN"] });
     expect(envOf(c).TMO_COLLECTOR_MODE).toBe("kernel");
+  });
+
+  it("keeps one operator replica through drains, but lets a drain evict unready ones", async () => {
+    const pdb = (objs: K8sObject[]) => objs.find((o) => o.kind === "PodDisruptionBudget")?.spec;
+    // Without AlwaysAllow a drain waits for unready replicas to become ready: with both unready, forever.
+    expect(pdb(await helmTemplate())).toMatchObject({
+      minAvailable: 1,
+      unhealthyPodEvictionPolicy: "AlwaysAllow",
+    });
+    const clusterDefault = pdb(
+      await helmTemplate("--set", "operator.podDisruptionBudget.unhealthyPodEvictionPolicy="),
+    );
+    expect(clusterDefault).toBeDefined();
+    expect(clusterDefault).not.toHaveProperty("unhealthyPodEvictionPolicy");
+    const typo = await failure("helm", [
+      "template",
+      release,
+      CHART_DIR,
+      "-f",
+      CI_VALUES,
+      "--set",
+      "operator.podDisruptionBudget.unhealthyPodEvictionPolicy=Always",
+    ]);
+    expect(typo).toMatch(/podDisruptionBudget\/unhealthyPodEvictionPolicy': value must be one of/);
   });
 
   it("renders ServiceMonitors only when enabled and the cluster serves their API", async () => {
@@ -611,5 +635,106 @@ describe("Helm chart", () => {
         "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/trafficmirrorpolicies.trafficmirror.twtech.io",
       ),
     ).toBe(false);
+  });
+});
+
+describe("Helm chart and the namespace's Pod Security level", () => {
+  const base = "tmo-chart-psa";
+  const made: string[] = [];
+  const makeNamespace = async (name: string, enforce?: string): Promise<void> => {
+    await sh("kubectl", ["create", "namespace", name]);
+    made.push(name);
+    if (enforce)
+      await sh("kubectl", ["label", "namespace", name, `pod-security.kubernetes.io/enforce=${enforce}`]);
+  };
+  /** `helm install` of a release named after the namespace; `--dry-run=server` still runs `lookup`. */
+  const install = (namespace: string, ...extra: string[]): string[] => [
+    "install",
+    namespace,
+    CHART_DIR,
+    "-n",
+    namespace,
+    "-f",
+    CI_VALUES,
+    ...extra,
+  ];
+  const LABEL_FIX = (namespace: string): string =>
+    `kubectl label namespace ${namespace} pod-security.kubernetes.io/enforce=privileged`;
+
+  beforeAll(async () => {
+    await makeNamespace(`${base}-baseline`, "baseline");
+    await makeNamespace(`${base}-restricted`, "restricted");
+    await makeNamespace(`${base}-privileged`, "privileged");
+    await makeNamespace(`${base}-unlabelled`);
+  });
+
+  afterAll(async () => {
+    for (const n of made)
+      await sh("kubectl", ["delete", "namespace", n, "--wait=false", "--ignore-not-found"]).catch(
+        () => undefined,
+      );
+  });
+
+  it("is needed: the apiserver refuses the collector's pod below privileged, and admits the operator's at restricted", async () => {
+    const objs = await helmTemplate();
+    const podOf = (kind: string, namespace: string): string =>
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: `psa-${kind.toLowerCase()}`, namespace },
+        // Without the release's ServiceAccount, which Pod Security does not look at.
+        spec: { ...podSpec(objs, kind), serviceAccountName: undefined },
+      });
+    const create = (kind: string, namespace: string): Promise<string | undefined> =>
+      failure("kubectl", ["create", "--dry-run=server", "-f", "-"], podOf(kind, namespace));
+    expect(await create("DaemonSet", `${base}-baseline`)).toMatch(
+      /violates PodSecurity "baseline:latest": host namespaces \(hostNetwork=true\)/,
+    );
+    expect(await create("DaemonSet", `${base}-privileged`)).toBeUndefined();
+    expect(await create("Deployment", `${base}-restricted`)).toBeUndefined();
+  });
+
+  it("refuses to install into a namespace that enforces baseline or restricted, saying how to fix it", async () => {
+    for (const level of ["baseline", "restricted"]) {
+      const namespace = `${base}-${level}`;
+      const why = await failure("helm", install(namespace));
+      expect(why, level).toMatch(
+        new RegExp(
+          `namespace ${namespace} enforces Pod Security "${level}" \\(label pod-security.kubernetes.io/enforce\\)`,
+        ),
+      );
+      expect(why, level).toContain(`${LABEL_FIX(namespace)} --overwrite`);
+      expect(why, level).toMatch(/collector.enabled=false.*collector.podSecurityCheck=false/);
+      expect(await failure("helm", ["status", namespace, "-n", namespace]), level).toMatch(
+        /release: not found/,
+      );
+      const ds = await sh("kubectl", ["-n", namespace, "get", "daemonsets", "-o", "name"]);
+      expect(ds.stdout, level).toBe("");
+    }
+  });
+
+  it("installs there without the collector, or with the check off for an exempted namespace", async () => {
+    const namespace = `${base}-baseline`;
+    await sh("helm", install(namespace, "--dry-run=server", "--set", "collector.enabled=false"));
+    await sh("helm", install(namespace, "--dry-run=server", "--set", "collector.podSecurityCheck=false"));
+  });
+
+  it("installs into a privileged namespace with no Pod Security hint in the notes", async () => {
+    const { stdout } = await sh("helm", install(`${base}-privileged`, "--dry-run=server"));
+    expect(stdout).toMatch(/^NOTES:/m);
+    expect(stdout).not.toContain("Pod Security");
+  });
+
+  it("says in the notes how to label an unlabelled namespace, as --create-namespace makes it", async () => {
+    const unlabelled = `${base}-unlabelled`;
+    const existing = await sh("helm", install(unlabelled, "--dry-run=server"));
+    expect(existing.stdout).toContain(
+      `namespace ${unlabelled} has no pod-security.kubernetes.io/enforce label`,
+    );
+    expect(existing.stdout).toContain(LABEL_FIX(unlabelled));
+    // Helm renders before it creates the namespace: a first install with --create-namespace sees none.
+    const fresh = `${base}-fresh`;
+    const created = await sh("helm", install(fresh, "--dry-run=server", "--create-namespace"));
+    expect(created.stdout).toContain(LABEL_FIX(fresh));
   });
 });

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { VniMap } from "../../src/api/vni-map.ts";
 import { buildFrame, vxlanHeader } from "../ec2-sim/packets.ts";
 import { sendDatagrams, startCollectorProcess, type CollectorProcess } from "../fixtures/collector.ts";
+import { promtoolCheckMetrics } from "../fixtures/promtool.ts";
 import { makeVethNamespace, type VethNamespace } from "../fixtures/netns.ts";
 import { until } from "../fixtures/scenario.ts";
 
@@ -57,7 +58,7 @@ beforeAll(() => {
 afterAll(() => net?.close());
 
 describe("kernel mode", () => {
-  it("makes a device per VNI, delivers the inner frames on it, and follows the map", async () => {
+  it("makes a device per VNI, delivers the inner frames on it, follows the map, and passes promtool", async () => {
     const c = await start(twoSessions);
     try {
       expect(devices()).toEqual(["tmo301", "tmo302"]);
@@ -98,6 +99,7 @@ describe("kernel mode", () => {
         Promise.resolve(devices().join(",") === "tmo301,tmo303" ? true : undefined),
       );
       expect(await c.sample("tmo_collector_device_errors_total")).toBe(0);
+      expect(promtoolCheckMetrics(await c.metrics())).toEqual({ code: 0, output: "" });
     } finally {
       await c.stop();
     }

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { VniMap } from "../../src/api/vni-map.ts";
 import { buildFrame, vxlanHeader } from "../ec2-sim/packets.ts";
 import { sendDatagrams, startCollectorProcess } from "../fixtures/collector.ts";
+import { promtoolCheckMetrics } from "../fixtures/promtool.ts";
 import { tsharkCount } from "../fixtures/tshark.ts";
 import { until } from "../fixtures/scenario.ts";
 
@@ -123,6 +124,7 @@ describe("the live stream", () => {
       writeFileSync(file, Buffer.concat(chunks));
       expect(Buffer.concat(chunks).length).toBe(expected);
       expect(tsharkCount(file, work)).toBe(30);
+      expect(promtoolCheckMetrics(await c.metrics())).toEqual({ code: 0, output: "" });
     } finally {
       await c.stop();
     }
@@ -130,7 +132,7 @@ describe("the live stream", () => {
 });
 
 describe("several workers", () => {
-  it("share the port with reusePort, each with its own files, and the metrics add up", async () => {
+  it("share the port with reusePort, each with its own files, and the metrics add up and pass promtool", async () => {
     const c = await startCollectorProcess({
       stateDir,
       name: "collector-workers",
@@ -148,6 +150,8 @@ describe("several workers", () => {
         (await c.sample("tmo_collector_packets_total", '{policy="ops/app"}')) === 2000 ? true : undefined,
       );
       expect(await c.sample("tmo_collector_datagrams_total")).toBe(2000);
+      // The primary's text: the workers' sums, then the host metrics.
+      expect(promtoolCheckMetrics(await c.metrics())).toEqual({ code: 0, output: "" });
       await c.stop();
       const files = c.files("ops/app");
       const byWorker = new Map<string, number>();

@@ -14,6 +14,7 @@ import { eniHolds } from "../ec2-sim/dataplane.ts";
 import { buildFrame, vxlanHeader, type SyntheticPacket } from "../ec2-sim/packets.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { sendDatagrams, startCollectorProcess, type CollectorProcess } from "../fixtures/collector.ts";
+import { promtoolCheckMetrics } from "../fixtures/promtool.ts";
 import { tsharkFields } from "../fixtures/tshark.ts";
 import { until } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
@@ -119,7 +120,7 @@ describe("collector", () => {
   let webFile: string;
   let dbFile: string;
 
-  it("writes what the data plane mirrors, per policy, readable by tshark, tcpdump and Suricata", async () => {
+  it("writes what the data plane mirrors, per policy, readable by tshark, tcpdump and Suricata, with metrics promtool accepts", async () => {
     const packets: SyntheticPacket[] = [];
     for (let i = 0; i < 40; i++) {
       packets.push({
@@ -161,6 +162,8 @@ describe("collector", () => {
         ? true
         : undefined,
     );
+    // Prometheus' own linter on the text, per-policy series included.
+    expect(promtoolCheckMetrics(await collector.metrics())).toEqual({ code: 0, output: "" });
     await collector.stop(); // closes the files
     webFile = collector.files("shop/web")[0]!;
     dbFile = collector.files("shop/db")[0]!;

@@ -11,6 +11,7 @@ import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { freePorts, REPO_ROOT } from "../harness/controlplane.ts";
 import { installCrds } from "../harness/crds.ts";
 import { eksNodeSpec, makeEksNode } from "../fixtures/eks.ts";
+import { promtoolCheckMetrics } from "../fixtures/promtool.ts";
 import { COLLECTOR_LABEL, makeWorld } from "../fixtures/world.ts";
 
 const kubeconfigPath = inject("kubeconfigPath");
@@ -89,7 +90,7 @@ describe("operator process", () => {
         .catch(() => undefined);
   });
 
-  it("becomes ready, programs a policy, and exports metrics", async () => {
+  it("becomes ready, programs a policy, and exports metrics that pass promtool", async () => {
     await until("readyz", async () =>
       (await fetch(`http://127.0.0.1:${ports[1]}/readyz`)).status === 200 ? true : undefined,
     );
@@ -134,6 +135,8 @@ describe("operator process", () => {
     const metrics = await (await fetch(`http://127.0.0.1:${ports[0]}/metrics`)).text();
     expect(metrics).toMatch(/tmo_ec2_calls_total\{action="CreateTrafficMirrorSession",outcome="success"\} 2/);
     expect(metrics).toMatch(/tmo_leader 1/);
+    expect(metrics).toMatch(/^tmo_operator_nodejs_active_handles\{type="\w+"\} \d+$/m);
+    expect(promtoolCheckMetrics(metrics)).toEqual({ code: 0, output: "" });
     // Logs are JSON lines, never with credentials.
     expect(output).toMatch(/"msg":"Operator started"/);
     expect(output).not.toMatch(/secretAccessKey|emulator"/);

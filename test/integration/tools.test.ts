@@ -19,6 +19,8 @@ describe("the installed tools", () => {
       "suricata",
       "openssl",
       "moto_server",
+      "promtool",
+      "parliament",
     ]) {
       expect(names).toContain(want);
     }

@@ -125,6 +125,19 @@ install_moto() {
   link moto_server "$dir/bin/moto_server"
 }
 
+# parliament: an IAM policy linter with AWS's Service Authorization Reference built in, for the
+# test that config/iam/operator-policy.json uses only condition keys AWS sets for each action.
+install_parliament() {
+  local dir="$CACHE/parliament-$PARLIAMENT_VERSION"
+  if [ ! -f "$dir/.complete" ]; then
+    log "installing parliament $PARLIAMENT_VERSION into a virtualenv"
+    rm -rf "$dir" && python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check "parliament==$PARLIAMENT_VERSION"
+    touch "$dir/.complete"
+  fi
+  link parliament "$dir/bin/parliament"
+}
+
 # Debian packages the tests read packet files with, tcpreplay for the collector benchmark, and Lua for the Argo CD health check (5.4,
 # and 5.1: the language of the gopher-lua interpreter inside Argo CD).
 install_debian() {
@@ -155,6 +168,31 @@ install_debian() {
   for c in "${want[@]}"; do link "$c" "$(sys_which "$c")"; done
 }
 
+# promtool, for `promtool check metrics` on the operator's and the collector's /metrics in the
+# tests: taken out of Debian's prometheus package (the only one that ships it) without installing
+# that package, which would also bring the server, a service that starts, and web assets.
+install_promtool() {
+  local v; v=$(apt-cache policy prometheus 2>/dev/null | sed -n 's/^ *Candidate: //p')
+  if [ -z "$v" ] || [ "$v" = "(none)" ]; then
+    if [ "$(id -u)" != 0 ]; then
+      log "no Debian package prometheus known to apt; run apt-get update as root"
+      return 1
+    fi
+    apt-get update -qq >/dev/null
+    v=$(apt-cache policy prometheus | sed -n 's/^ *Candidate: //p')
+  fi
+  local dir="$CACHE/promtool-$v"
+  if [ ! -x "$dir/promtool" ]; then
+    log "extracting promtool from the Debian package prometheus $v"
+    local tmp; tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download -qq "prometheus=$v" && dpkg-deb -x prometheus_*.deb x)
+    rm -rf "$dir.partial" && mkdir -p "$dir.partial"
+    mv "$tmp/x/usr/bin/promtool" "$dir.partial/promtool"
+    rm -rf "$tmp" "$dir" && mv "$dir.partial" "$dir"
+  fi
+  link promtool "$dir/promtool"
+}
+
 what=${1:-all}
 case "$what" in
   node) install_node ;;
@@ -164,15 +202,19 @@ case "$what" in
   helm) install_helm ;;
   debian) install_debian ;;
   moto) install_moto ;;
+  promtool) install_promtool ;;
+  parliament) install_parliament ;;
   all)
     install_node
     install_debian
+    install_promtool
     install_etcd
     install_kwok
     install_helm
     install_moto
+    install_parliament
     install_kubernetes
     ;;
-  *) echo "usage: $0 [all|node|kubernetes|etcd|kwok|helm|moto|debian]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|node|kubernetes|etcd|kwok|helm|moto|debian|promtool|parliament]" >&2; exit 2 ;;
 esac
 log "ready in $BIN"

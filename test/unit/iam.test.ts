@@ -1,7 +1,8 @@
 // The IAM policy in config/iam against the code: every EC2 action the adapter sends is allowed,
 // and every change is allowed only on resources tagged for this cluster (or, for creates, only
 // with those tags in the request). The few grants on resources the operator references but does
-// not own are listed below with the reason each one cannot carry an ownership condition.
+// not own are listed below with the reason each one cannot carry an ownership condition; those on
+// ENIs are held to the cluster's VPC instead.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -57,9 +58,8 @@ const SUBJECT: Record<string, string> = {
  * action → resource type, with the reason.
  */
 const REFERENCED: Record<string, string> = {
-  // A session's source is a node ENI; node ENIs are made by EKS, not by the operator.
-  "ec2:CreateTrafficMirrorSession network-interface": "the source ENI belongs to a node",
-  // Collector and networkInterfaceId targets point at ENIs the operator does not own.
+  // Collector and networkInterfaceId targets point at ENIs the operator does not own. AWS sets no
+  // ec2:Vpc for this action's ENI (see below), so the VPC cannot be the condition either.
   "ec2:CreateTrafficMirrorTarget network-interface": "the target ENI belongs to a collector node",
   "ec2:CreateTrafficMirrorTarget vpc-endpoint": "the GWLB endpoint belongs to the appliance team",
   // trafficMirrorTargetId targets are made by someone else, possibly in another account (RAM).
@@ -69,6 +69,17 @@ const REFERENCED: Record<string, string> = {
   "ec2:CreateTrafficMirrorFilterRule traffic-mirror-filter-rule": "checked on the rule's filter",
   "ec2:DeleteTrafficMirrorFilterRule traffic-mirror-filter-rule": "checked on the rule's filter",
 };
+
+/**
+ * A session's source ENI is referenced too (a node's, made by EKS), but unlike the grants above it
+ * is scoped: to the cluster's VPC. The Service Authorization Reference lists `ec2:Vpc` for the ENI
+ * of CreateTrafficMirrorSession, and not for that of CreateTrafficMirrorTarget, where a condition
+ * on it would never match and no ENI target could be made.
+ */
+const ENI = "network-interface";
+const VPC_CONDITION = "arn:aws:ec2:*:*:vpc/${VPC_ID}";
+const VPC_SCOPED_ON_ENI = ["ec2:CreateTrafficMirrorSession"];
+const NO_VPC_KEY_ON_ENI = ["ec2:CreateTrafficMirrorTarget"];
 
 function ownershipCondition(s: Statement, prefix: "aws:RequestTag" | "ec2:ResourceTag"): boolean {
   const eq = s.Condition?.StringEquals ?? {};
@@ -135,6 +146,43 @@ describe("IAM policy config/iam/operator-policy.json", () => {
           if (!REFERENCED[key]) loose.push(`${s.Sid}: ${key}`);
         }
     expect(loose).toEqual([]);
+  });
+
+  it("lets sessions mirror only ENIs in the cluster's VPC, with no VPC condition where AWS has no key", () => {
+    const onEnis = policy.Statement.filter(
+      (s) => s.Effect === "Allow" && list(s.Resource).some((r) => resourceType(r) === ENI),
+    );
+    const actions = onEnis.flatMap((s) => list(s.Action));
+    expect(actions.sort()).toEqual([...VPC_SCOPED_ON_ENI, ...NO_VPC_KEY_ON_ENI].sort());
+    for (const s of onEnis) {
+      // ec2:Vpc exists only on the ENI, so another resource in the same statement would never match.
+      expect(list(s.Resource).map(resourceType), s.Sid).toEqual([ENI]);
+      if (list(s.Action).every((a) => VPC_SCOPED_ON_ENI.includes(a))) {
+        expect(Object.keys(s.Condition ?? {}), s.Sid).toEqual(["ArnLike"]);
+        expect(s.Condition!.ArnLike, s.Sid).toEqual({ "ec2:Vpc": VPC_CONDITION });
+      } else {
+        expect(
+          list(s.Action).filter((a) => VPC_SCOPED_ON_ENI.includes(a)),
+          s.Sid,
+        ).toEqual([]);
+        expect(JSON.stringify(s.Condition ?? {}), s.Sid).not.toContain("ec2:Vpc");
+      }
+    }
+  });
+
+  it("has only the placeholders its README and docs/real-eks.md fill in", () => {
+    const text = readFileSync(join(REPO_ROOT, "config/iam/operator-policy.json"), "utf8");
+    const placeholders = [...new Set([...text.matchAll(/\$\{([A-Z_]+)\}/g)].map((m) => m[1]))].sort();
+    expect(placeholders).toEqual(["CLUSTER_NAME", "VPC_ID"]);
+    for (const doc of ["config/iam/README.md", "docs/real-eks.md"]) {
+      const line = readFileSync(join(REPO_ROOT, doc), "utf8")
+        .split("\n")
+        .find((l) => l.includes("< config/iam/operator-policy.json"));
+      const filled = [...(line?.match(/envsubst '([^']*)'/)?.[1] ?? "").matchAll(/\$\{(\w+)\}/g)]
+        .map((m) => m[1])
+        .sort();
+      expect(filled, doc).toEqual(placeholders);
+    }
   });
 
   it("lets CreateTags run only as part of the operator's own creates", () => {

@@ -79,3 +79,22 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/*
+The release namespace's enforced Pod Security level ("" when unlabelled or not yet made). lookup
+answers only when Helm talks to a cluster (install, upgrade); helm template and --dry-run=client
+get nothing. With --create-namespace Helm renders before it makes the namespace, so a first install
+sees none (docs/adr/0010-pod-security-of-the-release-namespace.md).
+*/}}
+{{- define "tmo.namespaceEnforce" -}}
+{{- $ns := lookup "v1" "Namespace" "" .Release.Namespace | default dict -}}
+{{- dig "metadata" "labels" "pod-security.kubernetes.io/enforce" "" $ns -}}
+{{- end -}}
+
+{{/* Fails the install when the namespace enforces a level that refuses the collector's pods. */}}
+{{- define "tmo.checkCollectorPodSecurity" -}}
+{{- $level := include "tmo.namespaceEnforce" . -}}
+{{- if and .Values.collector.podSecurityCheck $level (ne $level "privileged") -}}
+{{- fail (printf "namespace %s enforces Pod Security %q (label pod-security.kubernetes.io/enforce), which refuses the collector's pods: they need \"privileged\" (host network, host port %v, hostPath). Label the namespace: kubectl label namespace %s pod-security.kubernetes.io/enforce=privileged --overwrite. Or install into another namespace, or set collector.enabled=false (no in-cluster collector), or collector.podSecurityCheck=false if the cluster's PodSecurity admission configuration exempts this namespace." .Release.Namespace $level .Values.collector.port .Release.Namespace) -}}
+{{- end -}}
+{{- end -}}
