@@ -76,6 +76,8 @@ export const OperatorEnvSchema = z.object({
   TMO_APPLY_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
   // AWS allows 10,000 sessions per account and Region; a cluster sharing the account takes less.
   TMO_SESSION_BUDGET: z.coerce.number().int().min(0).max(10_000).default(10_000),
+  /** The collectors run in kernel mode (the chart sets it): selectionMode Eni is refused. */
+  TMO_COLLECTOR_KERNEL_MODE: bool.default(false),
   TMO_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -96,6 +98,7 @@ export interface OperatorConfig {
   applyConcurrency: number;
   /** Mirror sessions this cluster may hold in the account and Region. */
   sessionBudget: number;
+  collectorKernelMode: boolean;
   logLevel: string;
 }
 
@@ -131,6 +134,7 @@ export function loadOperatorConfig(
     },
     applyConcurrency: e.TMO_APPLY_CONCURRENCY,
     sessionBudget: e.TMO_SESSION_BUDGET,
+    collectorKernelMode: e.TMO_COLLECTOR_KERNEL_MODE,
     logLevel: e.TMO_LOG_LEVEL,
   };
 }

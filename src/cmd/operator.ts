@@ -59,6 +59,7 @@ export async function run(_argv: string[]): Promise<number> {
       dryRun: config.dryRun,
       concurrency: config.applyConcurrency,
       sessionBudget: config.sessionBudget,
+      collectorKernelMode: config.collectorKernelMode,
       metrics,
       events,
     }),

@@ -51,6 +51,8 @@ export interface ReconcileDeps {
   concurrency: number;
   /** Sessions this cluster may hold in the account and Region (AWS's 10,000 when not given). */
   sessionBudget?: number;
+  /** See `PlanInput.collectorKernelMode`. */
+  collectorKernelMode?: boolean;
   metrics: OperatorMetrics;
   events?: EventRecorder;
   now?: () => Date;
@@ -160,6 +162,7 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
         nodes: snapshot.nodes,
         inventory,
         sessionBudget: d.sessionBudget,
+        collectorKernelMode: d.collectorKernelMode,
       },
       idx,
     );
