@@ -50,9 +50,9 @@ function mapRefused(log: Logger, err: Error): void {
  * (credentials from the pod's ServiceAccount, or KUBECONFIG), or the file. Returns a stop function.
  */
 function followMap(config: CollectorConfig, log: Logger, onMap: (map: VniMap) => void): () => Promise<void> {
-  const loaded = (map: VniMap): void => {
+  const loaded = (map: VniMap, from?: { resourceVersion: string }): void => {
     onMap(map);
-    log.info({ sessions: map.sessions.length }, "Loaded the VNI map");
+    log.info({ sessions: map.sessions.length, resourceVersion: from?.resourceVersion }, "Loaded the VNI map");
   };
   const onError = (err: Error): void => mapRefused(log, err);
   if (config.vniMapConfigMap) {

@@ -48,7 +48,8 @@ export interface VniMapConfigMapWatch {
   namespace: string;
   name: string;
   log: Logger;
-  onMap: (map: VniMap) => void;
+  /** `resourceVersion` is the ConfigMap's: which write of the operator this map is. */
+  onMap: (map: VniMap, from: { resourceVersion: string }) => void;
   onError: (err: Error) => void;
 }
 
@@ -60,7 +61,7 @@ export interface VniMapConfigMapWatch {
 export function watchVniMapConfigMap(w: VniMapConfigMapWatch): () => Promise<void> {
   const where = `ConfigMap ${w.namespace}/${w.name}`;
   let last: string | undefined;
-  const reflector = new Reflector<string>({
+  const reflector = new Reflector<{ text: string; resourceVersion: string }>({
     name: "vni-map",
     log: w.log,
     source: apiServerSource({
@@ -69,13 +70,17 @@ export function watchVniMapConfigMap(w: VniMapConfigMapWatch): () => Promise<voi
       path: `/api/v1/namespaces/${w.namespace}/configmaps`,
       fieldSelector: `metadata.name=${w.name}`,
     }),
-    transform: (obj: RawObject) =>
-      (obj["data"] as Record<string, string> | undefined)?.[VNI_MAP_CONFIGMAP_KEY],
+    transform: (obj: RawObject) => {
+      const text = (obj["data"] as Record<string, string> | undefined)?.[VNI_MAP_CONFIGMAP_KEY];
+      return text === undefined ? undefined : { text, resourceVersion: obj.metadata?.resourceVersion ?? "" };
+    },
+    // Only the document matters: a write that changes nothing in it is not a new map.
+    equals: (a, b) => a.text === b.text,
     onChange: (c) => {
-      if (c.now === undefined || c.now === last) return;
-      last = c.now;
+      if (c.now === undefined || c.now.text === last) return;
+      last = c.now.text;
       try {
-        w.onMap(parseVniMapDocument(c.now, where));
+        w.onMap(parseVniMapDocument(c.now.text, where), { resourceVersion: c.now.resourceVersion });
       } catch (err) {
         w.onError(err as Error);
       }

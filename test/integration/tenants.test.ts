@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { API_VERSION, type PolicySpec, type PolicyStatus } from "../../src/api/resources.ts";
+import { API_VERSION, type PolicySpec } from "../../src/api/resources.ts";
 import { VniMapSchema, VNI_MAP_CONFIGMAP_KEY, type VniMap } from "../../src/api/vni-map.ts";
 import { VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
 import type { OperatorRuntime } from "../../src/controller/runtime.ts";
@@ -25,6 +25,7 @@ import { startCollectorProcess, type CollectorProcess } from "../fixtures/collec
 import { eksNodeSpec } from "../fixtures/eks.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
 import { createEksNodes, createNamespaces, createPolicy, deleteNodes, until } from "../fixtures/scenario.ts";
+import { condition, createPod, policyStatus, runningPodIp } from "../fixtures/mirroring.ts";
 import { tsharkFields } from "../fixtures/tshark.ts";
 import { makeTarget, makeWorld } from "../fixtures/world.ts";
 
@@ -55,23 +56,10 @@ const ips = new Map<string, string>();
 /** IP to pod name. */
 const names = new Map<string, string>();
 
-async function createPod(ns: string, name: string, node: number, labels: Record<string, string>) {
-  await rest.request({
-    method: "POST",
-    path: `/api/v1/namespaces/${ns}/pods`,
-    what: `creating pod ${ns}/${name}`,
-    body: {
-      metadata: { name, labels },
-      spec: { nodeName: nodeName(node), containers: [{ name: "app", image: "registry.example/app:1" }] },
-    },
-  });
-}
-
-const policyPath = (ns: string, name: string) =>
-  `/apis/${API_VERSION}/namespaces/${ns}/trafficmirrorpolicies/${name}`;
-const statusOf = (ns: string, name: string) =>
-  rest.get<{ status?: PolicyStatus }>(policyPath(ns, name), "reading policy").then((p) => p.status);
-const cond = (s: PolicyStatus | undefined, type: string) => s?.conditions?.find((c) => c.type === type);
+const createCasePod = (ns: string, name: string, node: number, labels: Record<string, string>) =>
+  createPod(rest, { namespace: ns, name, nodeName: nodeName(node), labels });
+const statusOf = (ns: string, name: string) => policyStatus(rest, ns, name);
+const cond = condition;
 
 /** What kubelet does for the DaemonSet: the operator's map ConfigMap as the collector's file. */
 async function syncMap(): Promise<VniMap> {
@@ -189,7 +177,7 @@ describe("tenants sharing ENIs", () => {
       ["team-a", "shadow-0", 3, { case: "shadow", app: "web" }],
       ["team-b", "shadow-0", 3, { case: "shadow", app: "web" }],
     ];
-    for (const [ns, name, node, labels] of pods) await createPod(ns, name, node, labels);
+    for (const [ns, name, node, labels] of pods) await createCasePod(ns, name, node, labels);
     const select = (c: string) => ({ matchLabels: { case: c, app: "web" } });
     const policies: [string, string, Partial<PolicySpec> & { targetRef: { name: string } }][] = [
       ["team-a", "share", { podSelector: select("share"), targetRef: { name: "tenants" }, filter: http }],
@@ -201,14 +189,8 @@ describe("tenants sharing ENIs", () => {
       ["team-b", "ids", { podSelector: select("shadow"), targetRef: { name: "tenants-nlb" }, priority: 900 }],
     ];
     for (const [namespace, name, spec] of policies) await createPolicy(rest, { namespace, name, spec });
-    for (const [ns, name] of pods.map(([ns, name]) => [ns, name] as const)) {
-      const ip = await until(`an IP for ${ns}/${name}`, async () => {
-        const p = await rest.get<{ status?: { podIP?: string; phase?: string } }>(
-          `/api/v1/namespaces/${ns}/pods/${name}`,
-          "reading pod",
-        );
-        return p.status?.phase === "Running" ? p.status.podIP : undefined;
-      });
+    for (const [ns, name] of pods) {
+      const ip = await runningPodIp(rest, ns, name);
       ips.set(`${ns}/${name}`, ip);
       names.set(ip, `${ns}/${name}`);
     }

@@ -1,0 +1,263 @@
+// Where pods are selected, end to end, in both modes of a collector target: 12 pods on one ENI, 8
+// of them selected, traffic to and from all 12 through the emulator's data plane. The policy's
+// files (tshark) hold every selected pod's packets and none of the others', at the start, after
+// pods come and go (an unselected pod may get a selected pod's old address), and after a label is
+// removed. The collector follows the operator's map through the apiserver. In Eni mode the pod
+// changes cost no AWS call and the collector drops what AWS copied of the other pods.
+import { KubeConfig } from "@kubernetes/client-node";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { API_VERSION } from "../../src/api/resources.ts";
+import { VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
+import type { OperatorRuntime } from "../../src/controller/runtime.ts";
+import { KubeRest } from "../../src/k8s/rest.ts";
+import type { SyntheticPacket } from "../ec2-sim/packets.ts";
+import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
+import { installCrds } from "../harness/crds.ts";
+import { startCollectorProcess, type CollectorProcess } from "../fixtures/collector.ts";
+import { eksNodeSpec } from "../fixtures/eks.ts";
+import {
+  capturedPackets,
+  condition,
+  createPod,
+  deletePod,
+  mapInCollector,
+  policyStatus,
+  runningPodIp,
+  setPodLabels,
+} from "../fixtures/mirroring.ts";
+import { startTestOperator } from "../fixtures/operator.ts";
+import { createEksNodes, createNamespaces, createPolicy, deleteNodes, until } from "../fixtures/scenario.ts";
+import { makeWorld } from "../fixtures/world.ts";
+
+const kubeconfigPath = inject("kubeconfigPath");
+const stateDir = inject("harnessStateDir");
+const kc = new KubeConfig();
+kc.loadFromFile(kubeconfigPath);
+const rest = new KubeRest(kc);
+const FIRST = 660; // per mode: a collector node and a workload node (660–661 Pod, 662–663 Eni)
+const PREFIX = "selmode";
+const SYSTEM = "selmode-system";
+const CLIENT = "10.0.200.10";
+const MODES = ["Pod", "Eni"] as const;
+type Mode = (typeof MODES)[number];
+const world = makeWorld({ nodes: 4, podsPerNode: 0, firstIndex: FIRST, collectors: [FIRST, FIRST + 2] });
+const ns = (m: Mode) => `selmode-${m.toLowerCase()}`;
+const workNode = (m: Mode) => eksNodeSpec(FIRST + 1 + MODES.indexOf(m) * 2, { prefix: PREFIX }).name;
+
+let sim: Ec2Sim;
+let runtime: OperatorRuntime;
+let collector: CollectorProcess;
+let home: string;
+
+/** Per mode: pod name to address, of the pods that exist; and every address a pod of it ever had. */
+const pods: Record<Mode, Map<string, string>> = { Pod: new Map(), Eni: new Map() };
+const everHeld: Record<Mode, Set<string>> = { Pod: new Set(), Eni: new Set() };
+
+async function addPod(m: Mode, name: string, app: string): Promise<void> {
+  await createPod(rest, { namespace: ns(m), name, nodeName: workNode(m), labels: { app } });
+  const ip = await runningPodIp(rest, ns(m), name);
+  pods[m].set(name, ip);
+  everHeld[m].add(ip);
+}
+
+async function removePod(m: Mode, name: string): Promise<void> {
+  await deletePod(rest, ns(m), name);
+  pods[m].delete(name);
+}
+
+/**
+ * Waits until the policy mirrors exactly `selected` (status and AWS done) and the collector has
+ * the map that selects exactly their addresses.
+ */
+async function settled(m: Mode, selected: string[]): Promise<void> {
+  await until(
+    `${m}: status with ${selected.length} mirrored pods`,
+    async () => {
+      const s = await policyStatus(rest, ns(m), "web");
+      const ok =
+        s?.mirroredSources === selected.length &&
+        s.selectedPods === selected.length &&
+        condition(s, "Ready")?.status === "True";
+      return ok ? true : undefined;
+    },
+    90_000,
+  );
+  const want = selected.map((n) => pods[m].get(n)!).sort();
+  await mapInCollector(rest, {
+    namespace: SYSTEM,
+    collector,
+    what: `${m}: the map selecting ${selected.join(", ")}`,
+    ok: (map) => {
+      const ips = map.sessions
+        .flatMap((e) => e.selections ?? [])
+        .filter((s) => s.policy === `${ns(m)}/web`)
+        .flatMap((s) => s.ips);
+      return map.sessions.every((e) => e.sessionId) && JSON.stringify(ips.sort()) === JSON.stringify(want);
+    },
+  });
+}
+
+/** Traffic of one phase to and from every address a pod of the mode ever held; client ports mark the phase. */
+async function sendPhase(m: Mode, phase: number): Promise<number> {
+  const packets: SyntheticPacket[] = [];
+  let n = 0;
+  for (const ip of everHeld[m]) {
+    const port = phase * 1000 + n++;
+    packets.push({ src: CLIENT, dst: ip, protocol: 6, srcPort: port, dstPort: 5000, payload: "in" });
+    packets.push({ src: ip, dst: CLIENT, protocol: 6, srcPort: 5000, dstPort: port, payload: "out" });
+  }
+  return (await sim.dataPlane.send(packets)).filter((c) => c.sent).length;
+}
+
+/** The pods (by current name) whose packets of a phase are in the policy's files, as `name dir`. */
+function capturedInPhase(m: Mode, phase: number): string[] {
+  const byIp = new Map([...pods[m]].map(([name, ip]) => [ip, name]));
+  const inPhase = (p: string | undefined) => Math.floor(Number(p) / 1000) === phase;
+  return capturedPackets(collector, `${ns(m)}/web`, home)
+    .filter(([, , sp, dp]) => inPhase(sp) || inPhase(dp))
+    .map(([src, dst]) => (src === CLIENT ? `${byIp.get(dst!) ?? dst} in` : `${byIp.get(src!) ?? src} out`))
+    .sort();
+}
+
+const both = (names: string[]) => names.flatMap((n) => [`${n} in`, `${n} out`]).sort();
+
+/**
+ * Sends a phase's traffic and returns what the policy's files hold of it, once they hold at least
+ * what `expected` says (files close each second); anything more shows in the caller's comparison.
+ */
+async function phase(m: Mode, n: number, expected: string[]): Promise<string[]> {
+  expect(await sendPhase(m, n)).toBeGreaterThan(0);
+  await until(`${m}: phase ${n} on disk`, () =>
+    Promise.resolve(capturedInPhase(m, n).length >= expected.length ? true : undefined),
+  ).catch(() => undefined); // the comparison below says what is missing
+  return capturedInPhase(m, n);
+}
+
+const mutatingCalls = () => sim.calls.filter((c) => /^(Create|Delete|Modify)/.test(c.action)).length;
+
+describe("selection modes on a shared ENI", () => {
+  beforeAll(async () => {
+    home = mkdtempSync(join(tmpdir(), "tmo-selmode-"));
+    await installCrds(rest);
+    sim = await startEc2Sim();
+    seed(sim.state, world.inventory);
+    for (const m of MODES) {
+      const first = FIRST + MODES.indexOf(m) * 2;
+      await createEksNodes(rest, {
+        first,
+        count: 2,
+        collectors: [first],
+        pool: PREFIX,
+        prefix: PREFIX,
+        collectorLabels: { "selmode.test/collector": m },
+      });
+    }
+    await createNamespaces(rest, [SYSTEM, ...MODES.map(ns)]);
+    for (const m of MODES) {
+      await until(`default SA in ${ns(m)}`, () =>
+        rest.get(`/api/v1/namespaces/${ns(m)}/serviceaccounts/default`, "reading SA"),
+      );
+      await rest.request({
+        method: "POST",
+        path: `/apis/${API_VERSION}/trafficmirrortargets`,
+        what: `creating target for ${m}`,
+        body: {
+          apiVersion: API_VERSION,
+          kind: "TrafficMirrorTarget",
+          metadata: { name: ns(m) },
+          spec: {
+            collector: { nodeSelector: { "selmode.test/collector": m }, selectionMode: m },
+            allowedNamespaces: { from: "List", names: [ns(m)] },
+          },
+        },
+      });
+      // Selected pods first, so that the eight hold the lowest addresses (a pod-precise filter
+      // of them fits in AWS's 10 rules).
+      for (let i = 0; i < 8; i++) await addPod(m, `web-${i}`, "web");
+      for (let i = 0; i < 4; i++) await addPod(m, `other-${i}`, "other");
+      await createPolicy(rest, {
+        namespace: ns(m),
+        name: "web",
+        spec: { podSelector: { matchLabels: { app: "web" } }, targetRef: { name: ns(m) } },
+      });
+    }
+    collector = await startCollectorProcess({
+      stateDir,
+      name: "collector-selmode",
+      env: {
+        KUBECONFIG: kubeconfigPath,
+        TMO_COLLECTOR_VNI_MAP_CONFIGMAP: `${SYSTEM}/${VNI_MAP_CONFIGMAP}`,
+        TMO_COLLECTOR_ROTATE_SECONDS: "1",
+      },
+    });
+    for (const m of MODES) {
+      const collectorEni = world.inventory.networkInterfaces[MODES.indexOf(m) * 4]!;
+      sim.dataPlane.setEndpoint(collectorEni.networkInterfaceId, { port: collector.port });
+    }
+    ({ runtime } = await startTestOperator({
+      kc,
+      rest,
+      ec2Url: sim.url,
+      cluster: "selmode",
+      namespace: SYSTEM,
+    }));
+  }, 240_000);
+
+  afterAll(async () => {
+    await runtime?.stop();
+    sim?.dataPlane.close();
+    await sim?.stop();
+    await collector?.stop();
+    await deleteNodes(rest, `${PREFIX}-`);
+    if (home) rmSync(home, { recursive: true, force: true });
+  });
+
+  describe.each(MODES)("selectionMode %s", (m) => {
+    const web = (...i: number[]) => i.map((k) => `web-${k}`);
+
+    it("keeps the 8 selected pods' packets and none of the 4 others'", async () => {
+      await settled(m, web(0, 1, 2, 3, 4, 5, 6, 7));
+      const want = both(web(0, 1, 2, 3, 4, 5, 6, 7));
+      expect(await phase(m, 1, want)).toEqual(want);
+    });
+
+    it("follows pods that come and go, and keeps nothing of an address a selected pod left", async () => {
+      const calls = mutatingCalls();
+      await removePod(m, "web-7");
+      await removePod(m, "other-0");
+      // The unselected pod first: if addresses are reused, it may get web-7's.
+      await addPod(m, "other-4", "other");
+      await addPod(m, "web-8", "web");
+      await settled(m, web(0, 1, 2, 3, 4, 5, 6, 8));
+      // Traffic also goes to every address the pods ever held, held now by an unselected pod or by nobody.
+      const want = both(web(0, 1, 2, 3, 4, 5, 6, 8));
+      expect(await phase(m, 2, want)).toEqual(want);
+      // With selection at the collector, the ENI's session and filter stay as they were.
+      if (m === "Eni") expect(mutatingCalls()).toBe(calls);
+    });
+
+    it("drops a pod whose label no longer matches", async () => {
+      const calls = mutatingCalls();
+      await setPodLabels(rest, ns(m), "web-2", { app: "retired" });
+      await settled(m, web(0, 1, 3, 4, 5, 6, 8));
+      const want = both(web(0, 1, 3, 4, 5, 6, 8));
+      expect(await phase(m, 3, want)).toEqual(want);
+      if (m === "Eni") expect(mutatingCalls()).toBe(calls);
+    });
+  });
+
+  it("in Eni mode, counts what AWS copied of the unselected pods and the collector dropped", async () => {
+    const dropped = await collector.sample(
+      "tmo_collector_selection_dropped_packets_total",
+      `{policy="${ns("Eni")}/web"}`,
+    );
+    // Three phases of traffic to and from the unselected pods and the left addresses.
+    expect(dropped).toBeGreaterThanOrEqual(3 * 2 * 4);
+    expect(
+      await collector.sample("tmo_collector_selection_dropped_packets_total", `{policy="${ns("Pod")}/web"}`),
+    ).toBe(0);
+  });
+});
