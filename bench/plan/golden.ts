@@ -86,7 +86,10 @@ function mixed(nodes: number): PlanInput {
   );
   const targets = [
     ...base.targets,
-    makeTarget("collector", { collector: { nodeSelector: { role: "collector" }, selectionMode: "Pod" }, allowNodeSources: true }),
+    makeTarget("collector", {
+      collector: { nodeSelector: { role: "collector" }, selectionMode: "Pod" },
+      allowNodeSources: true,
+    }),
     makeTarget("picky", {
       networkLoadBalancerArn: "arn:x",
       allowedNamespaces: { from: "List", names: ["team-9"] },
