@@ -16,6 +16,10 @@ export interface OperatorMetrics {
   watchRestarts: Gauge<"resource">;
   cachedObjects: Gauge<"resource">;
   leader: Gauge;
+  policySources: Gauge<"policy" | "state">;
+  policyUnmirrored: Gauge<"policy" | "reason">;
+  policyReady: Gauge<"policy">;
+  coverage: Histogram<"target_kind">;
 }
 
 /**
@@ -110,5 +114,30 @@ export function makeOperatorMetrics(opts: { defaultMetrics?: boolean } = {}): Op
       registers,
     }),
     leader: new Gauge({ name: "tmo_leader", help: "1 when this replica is the leader", registers }),
+    policySources: new Gauge({
+      name: "tmo_policy_sources",
+      help: "Sources (pods, or node ENIs) of each policy: selected, mirrored, unmirrored (with a reason) and pending (neither yet)",
+      labelNames: ["policy", "state"],
+      registers,
+    }),
+    policyUnmirrored: new Gauge({
+      name: "tmo_policy_unmirrored_sources",
+      help: "Sources of each policy that are not mirrored, by reason",
+      labelNames: ["policy", "reason"],
+      registers,
+    }),
+    policyReady: new Gauge({
+      name: "tmo_policy_ready",
+      help: "1 when the policy's Ready condition is True",
+      labelNames: ["policy"],
+      registers,
+    }),
+    coverage: new Histogram({
+      name: "tmo_pod_coverage_seconds",
+      help: "From a pod becoming Ready to its policy's session (and, for collector targets, the VNI map selecting it) being in place",
+      labelNames: ["target_kind"],
+      buckets: [0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 120, 300, 600],
+      registers,
+    }),
   };
 }

@@ -15,6 +15,7 @@ import {
   type TargetStatus,
 } from "../api/resources.ts";
 import { VNI_MAP_CONFIGMAP_KEY, type VniMap } from "../api/vni-map.ts";
+import { CoverageTracker } from "./coverage.ts";
 import { loadInventory } from "../aws/inventory.ts";
 import type { MirrorApi } from "../aws/port.ts";
 import type { Condition } from "../k8s/conditions.ts";
@@ -143,6 +144,7 @@ async function ensureFinalizers(rest: KubeRest, s: ClusterSnapshot): Promise<voi
 /** Makes the cycle function the runtime runs. */
 export function makeReconcileCycle(d: ReconcileDeps): Cycle {
   const now = d.now ?? (() => new Date());
+  const coverage = new CoverageTracker(d.metrics);
   return async (snapshot, { log }): Promise<CycleResult> => {
     const { policies, targets } = toInputs(snapshot, log);
     await ensureFinalizers(d.rest, snapshot);
@@ -189,7 +191,18 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     d.metrics.sessions.set({ state: "programmed" }, outcome.sessionIds.size);
     // The map before status: a policy reads Ready only once collectors can name its sessions.
     await publishVniMap(d, plan, outcome.sessionIds);
-    await report({ d, snapshot, plan, outcome, idx, result, now: now().toISOString() });
+    const at = now();
+    const ready = await report({ d, snapshot, plan, outcome, idx, result, now: at.toISOString() });
+    const kinds = new Map(targets.map((t) => [t.name, targetKind(t)]));
+    const targetOf = new Map(policies.map((p) => [`${p.namespace}/${p.name}`, p.spec.targetRef.name]));
+    coverage.record({
+      plan,
+      pods: snapshot.pods,
+      programmed: d.dryRun ? new Set() : outcome.sessionIds,
+      targetKind: (p) => kinds.get(targetOf.get(p) ?? "") ?? "unknown",
+      ready,
+      nowMs: at.getTime(),
+    });
     const failed = (result?.failures.length ?? 0) > 0;
     return failed ? { requeueAfterMs: 5_000 } : {};
   };
@@ -203,8 +216,9 @@ async function report(c: {
   idx: ReturnType<typeof indexInventory>;
   result: ApplyResult | undefined;
   now: string;
-}): Promise<void> {
+}): Promise<Set<string>> {
   const { d, snapshot, plan, outcome } = c;
+  const ready = new Set<string>();
   const sessions = new Map(plan.desired.sessions.map((s) => [s.key, s]));
   const clean = (c.result?.failures.length ?? 0) === 0 && !d.dryRun;
   for (const p of snapshot.policies) {
@@ -235,10 +249,22 @@ async function report(c: {
       outcome,
       now: c.now,
     });
+    if (status.conditions?.some((x) => x.type === "Ready" && x.status === "True")) ready.add(key);
     if (await writeStatus({ rest: d.rest, ref: policyRef(p), current: p.status, desired: status }))
       await noteReadyChange(d, p, stored, status.conditions ?? []);
   }
   await reportTargets(c, clean);
+  return ready;
+}
+
+/** A target's kind as the coverage metrics name it. */
+function targetKind(t: TargetInput): string {
+  const s = t.spec;
+  if (s.collector) return "collector";
+  if (s.networkLoadBalancerArn) return "network-load-balancer";
+  if (s.gatewayLoadBalancerEndpointId) return "gateway-load-balancer-endpoint";
+  if (s.networkInterfaceId) return "network-interface";
+  return "existing";
 }
 
 type ReportCtx = Parameters<typeof report>[0];

@@ -31,6 +31,20 @@ describe("lean copies", () => {
     expect(lean.labels.app).toBe("web");
   });
 
+  it("keeps when a pod last became Ready, and nothing while it is not", () => {
+    const conditions = (status: string) => [
+      { type: "PodScheduled", status: "True", lastTransitionTime: "2026-12-01T11:00:00Z" },
+      { type: "Ready", status, lastTransitionTime: "2026-12-01T12:00:05Z" },
+    ];
+    const raw = (status: string) => ({
+      metadata: { name: "p", namespace: "n" },
+      spec: {},
+      status: { phase: "Running", conditions: conditions(status) },
+    });
+    expect(leanPod(raw("True")).readySince).toBe(Date.parse("2026-12-01T12:00:05Z"));
+    expect(leanPod(raw("False")).readySince).toBeUndefined();
+  });
+
   it("handles a pending pod and a terminating host-network pod", () => {
     expect(
       leanPod({ metadata: { name: "p", namespace: "n" }, spec: {}, status: { phase: "Pending" } }),

@@ -17,6 +17,8 @@ export interface LeanPod {
   phase: string;
   /** Being deleted: no longer a mirror source. */
   deleting: boolean;
+  /** When its Ready condition last became True (ms since the epoch; seconds precision), if it is. */
+  readySince?: number;
 }
 
 /** A node as the planner sees it. */
@@ -74,8 +76,15 @@ function copyLabels(labels: Record<string, string> | undefined): Record<string, 
 export function leanPod(o: RawObject): LeanPod {
   const m = meta(o);
   const spec = (o.spec ?? {}) as { nodeName?: string; hostNetwork?: boolean };
-  const status = (o.status ?? {}) as { phase?: string; podIP?: string; podIPs?: { ip: string }[] };
+  const status = (o.status ?? {}) as {
+    phase?: string;
+    podIP?: string;
+    podIPs?: { ip: string }[];
+    conditions?: { type: string; status: string; lastTransitionTime?: string }[];
+  };
   const ips = status.podIPs?.map((p) => p.ip) ?? (status.podIP ? [status.podIP] : []);
+  const ready = status.conditions?.find((c) => c.type === "Ready" && c.status === "True");
+  const readySince = ready?.lastTransitionTime ? Date.parse(ready.lastTransitionTime) : NaN;
   return {
     namespace: m.namespace ?? "",
     name: m.name ?? "",
@@ -86,6 +95,7 @@ export function leanPod(o: RawObject): LeanPod {
     hostNetwork: spec.hostNetwork === true,
     phase: status.phase ?? "Unknown",
     deleting: m.deletionTimestamp !== undefined,
+    ...(Number.isFinite(readySince) ? { readySince } : {}),
   };
 }
 

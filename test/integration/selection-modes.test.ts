@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { API_VERSION } from "../../src/api/resources.ts";
 import { VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
+import type { OperatorMetrics } from "../../src/controller/metrics.ts";
 import type { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import type { SyntheticPacket } from "../ec2-sim/packets.ts";
@@ -49,6 +50,7 @@ const workNode = (m: Mode) => eksNodeSpec(FIRST + 1 + MODES.indexOf(m) * 2, { pr
 
 let sim: Ec2Sim;
 let runtime: OperatorRuntime;
+let metrics: OperatorMetrics;
 let collector: CollectorProcess;
 let home: string;
 
@@ -197,7 +199,7 @@ describe("selection modes on a shared ENI", () => {
       const collectorEni = world.inventory.networkInterfaces[MODES.indexOf(m) * 4]!;
       sim.dataPlane.setEndpoint(collectorEni.networkInterfaceId, { port: collector.port });
     }
-    ({ runtime } = await startTestOperator({
+    ({ runtime, metrics } = await startTestOperator({
       kc,
       rest,
       ec2Url: sim.url,
@@ -222,6 +224,10 @@ describe("selection modes on a shared ENI", () => {
       await settled(m, web(0, 1, 2, 3, 4, 5, 6, 7));
       const want = both(web(0, 1, 2, 3, 4, 5, 6, 7));
       expect(await phase(m, 1, want)).toEqual(want);
+      // The operator's coverage gauges say the same.
+      const text = await metrics.registry.getSingleMetricAsString("tmo_policy_sources");
+      expect(text).toContain(`tmo_policy_sources{policy="${ns(m)}/web",state="selected"} 8`);
+      expect(text).toContain(`tmo_policy_sources{policy="${ns(m)}/web",state="mirrored"} 8`);
     });
 
     it("follows pods that come and go, and keeps nothing of an address a selected pod left", async () => {
@@ -247,6 +253,13 @@ describe("selection modes on a shared ENI", () => {
       expect(await phase(m, 3, want)).toEqual(want);
       if (m === "Eni") expect(mutatingCalls()).toBe(calls);
     });
+  });
+
+  it("times each selected pod from Ready to covered", async () => {
+    const h = await metrics.registry.getSingleMetricAsString("tmo_pod_coverage_seconds");
+    const count = Number(/tmo_pod_coverage_seconds_count\{target_kind="collector"\} (\d+)/.exec(h)?.[1]);
+    // 8 + 8 at the start, and web-8 of each mode later.
+    expect(count).toBe(18);
   });
 
   it("in Eni mode, counts what AWS copied of the unselected pods and the collector dropped", async () => {
