@@ -5,7 +5,9 @@
 // removed. The collector follows the operator's map through the apiserver. In Eni mode the pod
 // changes cost no AWS call and the collector drops what AWS copied of the other pods.
 import { KubeConfig } from "@kubernetes/client-node";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -19,6 +21,7 @@ import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { installCrds } from "../harness/crds.ts";
 import { startCollectorProcess, type CollectorProcess } from "../fixtures/collector.ts";
 import { eksNodeSpec } from "../fixtures/eks.ts";
+import { formatIp } from "../../src/plan/ipv4.ts";
 import {
   capturedPackets,
   condition,
@@ -189,6 +192,7 @@ describe("selection modes on a shared ENI", () => {
     collector = await startCollectorProcess({
       stateDir,
       name: "collector-selmode",
+      stream: true,
       env: {
         KUBECONFIG: kubeconfigPath,
         TMO_COLLECTOR_VNI_MAP_CONFIGMAP: `${SYSTEM}/${VNI_MAP_CONFIGMAP}`,
@@ -253,6 +257,75 @@ describe("selection modes on a shared ENI", () => {
       expect(await phase(m, 3, want)).toEqual(want);
       if (m === "Eni") expect(mutatingCalls()).toBe(calls);
     });
+  });
+
+  it("in Eni mode, Suricata alerts on selected pods' signatures only, and the stream carries only them", async () => {
+    const SIGNATURE = "tmo-selmode-signature-5c1e";
+    // The stream's records: classic pcap, 24-byte header, then a 16-byte header per packet.
+    const streamed: string[] = [];
+    const socket = connect(collector.streamPort!, "127.0.0.1");
+    let buf = Buffer.alloc(0);
+    let header = false;
+    socket.on("data", (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      if (!header && buf.length >= 24) [buf, header] = [buf.subarray(24), true];
+      while (header && buf.length >= 16 && buf.length >= 16 + buf.readUInt32LE(8)) {
+        const frame = buf.subarray(16, 16 + buf.readUInt32LE(8));
+        buf = buf.subarray(16 + frame.length);
+        if (frame.length >= 38 && frame[23] === 17 && frame.readUInt16BE(36) === 9999)
+          streamed.push(formatIp(frame.readUInt32BE(26)));
+      }
+    });
+    await until("the stream client connected", async () =>
+      (await collector.sample("tmo_collector_stream_clients")) === 1 ? true : undefined,
+    );
+    const packets: SyntheticPacket[] = [...pods.Eni.values()].map((ip, n) => ({
+      src: ip,
+      dst: CLIENT,
+      protocol: 17,
+      srcPort: 4000 + n,
+      dstPort: 9999,
+      payload: `hello ${SIGNATURE}`,
+    }));
+    await sim.dataPlane.send(packets);
+    const selected = ["web-0", "web-1", "web-3", "web-4", "web-5", "web-6", "web-8"].map((n) =>
+      pods.Eni.get(n)!,
+    );
+    await until("the selected pods' packets streamed", () =>
+      Promise.resolve(streamed.length >= selected.length ? true : undefined),
+    );
+    socket.destroy();
+    expect(streamed.sort()).toEqual([...selected].sort());
+    // Suricata over every file of the policy (files close each second).
+    const rules = join(home, "selmode.rules");
+    writeFileSync(
+      rules,
+      `alert udp any any -> any 9999 (msg:"TMO selmode signature"; content:"${SIGNATURE}"; sid:9000002; rev:1;)\n`,
+    );
+    const alertsFrom = (): string[] => {
+      const logs = mkdtempSync(join(home, "suricata-"));
+      const files = collector.files(`${ns("Eni")}/web`);
+      for (const f of files)
+        execFileSync("suricata", ["-r", f, "-S", rules, "-l", logs, "-k", "none", "--runmode", "single"], {
+          stdio: ["ignore", "pipe", "pipe"],
+          timeout: 120_000,
+          env: { ...process.env, HOME: home },
+        });
+      // One eve.json for all files (Suricata appends).
+      return readFileSync(join(logs, "eve.json"), "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { event_type: string; src_ip?: string })
+        .filter((e) => e.event_type === "alert")
+        .map((e) => e.src_ip!)
+        .sort();
+    };
+    let alerts: string[] = [];
+    await until("Suricata's alerts on the closed files", () => {
+      alerts = alertsFrom();
+      return Promise.resolve(alerts.length >= selected.length ? true : undefined);
+    }).catch(() => undefined);
+    expect(alerts).toEqual([...selected].sort());
   });
 
   it("times each selected pod from Ready to covered", async () => {
