@@ -156,10 +156,10 @@ export const CollectorDestinationSchema = z.object({
     .record(z.string(), z.string())
     .describe("Nodes that run the collector; one AWS target per node's primary ENI"),
   selectionMode: z
-    .enum(["Pod", "Eni"])
+    .enum(["Pod", "Eni", "Auto"])
     .default("Pod")
     .describe(
-      "Where pods are selected. Pod: AWS's filter accepts only the selected pods' addresses (least bandwidth; each new pod on a shared ENI costs filter-rule calls). Eni: AWS's filter carries only the policy's rules, the session copies the ENI's matching traffic and the collector keeps only the selected pods' packets (a new pod is covered as soon as the collector knows its address; more mirrored bandwidth)",
+      "Where pods are selected. Pod: AWS's filter accepts only the selected pods' addresses (least bandwidth; each new pod on a shared ENI costs filter-rule calls). Eni: AWS's filter carries only the policy's rules, the session copies the ENI's matching traffic and the collector keeps only the selected pods' packets (a new pod is covered as soon as the collector knows its address; more mirrored bandwidth). Auto: Eni while an ENI's pods change, tightened to Pod once they have been quiet, where the rules fit",
     ),
 });
 

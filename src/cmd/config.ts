@@ -78,6 +78,10 @@ export const OperatorEnvSchema = z.object({
   TMO_SESSION_BUDGET: z.coerce.number().int().min(0).max(10_000).default(10_000),
   /** The collectors run in kernel mode (the chart sets it): selectionMode Eni is refused. */
   TMO_COLLECTOR_KERNEL_MODE: bool.default(false),
+  /** selectionMode Auto: how long an ENI's pods stay unchanged before its filter is tightened. */
+  TMO_AUTO_TIGHTEN_AFTER_SECONDS: z.coerce.number().min(0).default(60),
+  /** selectionMode Auto: at most this many ENIs tightened per cycle. */
+  TMO_AUTO_TIGHTEN_PER_CYCLE: z.coerce.number().int().min(0).max(1000).default(10),
   TMO_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -99,6 +103,7 @@ export interface OperatorConfig {
   /** Mirror sessions this cluster may hold in the account and Region. */
   sessionBudget: number;
   collectorKernelMode: boolean;
+  autoTighten: { quietMs: number; perCycle: number };
   logLevel: string;
 }
 
@@ -135,6 +140,7 @@ export function loadOperatorConfig(
     applyConcurrency: e.TMO_APPLY_CONCURRENCY,
     sessionBudget: e.TMO_SESSION_BUDGET,
     collectorKernelMode: e.TMO_COLLECTOR_KERNEL_MODE,
+    autoTighten: { quietMs: e.TMO_AUTO_TIGHTEN_AFTER_SECONDS * 1000, perCycle: e.TMO_AUTO_TIGHTEN_PER_CYCLE },
     logLevel: e.TMO_LOG_LEVEL,
   };
 }

@@ -60,6 +60,7 @@ export async function run(_argv: string[]): Promise<number> {
       concurrency: config.applyConcurrency,
       sessionBudget: config.sessionBudget,
       collectorKernelMode: config.collectorKernelMode,
+      autoTighten: config.autoTighten,
       metrics,
       events,
     }),

@@ -15,6 +15,7 @@ import {
   type TargetStatus,
 } from "../api/resources.ts";
 import { VNI_MAP_CONFIGMAP_KEY, type VniMap } from "../api/vni-map.ts";
+import { AutoTightener, type AutoTightenOptions } from "./auto.ts";
 import { CoverageTracker } from "./coverage.ts";
 import { loadInventory } from "../aws/inventory.ts";
 import type { MirrorApi } from "../aws/port.ts";
@@ -54,6 +55,8 @@ export interface ReconcileDeps {
   sessionBudget?: number;
   /** See `PlanInput.collectorKernelMode`. */
   collectorKernelMode?: boolean;
+  /** When `selectionMode: Auto` tightens an ENI's filter (default: quiet 60 s, 10 ENIs a cycle). */
+  autoTighten?: AutoTightenOptions;
   metrics: OperatorMetrics;
   events?: EventRecorder;
   now?: () => Date;
@@ -145,6 +148,7 @@ async function ensureFinalizers(rest: KubeRest, s: ClusterSnapshot): Promise<voi
 export function makeReconcileCycle(d: ReconcileDeps): Cycle {
   const now = d.now ?? (() => new Date());
   const coverage = new CoverageTracker(d.metrics);
+  const tightener = new AutoTightener(d.autoTighten ?? { quietMs: 60_000, perCycle: 10 });
   return async (snapshot, { log }): Promise<CycleResult> => {
     const { policies, targets } = toInputs(snapshot, log);
     await ensureFinalizers(d.rest, snapshot);
@@ -165,6 +169,7 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
         inventory,
         sessionBudget: d.sessionBudget,
         collectorKernelMode: d.collectorKernelMode,
+        tightenEnis: tightener.tighten,
       },
       idx,
     );
@@ -204,7 +209,9 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
       nowMs: at.getTime(),
     });
     const failed = (result?.failures.length ?? 0) > 0;
-    return failed ? { requeueAfterMs: 5_000 } : {};
+    const recheck = tightener.observe(plan.auto, at.getTime());
+    const requeue = Math.min(failed ? 5_000 : Infinity, recheck ?? Infinity);
+    return requeue === Infinity ? {} : { requeueAfterMs: requeue };
   };
 }
 

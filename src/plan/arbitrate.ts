@@ -7,6 +7,7 @@ import type { MirrorFilter, MirrorSession } from "../api/inventory.ts";
 import { Reason } from "../api/reasons.ts";
 import { buildFilterRules, type DesiredRule } from "./filters.ts";
 import { byString, hashHex } from "./hash.ts";
+import { sameFilter } from "./diff.ts";
 import { findOwned, type InventoryIndex, type OwnedOnEni } from "./inventory-index.ts";
 import { isSortedDistinct, type Ranges } from "./ipv4.ts";
 import {
@@ -20,7 +21,7 @@ import {
 } from "./model.ts";
 import { sortSmall } from "./sort.ts";
 import { pickSlot, sameRef, type AwsTargetSlot, type ResolvedTarget } from "./targets.ts";
-import type { DesiredSession, PolicyReport } from "./types.ts";
+import type { DesiredFilter, DesiredSession, PolicyReport } from "./types.ts";
 
 /** The held addresses not in `selected` (sorted, distinct), as merged ranges. */
 function unselectedRanges(held: Ranges, selected: readonly number[]): Ranges {
@@ -110,10 +111,51 @@ interface Candidate {
   fitted: boolean;
 }
 
-/** Fits a candidate's filter. */
-function fit(c: Candidate, idx: InventoryIndex): void {
-  c.rules = fitFilter(c.g, idx, c.dropped);
+/** Fits a candidate's filter (deciding first, in `Auto` mode, whether it selects pods). */
+function fit(c: Candidate, ctx: ProgramCtx): void {
+  const g = c.g;
+  if (g.auto) g.eniWide = !staysPrecise(c, ctx);
+  c.rules = fitFilter(g, ctx.idx, c.dropped);
   c.fitted = true;
+  if (g.auto) noteAuto(g, ctx);
+}
+
+/**
+ * Whether an `Auto` group gets a pod-precise filter: only when one fits every member, and either
+ * the controller asks to tighten this ENI or the session already uses exactly that filter (its
+ * pods have not changed). A change loosens it, so a new pod is covered without waiting on rules.
+ */
+function staysPrecise(c: Candidate, ctx: ProgramCtx): boolean {
+  const g = c.g;
+  g.eniWide = false;
+  const left: Member[] = [];
+  const precise = fitFilter(g, ctx.idx, left);
+  // fitFilter pops the members it leaves out: put them back, in order.
+  for (let i = left.length - 1; i >= 0; i--) g.members.push(left[i]!);
+  if (!precise || left.length > 0) return false;
+  const eniId = g.eni.networkInterfaceId;
+  if (ctx.tighten.has(eniId)) return true;
+  const podFilter = findOwned(ctx.idx.ownedOn(eniId).filters, g.hash);
+  return (
+    podFilter !== undefined &&
+    c.existing?.trafficMirrorFilterId === podFilter.trafficMirrorFilterId &&
+    sameFilter(podFilter, {
+      key: "",
+      rules: precise,
+      networkServices: g.mirrorDns ? ["amazon-dns"] : [],
+      description: "",
+    })
+  );
+}
+
+function noteAuto(g: Group, ctx: ProgramCtx): void {
+  const eniId = g.eni.networkInterfaceId;
+  const members = `${g.hash}:${g.members.map((m) => m.ipText).join(",")}`;
+  const prev = ctx.out.auto.get(eniId);
+  ctx.out.auto.set(eniId, {
+    loose: (prev?.loose ?? false) || g.eniWide,
+    members: prev ? `${prev.members};${members}` : members,
+  });
 }
 
 /** Gives a candidate an AWS target: the one it uses if that still has room, else the best free. */
@@ -126,6 +168,22 @@ function assignSlot(c: Candidate, ctx: ProgramCtx): void {
 /** Whether a target can run out of room for sources (ENI targets: 10, or 100 on the largest sizes). */
 function isLimited(t: ResolvedTarget): boolean {
   return t.slots.some((s) => s.capacity !== Infinity);
+}
+
+/** The filter of a rule set without addresses, shared by every session that needs it (made once). */
+function sharedFilter(
+  rules: DesiredRule[],
+  networkServices: "amazon-dns"[],
+  ctx: ProgramCtx,
+): { filter: DesiredFilter; existing: MirrorFilter | undefined } {
+  const key = `filter-${hashHex(JSON.stringify([rules, networkServices]))}`;
+  let entry = ctx.out.wholeFilters.get(key);
+  if (!entry) {
+    const filter = { key, rules, networkServices, description: "traffic-mirror-operator filter" };
+    entry = { filter, existing: ctx.idx.ownedFilters.get(key) };
+    ctx.out.wholeFilters.set(key, entry);
+  }
+  return entry;
 }
 
 /** The session, filter and reports of a group on its ENI, now that its target is decided. */
@@ -156,18 +214,29 @@ function programGroup(
     return;
   }
   const networkServices: "amazon-dns"[] = g.mirrorDns ? ["amazon-dns"] : [];
+  // A pod-precise Auto group keeps its ENI-wide filter in AWS, so that loosening it when a pod
+  // arrives is one change to the session, not a filter and its rules first.
+  if (g.auto && !g.eniWide) {
+    const wide = buildFilterRules({
+      selected: "all",
+      unselected: [],
+      userRules: g.userRules,
+      allowRejectForm: false,
+    });
+    if (wide) sharedFilter(wide, networkServices, ctx);
+  }
   // A pod filter belongs to its session and is edited in place as pods come and go; a filter
   // without addresses (a node source, or selection at the collector) depends only on the policy's
   // rules, so identical ones are shared, and pods coming and going change nothing in AWS.
-  const fKey = g.eniWide
-    ? `filter-${hashHex(JSON.stringify([rules, networkServices]))}`
-    : `filter-${g.eni.networkInterfaceId}-${g.hash}`; // the session key's tail
-  const filter = { key: fKey, rules, networkServices, description: "traffic-mirror-operator filter" };
   let existingFilter: MirrorFilter | undefined;
+  let fKey: string;
   if (g.eniWide) {
-    existingFilter = idx.ownedFilters.get(fKey);
-    if (!out.wholeFilters.has(fKey)) out.wholeFilters.set(fKey, { filter, existing: existingFilter });
+    const shared = sharedFilter(rules, networkServices, ctx);
+    fKey = shared.filter.key;
+    existingFilter = shared.existing;
   } else {
+    fKey = `filter-${g.eni.networkInterfaceId}-${g.hash}`; // the session key's tail
+    const filter = { key: fKey, rules, networkServices, description: "traffic-mirror-operator filter" };
     existingFilter = findOwned(onEni.owned.filters, g.hash);
     if (!podFilterHashes.includes(g.hash)) {
       podFilterHashes.push(g.hash);
@@ -294,7 +363,7 @@ export function arbitrate(
       c.overQuota = true;
       continue;
     }
-    if (!c.fitted) fit(c, ctx.idx);
+    if (!c.fitted) fit(c, ctx);
     if (!c.rules) continue;
     assignSlot(c, ctx);
     if (c.slot) granted++;
@@ -370,7 +439,7 @@ function decideEni(
       wait.waiting.push(c);
       continue;
     }
-    fit(c, ctx.idx);
+    fit(c, ctx);
     if (c.rules) {
       if (wait && isLimited(g.target)) wait.waiting.push(c);
       else assignSlot(c, ctx);

@@ -24,7 +24,7 @@ function rulesOf(f: MirrorFilter): DesiredRule[] {
 }
 
 /** Whether an owned filter's rules and services match the desired ones. */
-function sameFilter(actual: MirrorFilter, desired: DesiredFilter): boolean {
+export function sameFilter(actual: MirrorFilter, desired: DesiredFilter): boolean {
   // Nearly every owned filter matches; pairing rules field by field proves that without building
   // and sorting strings. Only a filter that fails the quick test is compared the careful way.
   if (

@@ -46,6 +46,11 @@ export interface Group {
    * source, or pods of a collector target that selects at the collector (`selectionMode: Eni`).
    */
   eniWide: boolean;
+  /**
+   * `selectionMode: Auto`: `eniWide` is decided when the filter is fitted (pod-precise where the
+   * session already is and the pods have not changed, or where the operator asks to tighten).
+   */
+  auto: boolean;
   /** `hash53(groupKey)`, computed once per policy rather than once per group. */
   keyHash: number;
   /** A number per distinct group key in this plan: comparing long keys per pod was a hot spot. */
@@ -85,12 +90,24 @@ export interface Outcome {
   /** Where each ENI's sessions and pod filters begin in `sessions` and `podFilters`. */
   sessionRuns: number[];
   podFilterRuns: number[];
+  /** Per ENI with `Auto` groups: whether one is ENI-wide now, and its groups' members (a signature). */
+  auto: Map<string, AutoEni>;
   /** Whole-node filters, keyed by content and shared, with the owned filter of that key. */
   wholeFilters: Map<string, { filter: DesiredFilter; existing: MirrorFilter | undefined }>;
 }
 
+/** What the plan says of an ENI whose groups select in `Auto` mode. */
+export interface AutoEni {
+  /** Some group's filter is ENI-wide (selection at the collector) rather than pod-precise. */
+  loose: boolean;
+  /** The groups' selected addresses: a change means the ENI's pods are changing. */
+  members: string;
+}
+
 export interface ProgramCtx {
   idx: InventoryIndex;
+  /** ENIs whose `Auto` groups may be tightened to pod-precise filters in this plan. */
+  tighten: ReadonlySet<string>;
   /** The account's session quota, how many sessions seen are others', and what to say when full. */
   quota: { limit: number; others: number; message: string };
   reports: Map<string, PolicyReport>;

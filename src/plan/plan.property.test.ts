@@ -122,6 +122,37 @@ describe("planner invariants", () => {
     );
   });
 
+  it("converges in every selection mode, and an Auto plan stays as it is once applied, tightened or not", () => {
+    const mode = fc.constantFrom("Pod" as const, "Eni" as const, "Auto" as const);
+    fc.assert(
+      fc.property(caseArb, mode, fc.boolean(), ({ input }, selectionMode, tightenAll) => {
+        const targets = input.targets.map((t) =>
+          t.spec.collector
+            ? { ...t, spec: { ...t.spec, collector: { ...t.spec.collector, selectionMode } } }
+            : t,
+        );
+        const enis = new Set(input.inventory.networkInterfaces.map((e) => e.networkInterfaceId));
+        const withMode = { ...input, targets, ...(tightenAll ? { tightenEnis: enis } : {}) };
+        const first = planMirroring(withMode);
+        const inventory = applyDiff(input.inventory, first.diff, input.clusterName);
+        // The next plan is not asked to tighten: what was tightened stays, what was not stays loose.
+        const second = planMirroring({ ...input, targets, inventory });
+        expect(isEmptyDiff(second.diff)).toBe(true);
+        expect(second.desired).toEqual(first.desired);
+        // Selection at the collector never leaves pods out for filter rules.
+        const collectors = new Set(targets.filter((t) => t.spec.collector).map((t) => t.name));
+        if (selectionMode !== "Pod")
+          for (const p of input.policies.filter((x) => collectors.has(x.spec.targetRef.name)))
+            expect(
+              first.policies
+                .get(`${p.namespace}/${p.name}`)!
+                .sources.filter((s) => s.reason === "FilterTooLarge"),
+            ).toEqual([]);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
   it("is deterministic under reordering of every input list", () => {
     fc.assert(
       fc.property(caseArb, fc.integer({ min: 1, max: 1_000_000 }), ({ input }, seed) => {

@@ -776,3 +776,78 @@ describe("planMirroring: selection at the collector (selectionMode Eni)", () => 
     ).toHaveLength(1);
   });
 });
+
+describe("planMirroring: selectionMode Auto", () => {
+  const auto = () =>
+    makeCollectorTarget("collector", { collector: { nodeSelector: COLLECTOR_LABEL, selectionMode: "Auto" } });
+  const web = () =>
+    makePolicy("web", { podSelector: { matchLabels: { app: "web" } }, targetRef: { name: "collector" } });
+  const world = () => makeWorld({ nodes: 2, podsPerNode: 4, collectors: [0] });
+  const eniOf = (w: World) => w.inventory.networkInterfaces[2]!.networkInterfaceId;
+  const filterOf = (plan: ReturnType<typeof planMirroring>, eni: string) => {
+    const s = plan.desired.sessions.find((x) => x.networkInterfaceId === eni)!;
+    return plan.desired.filters.find((f) => f.key === s.filterKey)!;
+  };
+  const selectsPods = (rules: readonly DesiredRule[]) =>
+    rules.some(
+      (r) => (r.direction === "ingress" ? r.destinationCidrBlock : r.sourceCidrBlock) !== "0.0.0.0/0",
+    );
+
+  it("starts ENI-wide, and tightens to pod-precise only where the controller asks", () => {
+    const w = world();
+    const eni = eniOf(w);
+    const loose = planMirroring(input(w, [web()], [auto()]));
+    expect(selectsPods(filterOf(loose, eni).rules)).toBe(false);
+    expect(loose.auto?.get(eni)).toMatchObject({ loose: true });
+    expect(loose.vniMap.sessions.find((e) => e.networkInterfaceId === eni)?.selectionAtCollector).toBe(true);
+    const tight = planMirroring({ ...input(w, [web()], [auto()]), tightenEnis: new Set([eni]) });
+    expect(selectsPods(filterOf(tight, eni).rules)).toBe(true);
+    expect(tight.auto?.get(eni)).toMatchObject({ loose: false });
+    expect(
+      tight.vniMap.sessions.find((e) => e.networkInterfaceId === eni)?.selectionAtCollector,
+    ).toBeUndefined();
+  });
+
+  it("stays pod-precise while the pods do not change, and loosens in place when one arrives", () => {
+    const w = world();
+    const eni = eniOf(w);
+    w.inventory = applyDiff(w.inventory, planMirroring(input(w, [web()], [auto()])).diff, cluster);
+    const tighten = planMirroring({ ...input(w, [web()], [auto()]), tightenEnis: new Set([eni]) });
+    expect(tighten.diff.modifySessions).toHaveLength(1);
+    w.inventory = applyDiff(w.inventory, tighten.diff, cluster);
+    // Without being asked again: nothing to do, still precise.
+    const steady = planMirroring(input(w, [web()], [auto()]));
+    expect(isEmptyDiff(steady.diff)).toBe(true);
+    expect(steady.auto?.get(eni)).toMatchObject({ loose: false });
+    // A pod arrives: the session goes back to the shared filter; no rule is made for the pod.
+    const base = parseCidr(eksNodeSpec(1).podCidr)!.base;
+    w.pods.push({
+      ...w.pods[4]!,
+      name: "pod-new",
+      uid: "pod-new",
+      labels: { app: "web" },
+      podIPs: [formatIp(base + 20)],
+    });
+    const arrival = planMirroring(input(w, [web()], [auto()]));
+    expect(arrival.auto?.get(eni)).toMatchObject({ loose: true });
+    expect(arrival.diff.modifySessions.map((m) => m.filterKey)).toEqual([filterOf(arrival, eni).key]);
+    expect(arrival.diff.replaceFilterRules).toEqual([]);
+    expect(arrival.diff.createFilters).toEqual([]); // the shared filter is still there from the start
+    expect(
+      arrival.policies.get("shop/web")!.sources.find((s) => s.name === "shop/pod-new")?.sessionKey,
+    ).toBeDefined();
+  });
+
+  it("never leaves pods out for filter rules: where pod-precise does not fit, it stays ENI-wide", () => {
+    const w = makeWorld({
+      nodes: 2,
+      podsPerNode: 30,
+      collectors: [0],
+      podLabels: (i, j) => ({ app: i === 0 || j % 3 === 0 ? "db" : "web" }),
+    });
+    const eni = eniOf(w);
+    const plan = planMirroring({ ...input(w, [web()], [auto()]), tightenEnis: new Set([eni]) });
+    expect(unmirroredSources(plan)).toEqual([]);
+    expect(plan.auto?.get(eni)).toMatchObject({ loose: true });
+  });
+});

@@ -122,6 +122,7 @@ function addMember(groupsByEni: Map<string, EniGroups>, m: Member, keys: GroupKe
       userRules: spec.filter?.rules ?? [],
       whole: m.ip === "all",
       eniWide: m.ip === "all" || target.input.spec.collector?.selectionMode === "Eni",
+      auto: m.ip !== "all" && target.input.spec.collector?.selectionMode === "Auto",
       keyHash: keys.keyHash,
       gid: keys.gid,
       members: [],
@@ -266,6 +267,7 @@ export function planMirroring(
     sessionRuns: [],
     podFilterRuns: [],
     wholeFilters: new Map(),
+    auto: new Map(),
   };
   const limit = input.sessionBudget ?? MAX_SESSIONS_PER_ACCOUNT;
   const others = idx.foreignSessionCount;
@@ -274,7 +276,12 @@ export function planMirroring(
     others,
     message: `AWS allows ${limit} mirror sessions per account and Region (${others} of them not this operator's); higher-priority sessions hold the rest`,
   };
-  arbitrate(groupsByEni, { idx, quota, reports, keyOfTarget: keysOfOwnedTargets(idx), out }, targets);
+  const tighten = input.tightenEnis ?? new Set<string>();
+  arbitrate(
+    groupsByEni,
+    { idx, tighten, quota, reports, keyOfTarget: keysOfOwnedTargets(idx), out },
+    targets,
+  );
   const order = assignVnis(out);
   const sessions = order.map((i) => out.sessions[i]!);
   const desiredTargets = [...targets.values()]
@@ -305,6 +312,7 @@ export function planMirroring(
     policies: reports,
     targets: targetReports(targets, input, out),
     vniMap: vniMapOf(order, out, idx),
+    ...(out.auto.size > 0 ? { auto: out.auto } : {}),
   };
 }
 

@@ -142,11 +142,10 @@ export function resolveTargets(targets: readonly TargetInput[], ctx: Ctx): Map<s
               reason: Reason.TargetNotReady,
               message: "no node matching the collector nodeSelector has a known EC2 instance and ENI",
             }
-          : ctx.collectorKernelMode && t.spec.collector.selectionMode === "Eni"
+          : ctx.collectorKernelMode && t.spec.collector.selectionMode !== "Pod"
             ? {
                 reason: Reason.TargetNotReady,
-                message:
-                  "selectionMode Eni needs the collector in userspace mode: in kernel mode its vxlan devices would get every pod's packets on the ENI; use selectionMode Pod",
+                message: `selectionMode ${t.spec.collector.selectionMode} needs the collector in userspace mode: in kernel mode its vxlan devices would get every pod's packets on the ENI; use selectionMode Pod`,
               }
             : undefined;
       out.set(t.name, { input: t, slots, problem });

@@ -4,6 +4,7 @@ import type { PolicySpec, TargetSpec } from "../api/resources.ts";
 import type { VniMap } from "../api/vni-map.ts";
 import type { LeanNode, LeanPod } from "../k8s/lean.ts";
 import type { DesiredRule } from "./filters.ts";
+import type { AutoEni } from "./model.ts";
 
 /** A TrafficMirrorPolicy as the planner sees it (spec already validated). */
 export interface PolicyInput {
@@ -48,6 +49,12 @@ export interface PlanInput {
    * unselected pods' packets, so collector targets with `selectionMode: Eni` are refused.
    */
   collectorKernelMode?: boolean;
+  /**
+   * ENIs whose groups of `selectionMode: Auto` targets may get pod-precise filters now (the
+   * controller picks ENIs whose pods have been quiet, a few per cycle, to spend the API budget
+   * slowly). Elsewhere an Auto group keeps a pod-precise filter only while its pods do not change.
+   */
+  tightenEnis?: ReadonlySet<string>;
 }
 
 /** Where a session's copies go: a target the plan makes (by key) or one that exists (by id). */
@@ -159,4 +166,6 @@ export interface Plan {
   policies: Map<string, PolicyReport>;
   targets: Map<string, TargetReport>;
   vniMap: VniMap;
+  /** ENIs with groups of `selectionMode: Auto` targets, and their state (absent when there are none). */
+  auto?: Map<string, AutoEni>;
 }
