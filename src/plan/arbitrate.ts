@@ -194,7 +194,7 @@ function programGroup(
 ): void {
   const { g, rules, existing, slot } = c;
   const { taken, podFilterHashes } = onEni;
-  const { idx, out } = ctx;
+  const { out } = ctx;
   if (c.overQuota) {
     sortMembers(g);
     for (const m of g.members) unmirrored(m, Reason.QuotaFull, ctx.quota.message);
