@@ -41,13 +41,20 @@ const stateDir = inject("harnessStateDir");
 const kc = new KubeConfig();
 kc.loadFromFile(kubeconfigPath);
 const rest = new KubeRest(kc);
-const FIRST = 660; // per mode: a collector node and a workload node (660–661 Pod, 662–663 Eni)
+const FIRST = 660; // per mode: a collector node and a workload node (660–661 Pod, 662–663 Eni, 664–665 Auto)
 const PREFIX = "selmode";
 const SYSTEM = "selmode-system";
 const CLIENT = "10.0.200.10";
-const MODES = ["Pod", "Eni"] as const;
+const MODES = ["Pod", "Eni", "Auto"] as const;
 type Mode = (typeof MODES)[number];
-const world = makeWorld({ nodes: 4, podsPerNode: 0, firstIndex: FIRST, collectors: [FIRST, FIRST + 2] });
+const world = makeWorld({
+  nodes: 6,
+  podsPerNode: 0,
+  firstIndex: FIRST,
+  collectors: [FIRST, FIRST + 2, FIRST + 4],
+});
+/** selectionMode Auto tightens an ENI whose pods have been quiet this long. */
+const AUTO_QUIET_MS = 3_000;
 const ns = (m: Mode) => `selmode-${m.toLowerCase()}`;
 const workNode = (m: Mode) => eksNodeSpec(FIRST + 1 + MODES.indexOf(m) * 2, { prefix: PREFIX }).name;
 
@@ -58,8 +65,8 @@ let collector: CollectorProcess;
 let home: string;
 
 /** Per mode: pod name to address, of the pods that exist; and every address a pod of it ever had. */
-const pods: Record<Mode, Map<string, string>> = { Pod: new Map(), Eni: new Map() };
-const everHeld: Record<Mode, Set<string>> = { Pod: new Set(), Eni: new Set() };
+const pods: Record<Mode, Map<string, string>> = { Pod: new Map(), Eni: new Map(), Auto: new Map() };
+const everHeld: Record<Mode, Set<string>> = { Pod: new Set(), Eni: new Set(), Auto: new Set() };
 
 async function addPod(m: Mode, name: string, app: string): Promise<void> {
   await createPod(rest, { namespace: ns(m), name, nodeName: workNode(m), labels: { app } });
@@ -105,14 +112,14 @@ async function settled(m: Mode, selected: string[]): Promise<void> {
   });
 }
 
-/** Traffic of one phase to and from every address a pod of the mode ever held; client ports mark the phase. */
+/** Traffic of one phase to and from every address a pod of the mode ever held; client ports (phase × 1000 + n) mark the phase, the pods listen on 80. */
 async function sendPhase(m: Mode, phase: number): Promise<number> {
   const packets: SyntheticPacket[] = [];
   let n = 0;
   for (const ip of everHeld[m]) {
     const port = phase * 1000 + n++;
-    packets.push({ src: CLIENT, dst: ip, protocol: 6, srcPort: port, dstPort: 5000, payload: "in" });
-    packets.push({ src: ip, dst: CLIENT, protocol: 6, srcPort: 5000, dstPort: port, payload: "out" });
+    packets.push({ src: CLIENT, dst: ip, protocol: 6, srcPort: port, dstPort: 80, payload: "in" });
+    packets.push({ src: ip, dst: CLIENT, protocol: 6, srcPort: 80, dstPort: port, payload: "out" });
   }
   return (await sim.dataPlane.send(packets)).filter((c) => c.sent).length;
 }
@@ -127,6 +134,7 @@ function capturedInPhase(m: Mode, phase: number): string[] {
     .sort();
 }
 
+const web = (...i: number[]) => i.map((k) => `web-${k}`);
 const both = (names: string[]) => names.flatMap((n) => [`${n} in`, `${n} out`]).sort();
 
 /**
@@ -209,6 +217,7 @@ describe("selection modes on a shared ENI", () => {
       ec2Url: sim.url,
       cluster: "selmode",
       namespace: SYSTEM,
+      autoTighten: { quietMs: AUTO_QUIET_MS, perCycle: 10 },
     }));
   }, 240_000);
 
@@ -222,8 +231,6 @@ describe("selection modes on a shared ENI", () => {
   });
 
   describe.each(MODES)("selectionMode %s", (m) => {
-    const web = (...i: number[]) => i.map((k) => `web-${k}`);
-
     it("keeps the 8 selected pods' packets and none of the 4 others'", async () => {
       await settled(m, web(0, 1, 2, 3, 4, 5, 6, 7));
       const want = both(web(0, 1, 2, 3, 4, 5, 6, 7));
@@ -331,8 +338,29 @@ describe("selection modes on a shared ENI", () => {
   it("times each selected pod from Ready to covered", async () => {
     const h = await metrics.registry.getSingleMetricAsString("tmo_pod_coverage_seconds");
     const count = Number(/tmo_pod_coverage_seconds_count\{target_kind="collector"\} (\d+)/.exec(h)?.[1]);
-    // 8 + 8 at the start, and web-8 of each mode later.
-    expect(count).toBe(18);
+    // 8 per mode at the start, and web-8 of each mode later.
+    expect(count).toBe(27);
+  });
+
+  it("in Auto mode, tightens the ENI's filter once its pods are quiet, and the collector stops dropping", async () => {
+    const eni = world.inventory.networkInterfaces[MODES.indexOf("Auto") * 4 + 2]!.networkInterfaceId;
+    const precise = () => {
+      const s = [...sim.state.sessions.values()].find((x) => x.networkInterfaceId === eni);
+      const f = s && sim.state.filters.get(s.trafficMirrorFilterId);
+      return f !== undefined && f.ingressRules.some((r) => r.destinationCidrBlock !== "0.0.0.0/0");
+    };
+    await until(
+      "the Auto ENI's filter pod-precise",
+      () => Promise.resolve(precise() ? true : undefined),
+      60_000,
+    );
+    const policy = `{policy="${ns("Auto")}/web"}`;
+    const dropped = await collector.sample("tmo_collector_selection_dropped_packets_total", policy);
+    const want = both(web(0, 1, 3, 4, 5, 6, 8));
+    expect(await phase("Auto", 5, want)).toEqual(want);
+    // AWS no longer copies the other pods' packets: nothing more to drop.
+    expect(await collector.sample("tmo_collector_selection_dropped_packets_total", policy)).toBe(dropped);
+    expect(dropped).toBeGreaterThan(0); // it did drop while the ENI's filter was ENI-wide
   });
 
   it("in Eni mode, counts what AWS copied of the unselected pods and the collector dropped", async () => {
