@@ -5,7 +5,9 @@
 // apiserver). A packet counts when the collector keeps it for the policy: the benchmark reads the
 // collector's PCAP-over-IP stream, which carries exactly the kept packets as they are written.
 // Also: AWS mutating calls per pod event (pods arriving on ENIs that already have the session).
-// Run: node bench/operator/coverage.ts [seconds=20] [podsPerSecond=5] [mode=Pod|Eni]
+// In Auto mode the run starts once every ENI's filter has been tightened to pod-precise (the
+// operator tightens after 30 s of quiet here, longer than the gap between pods on an ENI), so the figures include loosening each ENI again.
+// Run: node bench/operator/coverage.ts [seconds=20] [podsPerSecond=5] [mode=Pod|Eni|Auto]
 import { mkdtempSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -35,7 +37,8 @@ import { COLLECTOR_LABEL, makeWorld } from "../../test/fixtures/world.ts";
 const SECONDS = Number(process.argv[2] ?? 20);
 const RATE = Number(process.argv[3] ?? 5);
 const MODE = process.argv[4] ?? "Pod";
-if (MODE !== "Pod" && MODE !== "Eni") throw new Error(`mode must be Pod or Eni, not ${MODE}`);
+if (MODE !== "Pod" && MODE !== "Eni" && MODE !== "Auto")
+  throw new Error(`mode must be Pod, Eni or Auto, not ${MODE}`);
 const NODES = 40; // 8 collectors (10 sources each) and 32 workers with 2 ENIs each
 const COLLECTORS = [0, 1, 2, 3, 4, 5, 6, 7];
 const CLIENT = "10.0.200.11";
@@ -105,7 +108,7 @@ const operator = startProcess({
     namespace: "coverage-system",
     ec2: sim.url,
     ports,
-    extra: { TMO_LEADER_ELECTION: "false", TMO_LOG_LEVEL: "warn" },
+    extra: { TMO_LEADER_ELECTION: "false", TMO_LOG_LEVEL: "warn", TMO_AUTO_TIGHTEN_AFTER_SECONDS: "30" },
   }),
 });
 
@@ -196,6 +199,20 @@ await until(
   },
   600_000,
 );
+if (MODE === "Auto")
+  await until(
+    "every ENI's filter pod-precise",
+    () => {
+      const sessions = [...sim.state.sessions.values()];
+      const precise = sessions.every((s) =>
+        sim.state.filters
+          .get(s.trafficMirrorFilterId)
+          ?.ingressRules.some((r) => r.destinationCidrBlock !== "0.0.0.0/0"),
+      );
+      return Promise.resolve(sessions.length > 0 && precise ? true : undefined);
+    },
+    300_000,
+  );
 const mutatingBefore = sim.calls.filter(
   (c) => /^(Create|Delete|Modify)/.test(c.action) && c.code === "OK",
 ).length;

@@ -7,7 +7,7 @@ import type { MirrorFilter, MirrorSession } from "../api/inventory.ts";
 import { Reason } from "../api/reasons.ts";
 import { buildFilterRules, type DesiredRule } from "./filters.ts";
 import { byString, hashHex } from "./hash.ts";
-import { sameFilter } from "./diff.ts";
+import { rulesOf, sameFilter } from "./diff.ts";
 import { findOwned, type InventoryIndex, type OwnedOnEni } from "./inventory-index.ts";
 import { isSortedDistinct, type Ranges } from "./ipv4.ts";
 import {
@@ -224,6 +224,22 @@ function programGroup(
       allowRejectForm: false,
     });
     if (wide) sharedFilter(wide, networkServices, ctx);
+  }
+  // Likewise a loosened Auto group keeps its pod filter as it is (unused, unchanged while pods come
+  // and go), so that tightening it again edits rules rather than making a filter.
+  if (g.auto && g.eniWide) {
+    const kept = findOwned(onEni.owned.filters, g.hash);
+    if (kept && !podFilterHashes.includes(g.hash)) {
+      podFilterHashes.push(g.hash);
+      out.podFilters.push({
+        key: `filter-${g.eni.networkInterfaceId}-${g.hash}`,
+        rules: rulesOf(kept),
+        networkServices: [...kept.networkServices],
+        description: "traffic-mirror-operator filter",
+      });
+      out.podFilterGroups.push(g);
+      out.podFilterExisting.push(kept);
+    }
   }
   // A pod filter belongs to its session and is edited in place as pods come and go; a filter
   // without addresses (a node source, or selection at the collector) depends only on the policy's

@@ -17,7 +17,8 @@ import type {
   TargetRef,
 } from "./types.ts";
 
-function rulesOf(f: MirrorFilter): DesiredRule[] {
+/** A filter's rules as desired rules (no ids, no descriptions). */
+export function rulesOf(f: MirrorFilter): DesiredRule[] {
   return [...f.ingressRules, ...f.egressRules].map(
     ({ trafficMirrorFilterRuleId: _id, description: _d, ...r }) => r,
   );

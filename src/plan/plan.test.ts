@@ -12,7 +12,7 @@ import {
   type World,
 } from "../../test/fixtures/world.ts";
 import { eksNodeSpec } from "../../test/fixtures/eks.ts";
-import { applyDiff, isEmptyDiff } from "./diff.ts";
+import { applyDiff, diffSize, isEmptyDiff } from "./diff.ts";
 import { MAX_RULES_PER_FILTER, type DesiredRule } from "./filters.ts";
 import { contains, formatIp, parseCidr, parseIp } from "./ipv4.ts";
 import { MAX_SESSIONS_PER_ACCOUNT, planMirroring, unmirroredSources } from "./plan.ts";
@@ -833,6 +833,8 @@ describe("planMirroring: selectionMode Auto", () => {
     expect(arrival.diff.modifySessions.map((m) => m.filterKey)).toEqual([filterOf(arrival, eni).key]);
     expect(arrival.diff.replaceFilterRules).toEqual([]);
     expect(arrival.diff.createFilters).toEqual([]); // the shared filter is still there from the start
+    expect(arrival.diff.deleteFilters).toEqual([]); // and the pod filter stays for the next tightening
+    expect(diffSize(arrival.diff)).toBe(1);
     expect(
       arrival.policies.get("shop/web")!.sources.find((s) => s.name === "shop/pod-new")?.sessionKey,
     ).toBeDefined();
