@@ -16,9 +16,15 @@ import { applyDiff, diffSize, isEmptyDiff } from "./diff.ts";
 import { MAX_RULES_PER_FILTER, type DesiredRule } from "./filters.ts";
 import { contains, formatIp, parseCidr, parseIp } from "./ipv4.ts";
 import { MAX_SESSIONS_PER_ACCOUNT, planMirroring, unmirroredSources } from "./plan.ts";
+import type { PolicySpec } from "../api/resources.ts";
 import type { PlanInput, PolicyInput, TargetInput } from "./types.ts";
 
 const cluster = "test";
+/** A policy filter of HTTP to the pods, both directions. */
+const http: PolicySpec["filter"] = {
+  rules: [{ direction: "both", action: "accept", protocol: "TCP", localPorts: { from: 80, to: 80 } }],
+  mirrorDns: false,
+};
 const NLB_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/ids/0123456789abcdef";
 
 function input(
@@ -592,17 +598,6 @@ describe("planMirroring: tenants sharing an ENI", () => {
       .filter((p) => p.namespace === ns && p.nodeName === world.nodes[1]!.name)
       .map((p) => p.podIPs[0]!);
   const web = { podSelector: { matchLabels: { app: "web" } }, targetRef: { name: "collector" } };
-  const http = {
-    rules: [
-      {
-        direction: "both" as const,
-        action: "accept" as const,
-        protocol: "TCP" as const,
-        localPorts: { from: 80, to: 80 },
-      },
-    ],
-    mirrorDns: false,
-  };
   const nlb = makeTarget("nlb", { networkLoadBalancerArn: NLB_ARN });
 
   it("shares a session between tenants and tells the collector each one's own pods", () => {
@@ -663,17 +658,6 @@ describe("planMirroring: selection at the collector (selectionMode Eni)", () => 
   const eniMode = () =>
     makeCollectorTarget("collector", { collector: { nodeSelector: COLLECTOR_LABEL, selectionMode: "Eni" } });
   const podMode = () => makeCollectorTarget();
-  const http = {
-    rules: [
-      {
-        direction: "both" as const,
-        action: "accept" as const,
-        protocol: "TCP" as const,
-        localPorts: { from: 80, to: 80 },
-      },
-    ],
-    mirrorDns: false,
-  };
   const webHttp = () =>
     makePolicy("web", {
       podSelector: { matchLabels: { app: "web" } },

@@ -6,7 +6,7 @@
 // changes cost no AWS call and the collector drops what AWS copied of the other pods.
 import { KubeConfig } from "@kubernetes/client-node";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +24,7 @@ import { eksNodeSpec } from "../fixtures/eks.ts";
 import { formatIp } from "../../src/plan/ipv4.ts";
 import {
   capturedPackets,
+  stopScenario,
   condition,
   createPod,
   deletePod,
@@ -33,7 +34,7 @@ import {
   setPodLabels,
 } from "../fixtures/mirroring.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
-import { createEksNodes, createNamespaces, createPolicy, deleteNodes, until } from "../fixtures/scenario.ts";
+import { createEksNodes, createNamespaces, createPolicy, until } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
 
 const kubeconfigPath = inject("kubeconfigPath");
@@ -221,14 +222,7 @@ describe("selection modes on a shared ENI", () => {
     }));
   }, 240_000);
 
-  afterAll(async () => {
-    await runtime?.stop();
-    sim?.dataPlane.close();
-    await sim?.stop();
-    await collector?.stop();
-    await deleteNodes(rest, `${PREFIX}-`);
-    if (home) rmSync(home, { recursive: true, force: true });
-  });
+  afterAll(() => stopScenario(rest, { runtime, sim, collector, nodePrefix: `${PREFIX}-`, home }));
 
   describe.each(MODES)("selectionMode %s", (m) => {
     it("keeps the 8 selected pods' packets and none of the 4 others'", async () => {

@@ -8,7 +8,7 @@
 // - a shared session beside a higher-priority session to another target that takes one tenant's
 //   pods: only that tenant's policy is reported Shadowed, naming only the policy that shadows it.
 import { KubeConfig } from "@kubernetes/client-node";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -24,8 +24,8 @@ import { installCrds } from "../harness/crds.ts";
 import { startCollectorProcess, type CollectorProcess } from "../fixtures/collector.ts";
 import { eksNodeSpec } from "../fixtures/eks.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
-import { createEksNodes, createNamespaces, createPolicy, deleteNodes, until } from "../fixtures/scenario.ts";
-import { condition, createPod, policyStatus, runningPodIp } from "../fixtures/mirroring.ts";
+import { createEksNodes, createNamespaces, createPolicy, until } from "../fixtures/scenario.ts";
+import { condition, createPod, policyStatus, runningPodIp, stopScenario } from "../fixtures/mirroring.ts";
 import { tsharkFields } from "../fixtures/tshark.ts";
 import { makeTarget, makeWorld } from "../fixtures/world.ts";
 
@@ -77,30 +77,22 @@ function traffic(): SyntheticPacket[] {
   const out: SyntheticPacket[] = [];
   let n = 0;
   for (const [name, ip] of ips) {
-    const tag = `tmo ${name}`;
-    out.push({
-      src: CLIENT,
-      dst: ip,
-      protocol: 6,
-      srcPort: 40000 + n++,
-      dstPort: 80,
-      payload: `${tag} in80`,
-    });
-    out.push({
-      src: CLIENT,
-      dst: ip,
-      protocol: 6,
-      srcPort: 40000 + n++,
-      dstPort: 443,
-      payload: `${tag} in443`,
-    });
+    for (const port of [80, 443])
+      out.push({
+        src: CLIENT,
+        dst: ip,
+        protocol: 6,
+        srcPort: 40000 + n++,
+        dstPort: port,
+        payload: `tmo ${name} in${port}`,
+      });
     out.push({
       src: ip,
       dst: CLIENT,
       protocol: 6,
       srcPort: 80,
       dstPort: 40000 + n++,
-      payload: `${tag} out80`,
+      payload: `tmo ${name} out80`,
     });
   }
   return out;
@@ -238,14 +230,7 @@ describe("tenants sharing ENIs", () => {
     await collector.stop(); // closes every file
   }, 180_000);
 
-  afterAll(async () => {
-    await runtime?.stop();
-    sim?.dataPlane.close();
-    await sim?.stop();
-    await collector?.stop();
-    await deleteNodes(rest, `${PREFIX}-`);
-    if (home) rmSync(home, { recursive: true, force: true });
-  });
+  afterAll(() => stopScenario(rest, { runtime, sim, collector, nodePrefix: `${PREFIX}-`, home }));
 
   it("two tenants sharing a session each get only their own pods' packets", async () => {
     expect(captured("team-a/share")).toEqual(expected(["team-a/share-0", "team-a/share-1"], true));
