@@ -80,4 +80,6 @@ bench: tools deps ## Run the benchmarks (see docs/benchmarks.md; the collector o
 	node --expose-gc bench/plan/run.ts 5000 5
 	node --expose-gc bench/cache/run.ts 100000
 	node bench/harness/run.ts 5
+	node bench/operator/coverage.ts 20 5 Eni
+	node bench/operator/coverage.ts 20 5 Pod
 	node bench/collector/run.ts 2 3
