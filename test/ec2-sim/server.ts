@@ -512,6 +512,8 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
     const action = str(p, "Action") ?? "";
     callCount++;
     const now = Date.now();
+    // Buckets run on the monotonic clock, as the client's do: a wall-clock step must not refill them.
+    const tick = performance.now();
     if (knobs.latencyMs) await new Promise((r) => setTimeout(r, knobs.latencyMs));
     const answer = (code: string, status: number, message: string): void => {
       calls.push({ action, code });
@@ -523,7 +525,7 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
     if (roll(knobs.randomServerError)) return answer("ServiceUnavailable", 503, "Injected server error");
     const refusal = refuse({
       f,
-      throttled: bucketFor(action, p, now)?.take(now) === false || roll(knobs.randomThrottle),
+      throttled: bucketFor(action, p, tick)?.take(tick) === false || roll(knobs.randomThrottle),
       known: action in table,
       denied: knobs.deny?.includes(action) ?? false,
       dryRun: str(p, "DryRun") === "true",
