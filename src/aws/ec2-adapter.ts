@@ -19,6 +19,7 @@ import {
   DescribeTrafficMirrorSessionsCommand,
   DescribeTrafficMirrorTargetsCommand,
   ModifyTrafficMirrorFilterNetworkServicesCommand,
+  ModifyTrafficMirrorFilterRuleCommand,
   ModifyTrafficMirrorSessionCommand,
   type EC2Client,
   type Filter,
@@ -39,8 +40,9 @@ import type {
   NetworkInterface,
 } from "../api/inventory.ts";
 import { MANAGED_BY_VALUE, ownershipTags, TAG_CLUSTER, TAG_KEY, TAG_MANAGED_BY } from "../api/tags.ts";
-import { canonicalRule } from "../plan/filters.ts";
+import type { DesiredRule } from "../plan/filters.ts";
 import { hashHex } from "../plan/hash.ts";
+import type { FilterEdit } from "../plan/types.ts";
 import { errorCode, isNotFound, isRetryable, isThrottled } from "./errors.ts";
 import type {
   CreateFilterInput,
@@ -121,6 +123,26 @@ function toRule(r: SdkRule): FilterRule {
           },
         }
       : {}),
+  };
+}
+
+/** A rule's fields as `CreateTrafficMirrorFilterRule` and `ModifyTrafficMirrorFilterRule` take them. */
+function ruleParams(r: DesiredRule) {
+  return {
+    TrafficDirection: r.direction,
+    RuleNumber: r.ruleNumber,
+    RuleAction: r.action,
+    Protocol: r.protocol,
+    SourceCidrBlock: r.sourceCidrBlock,
+    DestinationCidrBlock: r.destinationCidrBlock,
+    SourcePortRange: r.sourcePortRange && {
+      FromPort: r.sourcePortRange.fromPort,
+      ToPort: r.sourcePortRange.toPort,
+    },
+    DestinationPortRange: r.destinationPortRange && {
+      FromPort: r.destinationPortRange.fromPort,
+      ToPort: r.destinationPortRange.toPort,
+    },
   };
 }
 
@@ -449,25 +471,12 @@ export class Ec2MirrorApi implements MirrorApi {
     );
   }
 
-  async #addRules(filterId: string, f: CreateFilterInput): Promise<void> {
+  async #addRules(
+    filterId: string,
+    f: Pick<CreateFilterInput, "key" | "rules" | "networkServices">,
+  ): Promise<void> {
     for (const r of f.rules) {
-      const params = {
-        TrafficMirrorFilterId: filterId,
-        TrafficDirection: r.direction,
-        RuleNumber: r.ruleNumber,
-        RuleAction: r.action,
-        Protocol: r.protocol,
-        SourceCidrBlock: r.sourceCidrBlock,
-        DestinationCidrBlock: r.destinationCidrBlock,
-        SourcePortRange: r.sourcePortRange && {
-          FromPort: r.sourcePortRange.fromPort,
-          ToPort: r.sourcePortRange.toPort,
-        },
-        DestinationPortRange: r.destinationPortRange && {
-          FromPort: r.destinationPortRange.fromPort,
-          ToPort: r.destinationPortRange.toPort,
-        },
-      };
+      const params = { TrafficMirrorFilterId: filterId, ...ruleParams(r) };
       await this.#call(
         `creating rule ${r.direction} ${r.ruleNumber} of filter ${filterId}`,
         new CreateTrafficMirrorFilterRuleCommand({
@@ -524,56 +533,45 @@ export class Ec2MirrorApi implements MirrorApi {
     };
   }
 
-  async replaceFilterRules(filterId: string, f: CreateFilterInput): Promise<void> {
-    // By id: EC2 answers InvalidTrafficMirrorFilterId.NotFound for a filter that is gone (or not
-    // yet visible), moto an empty list; either way there is nothing to edit.
-    const [current] = await this.#byIds([filterId], async (ids) =>
-      (
-        await this.#pages<{ TrafficMirrorFilters?: SdkFilter[]; NextToken?: string }>(
-          `describing filter ${filterId}`,
-          (NextToken) => new DescribeTrafficMirrorFiltersCommand({ TrafficMirrorFilterIds: ids, NextToken }),
-        )
-      ).flatMap((p) => (p.TrafficMirrorFilters ?? []).map(toFilter)),
-    );
-    if (!current) return;
-    // Edit in place: delete the rules no longer wanted (first: that frees numbers and quota),
-    // then add the missing ones. Unchanged rules are left alone.
-    const canon = (r: FilterRule): string => canonicalRule(r);
-    const wanted = new Set(f.rules.map((r) => canon(r)));
-    const existing = [...current.ingressRules, ...current.egressRules];
-    const kept = new Set(existing.map(canon).filter((c) => wanted.has(c)));
-    for (const r of existing.filter((x) => !wanted.has(canon(x)))) {
-      await this.#ignoreNotFound(() =>
-        this.#call(
-          `deleting rule ${r.trafficMirrorFilterRuleId}`,
-          new DeleteTrafficMirrorFilterRuleCommand({
-            TrafficMirrorFilterRuleId: r.trafficMirrorFilterRuleId,
-          }),
-        ),
-      );
-    }
-    const remove = current.networkServices.filter((x) => !f.networkServices.includes(x));
-    if (remove.length > 0) {
+  async editFilter(e: FilterEdit): Promise<void> {
+    // The edits were planned from the inventory, not from a fresh read: a rule or filter that is
+    // gone, or a number taken, means the inventory was stale. The error says so and the next cycle
+    // plans again from a new read. A rule already deleted is what a delete wants, though: a retried
+    // delete answers NotFound.
+    if (e.removeNetworkServices.length > 0) {
       await this.#call(
-        `disabling network services on ${filterId}`,
+        `disabling network services on filter ${e.filterId}`,
         new ModifyTrafficMirrorFilterNetworkServicesCommand({
-          TrafficMirrorFilterId: filterId,
-          RemoveNetworkServices: remove,
+          TrafficMirrorFilterId: e.filterId,
+          RemoveNetworkServices: e.removeNetworkServices,
         }),
       );
     }
-    const add = f.networkServices.filter((x) => !current.networkServices.includes(x));
-    // New tokens: the filter's current state is part of them (see createFilter).
-    await this.#addRules(filterId, {
-      ...f,
-      key: `${f.key}/${hashHex(
-        existing
-          .map((r) => r.trafficMirrorFilterRuleId ?? "")
-          .sort()
-          .join(),
-      )}`,
-      rules: f.rules.filter((r) => !kept.has(canon(r))),
-      networkServices: add,
+    for (const edit of e.rules) {
+      if (edit.op === "delete") {
+        await this.#ignoreNotFound(() =>
+          this.#call(
+            `deleting rule ${edit.ruleId} (${edit.direction} ${edit.ruleNumber}) of filter ${e.filterId}`,
+            new DeleteTrafficMirrorFilterRuleCommand({ TrafficMirrorFilterRuleId: edit.ruleId }),
+          ),
+        );
+      } else if (edit.op === "modify") {
+        const r = edit.rule;
+        await this.#call(
+          `modifying rule ${edit.ruleId} of filter ${e.filterId} to ${r.direction} ${r.ruleNumber}`,
+          new ModifyTrafficMirrorFilterRuleCommand({
+            TrafficMirrorFilterRuleId: edit.ruleId,
+            ...ruleParams(r),
+            ...(edit.removeFields.length > 0 ? { RemoveFields: edit.removeFields } : {}),
+          }),
+        );
+      }
+    }
+    // New tokens: the filter's rule ids before the edit are part of them (see createFilter).
+    await this.#addRules(e.filterId, {
+      key: `${e.key}/${e.state}`,
+      rules: e.rules.flatMap((x) => (x.op === "create" ? [x.rule] : [])),
+      networkServices: e.addNetworkServices,
     });
   }
 

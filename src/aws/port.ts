@@ -10,6 +10,7 @@ import type {
   MirrorTarget,
   NetworkInterface,
 } from "../api/inventory.ts";
+import type { FilterEdit } from "../plan/types.ts";
 
 /** A target to create. */
 export interface CreateTargetInput {
@@ -64,8 +65,8 @@ export interface MirrorApi {
   createTarget(t: CreateTargetInput): Promise<MirrorTarget>;
   deleteTarget(id: string): Promise<void>;
   createFilter(f: CreateFilterInput): Promise<MirrorFilter>;
-  /** Makes an existing filter's rules and services equal to `f`'s. */
-  replaceFilterRules(filterId: string, f: CreateFilterInput): Promise<void>;
+  /** Runs a planned edit of a filter's rules and services, in order, without reading the filter. */
+  editFilter(e: FilterEdit): Promise<void>;
   deleteFilter(id: string): Promise<void>;
   createSession(s: CreateSessionInput): Promise<MirrorSession>;
   modifySession(id: string, changes: ModifySessionInput): Promise<void>;

@@ -91,6 +91,11 @@ describe("the account's buckets and the operator's share", () => {
       burst: 85,
       ratePerSecond: 17,
     });
+    // Rule edits in place: a mutating mirror-only action, with a bucket of its own at the mirror share.
+    expect(operatorBucket(AWS_DEFAULT_LIMITS, "ModifyTrafficMirrorFilterRule")).toEqual({
+      burst: 42,
+      ratePerSecond: 4.25,
+    });
     const whole: RateLimits = { ...AWS_DEFAULT_LIMITS, shares: { shared: 1, mirror: 1 } };
     expect(operatorBucket(whole, "CreateTrafficMirrorSession")).toEqual({ burst: 47, ratePerSecond: 4.75 });
   });
@@ -112,6 +117,19 @@ describe("ActionBuckets", () => {
     expect(ruleWaits.slice(0, rule.burst).every((w) => w === 0)).toBe(true);
     // The tenth rule past the burst waited for ten refills at the operator's rate.
     expect(ruleWaits.at(-1)).toBeCloseTo((10 / rule.ratePerSecond) * 1000, 6);
+  });
+
+  it("keeps rule edits apart: drained Create and Delete…FilterRule buckets do not delay ModifyTrafficMirrorFilterRule", async () => {
+    const clock = makeFakeClock();
+    const buckets = new ActionBuckets(AWS_DEFAULT_LIMITS, clock);
+    const burst = operatorBucket(AWS_DEFAULT_LIMITS, "CreateTrafficMirrorFilterRule").burst;
+    const drained = ["CreateTrafficMirrorFilterRule", "DeleteTrafficMirrorFilterRule"].flatMap((a) =>
+      Array.from({ length: burst + 5 }, () => buckets.take(a)),
+    );
+    const modify = buckets.take("ModifyTrafficMirrorFilterRule");
+    await clock.run();
+    expect(Math.max(...(await Promise.all(drained)))).toBeGreaterThan(0);
+    expect(await modify).toBe(0);
   });
 
   it("runs DescribeInstances at half of AWS's refill: 150 calls take 10 s where AWS's bucket allows 2.5 s", async () => {

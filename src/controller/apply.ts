@@ -103,9 +103,9 @@ export async function applyPlanDiff(diff: PlanDiff, d: ApplyDeps): Promise<Apply
     },
   );
   await step(
-    diff.replaceFilterRules,
-    (r) => `repairing filter ${r.filter.key}`,
-    (r) => d.api.replaceFilterRules(r.filterId, r.filter),
+    diff.editFilters,
+    (e) => `editing the rules of filter ${e.key}`,
+    (e) => d.api.editFilter(e),
   );
   await step(
     diff.modifySessions,

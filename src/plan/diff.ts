@@ -6,12 +6,14 @@
 import type { Ec2Inventory, FilterRule, MirrorFilter, MirrorSession } from "../api/inventory.ts";
 import { ownershipTags, TAG_KEY } from "../api/tags.ts";
 import { canonicalRule, type DesiredRule } from "./filters.ts";
-import { byString } from "./hash.ts";
+import { byString, hashHex } from "./hash.ts";
 import type { InventoryIndex } from "./inventory-index.ts";
+import { applyRuleEdits, planRuleEdits } from "./rule-edits.ts";
 import type {
   DesiredFilter,
   DesiredSession,
   DesiredTarget,
+  FilterEdit,
   PlanDiff,
   SessionChange,
   TargetRef,
@@ -164,7 +166,7 @@ export function diffAgainstInventory(
     deleteSessions: [],
     createTargets: desired.targets.filter((t) => !idx.ownedTargets.has(t.key)),
     createFilters: [],
-    replaceFilterRules: [],
+    editFilters: [],
     modifySessions: [],
     createSessions: [],
     deleteFilters: [],
@@ -176,8 +178,7 @@ export function diffAgainstInventory(
     if (!actual) diff.createFilters.push(f);
     else {
       keptFilters.add(actual);
-      if (!sameFilter(actual, f))
-        diff.replaceFilterRules.push({ filterId: actual.trafficMirrorFilterId, filter: f });
+      if (!sameFilter(actual, f)) diff.editFilters.push(filterEdit(actual, f));
     }
   });
   desired.sessions.forEach((s, i) => {
@@ -211,6 +212,24 @@ export function diffAgainstInventory(
   return diff;
 }
 
+/** The calls that take an owned filter to the desired one, from the inventory's copy of it. */
+function filterEdit(actual: MirrorFilter, f: DesiredFilter): FilterEdit {
+  const current = [...actual.ingressRules, ...actual.egressRules];
+  return {
+    filterId: actual.trafficMirrorFilterId,
+    key: f.key,
+    rules: planRuleEdits(current, f.rules),
+    addNetworkServices: f.networkServices.filter((x) => !actual.networkServices.includes(x)),
+    removeNetworkServices: actual.networkServices.filter((x) => !f.networkServices.includes(x)),
+    state: hashHex(
+      current
+        .map((r) => r.trafficMirrorFilterRuleId ?? "")
+        .sort()
+        .join(),
+    ),
+  };
+}
+
 function keyOf(x: { tags: Record<string, string> }): string {
   return x.tags[TAG_KEY] ?? "";
 }
@@ -225,7 +244,7 @@ export function diffSize(d: PlanDiff): number {
   return (Object.values(d) as unknown[][]).reduce((n, list) => n + list.length, 0);
 }
 
-function split(rules: DesiredRule[]): { ingressRules: FilterRule[]; egressRules: FilterRule[] } {
+function split(rules: readonly FilterRule[]): { ingressRules: FilterRule[]; egressRules: FilterRule[] } {
   return {
     ingressRules: rules.filter((r) => r.direction === "ingress"),
     egressRules: rules.filter((r) => r.direction === "egress"),
@@ -239,6 +258,9 @@ function split(rules: DesiredRule[]): { ingressRules: FilterRule[]; egressRules:
 export function applyDiff(inv: Ec2Inventory, diff: PlanDiff, cluster: string): Ec2Inventory {
   let seq = 0;
   const id = (prefix: string): string => `${prefix}-${(++seq).toString(16).padStart(17, "0")}`;
+  // Rules count apart, so that giving them ids leaves every other id as it was.
+  let ruleSeq = 0;
+  const ruleId = (): string => `tmfr-${(++ruleSeq).toString(16).padStart(17, "0")}`;
   const next = structuredClone(inv);
   const gone = new Set(diff.deleteSessions.map((s) => s.sessionId));
   next.sessions = next.sessions.filter((s) => !gone.has(s.trafficMirrorSessionId));
@@ -255,15 +277,18 @@ export function applyDiff(inv: Ec2Inventory, diff: PlanDiff, cluster: string): E
     filterIds.set(f.key, fid);
     next.filters.push({
       trafficMirrorFilterId: fid,
-      ...split(f.rules),
+      ...split(f.rules.map((r) => ({ ...r, trafficMirrorFilterRuleId: ruleId() }))),
       networkServices: f.networkServices,
       description: f.description,
       tags: ownershipTags(cluster, f.key),
     });
   }
-  for (const r of diff.replaceFilterRules) {
-    const f = next.filters.find((x) => x.trafficMirrorFilterId === r.filterId)!;
-    Object.assign(f, split(r.filter.rules), { networkServices: r.filter.networkServices });
+  for (const e of diff.editFilters) {
+    const f = next.filters.find((x) => x.trafficMirrorFilterId === e.filterId)!;
+    // As EC2 would: each call checked, so a plan whose edits EC2 would refuse fails here.
+    const rules = applyRuleEdits([...f.ingressRules, ...f.egressRules], e.rules, ruleId);
+    const services = f.networkServices.filter((x) => !e.removeNetworkServices.includes(x));
+    Object.assign(f, split(rules), { networkServices: [...services, ...e.addNetworkServices] });
   }
   const tid = (ref: TargetRef): string =>
     "id" in ref

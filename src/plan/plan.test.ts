@@ -528,7 +528,14 @@ describe("planMirroring: diff against what exists", () => {
     world.inventory = applyDiff(world.inventory, planMirroring(input(world, [web()])).diff, cluster);
     world.inventory.filters[0]!.ingressRules[0]!.action = "reject";
     const plan = planMirroring(input(world, [web()]));
-    expect(plan.diff.replaceFilterRules).toHaveLength(1);
+    expect(plan.diff.editFilters).toHaveLength(1);
+    // The changed rule is set right in place, and nothing else is touched.
+    expect(plan.diff.editFilters[0]!.rules).toEqual([
+      expect.objectContaining({
+        op: "modify",
+        ruleId: world.inventory.filters[0]!.ingressRules[0]!.trafficMirrorFilterRuleId,
+      }),
+    ]);
     expect(plan.diff.createSessions).toHaveLength(0);
   });
 
@@ -815,7 +822,7 @@ describe("planMirroring: selectionMode Auto", () => {
     const arrival = planMirroring(input(w, [web()], [auto()]));
     expect(arrival.auto?.get(eni)).toMatchObject({ loose: true });
     expect(arrival.diff.modifySessions.map((m) => m.filterKey)).toEqual([filterOf(arrival, eni).key]);
-    expect(arrival.diff.replaceFilterRules).toEqual([]);
+    expect(arrival.diff.editFilters).toEqual([]);
     expect(arrival.diff.createFilters).toEqual([]); // the shared filter is still there from the start
     expect(arrival.diff.deleteFilters).toEqual([]); // and the pod filter stays for the next tightening
     expect(diffSize(arrival.diff)).toBe(1);

@@ -5,6 +5,7 @@ import type { VniMap } from "../api/vni-map.ts";
 import type { LeanNode, LeanPod } from "../k8s/lean.ts";
 import type { DesiredRule } from "./filters.ts";
 import type { AutoEni } from "./model.ts";
+import type { RuleEdit } from "./rule-edits.ts";
 
 /** A TrafficMirrorPolicy as the planner sees it (spec already validated). */
 export interface PolicyInput {
@@ -108,13 +109,28 @@ export interface SessionChange {
   virtualNetworkId?: number;
 }
 
+/**
+ * An owned filter whose rules or services drifted from its key's content, and the fewest calls
+ * that fix it, planned from the inventory's copy of the filter (applied without reading it again).
+ */
+export interface FilterEdit {
+  filterId: string;
+  key: string;
+  /** In order: deletes, then modifies, then creates (`planRuleEdits`). */
+  rules: RuleEdit[];
+  addNetworkServices: "amazon-dns"[];
+  removeNetworkServices: "amazon-dns"[];
+  /** A digest of the filter's rule ids before the edit, part of the created rules' ClientTokens. */
+  state: string;
+}
+
 /** What to do in AWS, in the order `apply` does it. */
 export interface PlanDiff {
   deleteSessions: { sessionId: string; key: string }[];
   createTargets: DesiredTarget[];
   createFilters: DesiredFilter[];
-  /** An owned filter whose rules drifted from its key's content: its rules are replaced. */
-  replaceFilterRules: { filterId: string; filter: DesiredFilter }[];
+  /** Owned filters whose rules drifted from their key's content: their rules are edited in place. */
+  editFilters: FilterEdit[];
   modifySessions: SessionChange[];
   createSessions: DesiredSession[];
   deleteFilters: { filterId: string; key: string }[];

@@ -283,6 +283,25 @@ function handlers(state: Ec2State): Record<string, Handler> {
       state.deleteFilterRule(id);
       return { trafficMirrorFilterRuleId: id };
     },
+    ModifyTrafficMirrorFilterRule: (p) => {
+      const id = str(p, "TrafficMirrorFilterRuleId") ?? "";
+      const { rule, filterId } = state.modifyFilterRule(
+        id,
+        {
+          direction: str(p, "TrafficDirection") as FilterRule["direction"] | undefined,
+          ruleNumber: int(p, "RuleNumber"),
+          action: str(p, "RuleAction") as FilterRule["action"] | undefined,
+          protocol: int(p, "Protocol"),
+          sourceCidrBlock: str(p, "SourceCidrBlock"),
+          destinationCidrBlock: str(p, "DestinationCidrBlock"),
+          sourcePortRange: port(p, "SourcePortRange"),
+          destinationPortRange: port(p, "DestinationPortRange"),
+          description: str(p, "Description"),
+        },
+        strings(p, "RemoveField"),
+      );
+      return { trafficMirrorFilterRule: ruleXml(rule, filterId) };
+    },
     ModifyTrafficMirrorFilterNetworkServices: (p) => {
       const f = state.filter(str(p, "TrafficMirrorFilterId") ?? "");
       const add = strings(p, "AddNetworkService") as "amazon-dns"[];

@@ -233,6 +233,58 @@ export class Ec2State {
     return rule;
   }
 
+  /**
+   * `ModifyTrafficMirrorFilterRule`: sets the given fields and clears the removed ones, with the
+   * checks of a create (the number free in the rule's direction, other rules than this one).
+   */
+  modifyFilterRule(
+    ruleId: string,
+    set: Partial<Omit<FilterRule, "trafficMirrorFilterRuleId">>,
+    remove: readonly string[],
+  ): { rule: FilterRule; filterId: string } {
+    const at = this.#findRule(ruleId);
+    const next: FilterRule = { ...at.rule };
+    for (const [k, v] of Object.entries(set)) if (v !== undefined) Object.assign(next, { [k]: v });
+    for (const field of remove) {
+      if (field === "protocol") delete next.protocol;
+      else if (field === "source-port-range") delete next.sourcePortRange;
+      else if (field === "destination-port-range") delete next.destinationPortRange;
+      else if (field === "description") delete next.description;
+      else
+        throw new Ec2Error("InvalidParameterValue", `Value (${field}) for parameter RemoveField is invalid.`);
+    }
+    const f = at.filter;
+    const list = next.direction === "ingress" ? f.ingressRules : f.egressRules;
+    if (list.some((x) => x !== at.rule && x.ruleNumber === next.ruleNumber)) {
+      throw new Ec2Error(
+        "TrafficMirrorFilterRuleAlreadyExists",
+        `Rule number ${next.ruleNumber} already exists for ${next.direction}.`,
+      );
+    }
+    if ((next.sourcePortRange || next.destinationPortRange) && next.protocol !== 6 && next.protocol !== 17) {
+      throw new Ec2Error("InvalidParameterValue", "Port ranges are only valid for TCP and UDP.");
+    }
+    if (!(next.ruleNumber >= 1 && next.ruleNumber <= 32766))
+      throw new Ec2Error("InvalidParameterValue", "RuleNumber must be between 1 and 32766.");
+    // In place, or moved to the other direction's list; either kept in number order.
+    at.list.splice(at.list.indexOf(at.rule), 1);
+    list.push(next);
+    list.sort((a, b) => a.ruleNumber - b.ruleNumber);
+    return { rule: next, filterId: f.trafficMirrorFilterId };
+  }
+
+  #findRule(ruleId: string): { filter: MirrorFilter; list: FilterRule[]; rule: FilterRule } {
+    for (const filter of this.filters.values())
+      for (const list of [filter.ingressRules, filter.egressRules]) {
+        const rule = list.find((r) => r.trafficMirrorFilterRuleId === ruleId);
+        if (rule) return { filter, list, rule };
+      }
+    throw new Ec2Error(
+      "InvalidTrafficMirrorFilterRuleId.NotFound",
+      `The traffic mirror filter rule ID '${ruleId}' does not exist.`,
+    );
+  }
+
   deleteFilterRule(ruleId: string): void {
     for (const f of this.filters.values()) {
       for (const list of [f.ingressRules, f.egressRules]) {

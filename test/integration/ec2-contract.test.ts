@@ -9,9 +9,12 @@ import { causeCode, Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
 import { isDryRunOk, isUnauthorized } from "../../src/aws/errors.ts";
 import { loadInventory } from "../../src/aws/inventory.ts";
 import { applyPlanDiff } from "../../src/controller/apply.ts";
+import type { FilterRule } from "../../src/api/inventory.ts";
+import { canonicalRule, type DesiredRule } from "../../src/plan/filters.ts";
 import { isEmptyDiff } from "../../src/plan/diff.ts";
 import { indexInventory } from "../../src/plan/inventory-index.ts";
 import { planMirroring } from "../../src/plan/plan.ts";
+import { planRuleEdits } from "../../src/plan/rule-edits.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { makeCollectorTarget, makePolicy, makeWorld, planInputOf, type World } from "../fixtures/world.ts";
 
@@ -94,6 +97,27 @@ async function basics(api: Ec2MirrorApi, sourceEni = eni(2), suffix = "") {
   return { target, filter, session };
 }
 
+/** An owned filter's rules as the emulator holds them now. */
+async function rulesNow(api: Ec2MirrorApi, filterId: string): Promise<FilterRule[]> {
+  const f = (await api.describeOwned()).filters.find((x) => x.trafficMirrorFilterId === filterId)!;
+  return [...f.ingressRules, ...f.egressRules];
+}
+
+/** Edits a filter to `rules` as the planner would: edits planned from a read, applied without one. */
+async function editTo(api: Ec2MirrorApi, filterId: string, key: string, rules: DesiredRule[]): Promise<void> {
+  const current = await rulesNow(api, filterId);
+  await api.editFilter({
+    filterId,
+    key,
+    rules: planRuleEdits(current, rules),
+    addNetworkServices: [],
+    removeNetworkServices: [],
+    state: current.map((r) => r.trafficMirrorFilterRuleId).join(),
+  });
+}
+
+const texts = (rules: readonly DesiredRule[]): string[] => rules.map(canonicalRule).sort();
+
 describe("MirrorApi on the EC2 emulator", () => {
   it("reads instances and ENIs of the nodes, with secondary IPs and prefixes", async () => {
     const api = adapter();
@@ -170,20 +194,14 @@ describe("MirrorApi on the EC2 emulator", () => {
       sourceCidrBlock: "0.0.0.0/0",
       destinationCidrBlock: "0.0.0.0/0",
     }));
-    await api.replaceFilterRules(filter.trafficMirrorFilterId, {
-      key: "f1",
-      rules: [...rules, ...rules.slice(0, 2).map((r) => ({ ...r, direction: "egress" as const }))],
-      networkServices: [],
-      description: "",
-    });
-    const eleventh = await api
-      .replaceFilterRules(filter.trafficMirrorFilterId, {
-        key: "f2",
-        rules: [...rules, ...rules.slice(0, 3).map((r) => ({ ...r, direction: "egress" as const }))],
-        networkServices: [],
-        description: "",
-      })
-      .catch((e: unknown) => e);
+    await editTo(api, filter.trafficMirrorFilterId, "f1", [
+      ...rules,
+      ...rules.slice(0, 2).map((r) => ({ ...r, direction: "egress" as const })),
+    ]);
+    const eleventh = await editTo(api, filter.trafficMirrorFilterId, "f2", [
+      ...rules,
+      ...rules.slice(0, 3).map((r) => ({ ...r, direction: "egress" as const })),
+    ]).catch((e: unknown) => e);
     expect(causeCode(eleventh)).toBe("TrafficMirrorFilterRuleLimitExceeded");
     await expect(
       api.deleteFilter(filter.trafficMirrorFilterId).catch((e: unknown) => causeCode(e)),
@@ -411,6 +429,176 @@ describe("MirrorApi on the EC2 emulator", () => {
   });
 });
 
+describe("editing a filter's rules in place", () => {
+  const rule = (direction: "ingress" | "egress", ruleNumber: number, local: string): DesiredRule => ({
+    direction,
+    ruleNumber,
+    action: "accept",
+    sourceCidrBlock: direction === "ingress" ? "0.0.0.0/0" : local,
+    destinationCidrBlock: direction === "ingress" ? local : "0.0.0.0/0",
+  });
+
+  it("a pod replacing another is two ModifyTrafficMirrorFilterRule calls, and nothing is read", async () => {
+    const api = adapter();
+    const { filter } = await basics(api);
+    const before = await rulesNow(api, filter.trafficMirrorFilterId);
+    const want = [rule("ingress", 1234, "10.0.64.70/32"), rule("egress", 1234, "10.0.64.70/32")];
+    sim.calls.length = 0;
+    await api.editFilter({
+      filterId: filter.trafficMirrorFilterId,
+      key: "f1",
+      rules: planRuleEdits(before, want),
+      addNetworkServices: [],
+      removeNetworkServices: ["amazon-dns"],
+      state: "s",
+    });
+    expect(sim.calls.map((c) => [c.action, c.code])).toEqual([
+      ["ModifyTrafficMirrorFilterNetworkServices", "OK"],
+      ["ModifyTrafficMirrorFilterRule", "OK"],
+      ["ModifyTrafficMirrorFilterRule", "OK"],
+    ]);
+    const after = await rulesNow(api, filter.trafficMirrorFilterId);
+    // The same rules, rewritten: protocol and port range cleared (RemoveField), number changed.
+    expect(texts(after)).toEqual(texts(want));
+    expect(after.map((r) => r.trafficMirrorFilterRuleId).sort()).toEqual(
+      before.map((r) => r.trafficMirrorFilterRuleId).sort(),
+    );
+    expect(sim.state.filters.get(filter.trafficMirrorFilterId)!.networkServices).toEqual([]);
+  });
+
+  it("moves a rule to the other direction, and refuses a number taken in that direction", async () => {
+    const api = adapter();
+    const { filter } = await basics(api);
+    const [ingress] = await rulesNow(api, filter.trafficMirrorFilterId);
+    const edit = (rules: Parameters<Ec2MirrorApi["editFilter"]>[0]["rules"]) =>
+      api.editFilter({
+        filterId: filter.trafficMirrorFilterId,
+        key: "f1",
+        rules,
+        addNetworkServices: [],
+        removeNetworkServices: [],
+        state: "s",
+      });
+    // basics made ingress 100 and egress 100: moving ingress 100 to egress 100 collides.
+    const taken = await edit([
+      {
+        op: "modify",
+        ruleId: ingress!.trafficMirrorFilterRuleId!,
+        rule: rule("egress", 100, "10.0.64.64/28"),
+        removeFields: ["protocol", "destination-port-range"],
+      },
+    ]).catch((e: unknown) => e);
+    expect(causeCode(taken)).toBe("TrafficMirrorFilterRuleAlreadyExists");
+    expect((taken as Error).message).toBe(
+      `modifying rule ${ingress!.trafficMirrorFilterRuleId} of filter ${filter.trafficMirrorFilterId} to egress 100`,
+    );
+    await edit([
+      {
+        op: "modify",
+        ruleId: ingress!.trafficMirrorFilterRuleId!,
+        rule: rule("egress", 101, "10.0.64.64/28"),
+        removeFields: ["protocol", "destination-port-range"],
+      },
+    ]);
+    const f = sim.state.filters.get(filter.trafficMirrorFilterId)!;
+    expect(f.ingressRules).toEqual([]);
+    expect(f.egressRules.map((r) => r.ruleNumber)).toEqual([100, 101]);
+  });
+
+  it("does not read the filter: an edit planned from a stale inventory fails with what it was doing", async () => {
+    const api = adapter();
+    const { filter } = await basics(api);
+    const before = await rulesNow(api, filter.trafficMirrorFilterId);
+    const edits = planRuleEdits(before, [rule("ingress", 7, "10.0.64.70/32")]);
+    // Someone deletes the rule the plan would modify (the inventory has not seen it yet).
+    const modified = edits.find((e) => e.op === "modify")!;
+    if (modified.op !== "modify") throw new Error("expected a modify");
+    sim.state.deleteFilterRule(modified.ruleId);
+    sim.calls.length = 0;
+    const stale = await api
+      .editFilter({
+        filterId: filter.trafficMirrorFilterId,
+        key: "f1",
+        rules: edits,
+        addNetworkServices: [],
+        removeNetworkServices: [],
+        state: "s",
+      })
+      .catch((e: unknown) => e);
+    expect(causeCode(stale)).toBe("InvalidTrafficMirrorFilterRuleId.NotFound");
+    expect((stale as Error).message).toContain(`of filter ${filter.trafficMirrorFilterId}`);
+    expect(sim.calls.some((c) => c.action.startsWith("Describe"))).toBe(false);
+    // A filter that is gone: the create says so, again without a read.
+    sim.calls.length = 0;
+    const gone = await api
+      .editFilter({
+        filterId: "tmf-0000000000000dead",
+        key: "gone",
+        rules: [{ op: "create", rule: rule("ingress", 1, "0.0.0.0/0") }],
+        addNetworkServices: [],
+        removeNetworkServices: [],
+        state: "s",
+      })
+      .catch((e: unknown) => e);
+    expect(causeCode(gone)).toBe("InvalidTrafficMirrorFilterId.NotFound");
+    expect(sim.calls.map((c) => c.action)).toEqual(["CreateTrafficMirrorFilterRule"]);
+  });
+
+  it("plan → apply → plan as pods leave and come back: at most two rule calls each, no filter read", async () => {
+    const api = adapter();
+    const policies = [
+      makePolicy("web", { podSelector: { matchLabels: { app: "web" } }, targetRef: { name: "collector" } }),
+    ];
+    // Every pod of a source node selected, so that its ENIs hold several selected pods.
+    const node = world.nodes[1]!.name;
+    for (const p of world.pods) if (p.nodeName === node) p.labels = { app: "web" };
+    const cycle = async () => {
+      const inventory = await loadInventory(api, { nodes: world.nodes });
+      const plan = planMirroring(
+        planInputOf(world, { cluster, policies, targets: [makeCollectorTarget()], inventory }),
+      );
+      sim.calls.length = 0;
+      const result = await applyPlanDiff(plan.diff, {
+        api,
+        idx: indexInventory(inventory, cluster),
+        concurrency: 4,
+        log,
+      });
+      expect(result.failures).toEqual([]);
+      return { plan, calls: [...sim.calls] };
+    };
+    const { plan } = await cycle();
+    expect((await cycle()).calls).toEqual([]);
+    // The pods of the ENI that holds most of them leave one at a time, then come back (a pod
+    // stays, so the session and filter stay): each is one event followed by a cycle.
+    const byEni = new Map<string, string[]>();
+    for (const s of plan.policies.get("shop/web")!.sources)
+      if (s.networkInterfaceId && s.name.length > 0)
+        byEni.set(s.networkInterfaceId, [...(byEni.get(s.networkInterfaceId) ?? []), s.name]);
+    const names = [...byEni.values()].sort((x, y) => y.length - x.length)[0]!.slice(1);
+    expect(names.length).toBeGreaterThan(0);
+    const leaving = world.pods.filter((p) => names.includes(`${p.namespace}/${p.name}`));
+    expect(leaving.length).toBe(names.length);
+    const perEvent: string[][] = [];
+    for (const p of leaving) {
+      world.pods = world.pods.filter((x) => x !== p);
+      perEvent.push((await cycle()).calls.map((c) => `${c.action} ${c.code}`));
+    }
+    for (const p of [...leaving].reverse()) {
+      world.pods.push(p);
+      perEvent.push((await cycle()).calls.map((c) => `${c.action} ${c.code}`));
+    }
+    // Each event is one pod's rule pair: created, deleted, or rewritten where blocks merge or
+    // split; never a filter read, never a rule deleted and made again.
+    for (const calls of perEvent) {
+      expect(calls.length).toBeGreaterThan(0);
+      expect(calls.length).toBeLessThanOrEqual(2);
+      for (const c of calls) expect(c).toMatch(/^(Create|Delete|Modify)TrafficMirrorFilterRule OK$/);
+    }
+    expect((await cycle()).calls).toEqual([]);
+  });
+});
+
 /** A raw SDK client on the emulator, without the adapter's buckets and retries. */
 const raw = () =>
   makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } });
@@ -546,27 +734,6 @@ describe("Describe by ids that do not exist", () => {
       ),
     );
     expect(answer).toBe("InvalidTrafficMirrorFilterId.NotFound");
-  });
-
-  it("replaceFilterRules takes a filter answered NotFound as gone: nothing edited, no error", async () => {
-    const api = adapter();
-    await api.replaceFilterRules("tmf-0000000000000dead", {
-      key: "gone",
-      rules: [
-        {
-          direction: "ingress",
-          ruleNumber: 1,
-          action: "accept",
-          sourceCidrBlock: "0.0.0.0/0",
-          destinationCidrBlock: "0.0.0.0/0",
-        },
-      ],
-      networkServices: [],
-      description: "",
-    });
-    expect(sim.calls.map((c) => [c.action, c.code])).toEqual([
-      ["DescribeTrafficMirrorFilters", "InvalidTrafficMirrorFilterId.NotFound"],
-    ]);
   });
 
   // The adapter asks through Filters, which EC2 answers with an empty list; a NotFound (injected

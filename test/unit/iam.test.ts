@@ -46,6 +46,7 @@ const SUBJECT: Record<string, string> = {
   // Rules carry no tags (the adapter does not tag them): ownership is proven on their filter.
   "ec2:CreateTrafficMirrorFilterRule": "traffic-mirror-filter",
   "ec2:DeleteTrafficMirrorFilterRule": "traffic-mirror-filter",
+  "ec2:ModifyTrafficMirrorFilterRule": "traffic-mirror-filter",
   "ec2:ModifyTrafficMirrorFilterNetworkServices": "traffic-mirror-filter",
   "ec2:ModifyTrafficMirrorSession": "traffic-mirror-session",
   "ec2:DeleteTrafficMirrorFilter": "traffic-mirror-filter",
@@ -68,6 +69,7 @@ const REFERENCED: Record<string, string> = {
   // Rule ARNs cannot carry tags; the filter's ownership is checked in the same request.
   "ec2:CreateTrafficMirrorFilterRule traffic-mirror-filter-rule": "checked on the rule's filter",
   "ec2:DeleteTrafficMirrorFilterRule traffic-mirror-filter-rule": "checked on the rule's filter",
+  "ec2:ModifyTrafficMirrorFilterRule traffic-mirror-filter-rule": "checked on the rule's filter",
 };
 
 /**
