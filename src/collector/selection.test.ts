@@ -80,6 +80,14 @@ describe("selects", () => {
     expect(selects(s, header({ src: "10.9.0.1", dst: "10.0.1.48", srcPort: 5, dstPort: 80 })!)).toBe(false);
   });
 
+  it("reads the addresses behind an 802.1Q tag", () => {
+    const f = buildFrame({ src: "10.9.0.1", dst: POD, srcPort: 5, dstPort: 80 }, MACS);
+    const tagged = Buffer.concat([f.subarray(0, 12), Buffer.from([0x81, 0x00, 0x00, 0x64]), f.subarray(12)]);
+    const h: InnerHeader = { src: 0, dst: 0, protocol: 0, srcPort: 0, dstPort: 0, hasPorts: false };
+    expect(readInnerHeader(tagged, 0, tagged.length, h)).toBe(true);
+    expect([formatIp(h.src), formatIp(h.dst), h.dstPort]).toEqual(["10.9.0.1", POD, 80]);
+  });
+
   it("reads no addresses from a frame cut before them, and no ports from one cut before those", () => {
     const p: SyntheticPacket = { src: "10.9.0.1", dst: POD, srcPort: 5, dstPort: 80 };
     expect(header(p, 14 + 19)).toBeUndefined();

@@ -8,6 +8,7 @@
  */
 import type { PolicyFilterRule } from "../api/resources.ts";
 import { parseCidr, parseIp, type Block } from "../plan/ipv4.ts";
+import { innerL3Offset } from "./vxlan.ts";
 
 /** The Amazon DNS server's link-local address (the `amazon-dns` network service). */
 export const AMAZON_DNS = parseIp("169.254.169.253")!;
@@ -114,14 +115,9 @@ function inBlock(b: Block, a: number): boolean {
  */
 export function readInnerHeader(buf: Uint8Array, start: number, length: number, out: InnerHeader): boolean {
   const end = start + length;
-  let l3 = start + 14;
-  if (l3 > end) return false;
-  let etherType = (buf[l3 - 2]! << 8) | buf[l3 - 1]!;
-  for (let tags = 0; tags < 2 && (etherType === 0x8100 || etherType === 0x88a8); tags++) {
-    l3 += 4;
-    if (l3 > end) return false;
-    etherType = (buf[l3 - 2]! << 8) | buf[l3 - 1]!;
-  }
+  const l3 = innerL3Offset(buf, start, end);
+  if (l3 < 0) return false;
+  const etherType = (buf[l3 - 2]! << 8) | buf[l3 - 1]!;
   if (etherType !== 0x0800 || l3 + 20 > end || buf[l3]! >> 4 !== 4) return false;
   const ihl = (buf[l3]! & 15) * 4;
   out.protocol = buf[l3 + 9]!;

@@ -37,20 +37,30 @@ export function readVni(buf: Uint8Array, length: number = buf.length): number {
 }
 
 /**
+ * Where the inner frame's network header starts, past one 802.1Q or 802.1ad tag (or a QinQ pair);
+ * its EtherType is the two bytes before. -1 when the frame ends first.
+ */
+export function innerL3Offset(buf: Uint8Array, start: number, end: number): number {
+  let l3 = start + 14;
+  if (l3 > end) return -1;
+  let etherType = (buf[l3 - 2]! << 8) | buf[l3 - 1]!;
+  for (let tags = 0; tags < 2 && (etherType === 0x8100 || etherType === 0x88a8); tags++) {
+    l3 += 4;
+    if (l3 > end) return -1;
+    etherType = (buf[l3 - 2]! << 8) | buf[l3 - 1]!;
+  }
+  return l3;
+}
+
+/**
  * The length the inner frame had before AWS cut it to the session's packet length, read from the
  * inner IP header; the captured length when the header says less or cannot be read.
  */
 export function originalFrameLength(buf: Uint8Array, start: number, captured: number): number {
-  let l3 = start + 14;
   const end = start + captured;
-  if (l3 > end) return captured;
-  let etherType = (buf[l3 - 2]! << 8) | buf[l3 - 1]!;
-  // One 802.1Q or 802.1ad tag (or a QinQ pair) before the IP header.
-  for (let tags = 0; tags < 2 && (etherType === 0x8100 || etherType === 0x88a8); tags++) {
-    l3 += 4;
-    if (l3 > end) return captured;
-    etherType = (buf[l3 - 2]! << 8) | buf[l3 - 1]!;
-  }
+  const l3 = innerL3Offset(buf, start, end);
+  if (l3 < 0) return captured;
+  const etherType = (buf[l3 - 2]! << 8) | buf[l3 - 1]!;
   let ipLength: number;
   if (etherType === 0x0800 && l3 + 4 <= end && buf[l3]! >> 4 === 4) {
     ipLength = (buf[l3 + 2]! << 8) | buf[l3 + 3]!;
