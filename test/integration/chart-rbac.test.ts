@@ -14,7 +14,7 @@ import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
 import { makeOperatorMetrics } from "../../src/controller/metrics.ts";
 import { makeReconcileCycle, VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
 import type { VniMap } from "../../src/api/vni-map.ts";
-import { watchVniMapConfigMap } from "../../src/collector/map-watch.ts";
+import { watchVniMapConfigMap } from "../../src/collector/map-watch-api.ts";
 import { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { EventRecorder } from "../../src/k8s/objects.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
