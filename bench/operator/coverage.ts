@@ -14,7 +14,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KubeConfig } from "@kubernetes/client-node";
-import { API_VERSION } from "../../src/api/resources.ts";
 import { VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { formatIp } from "../../src/plan/ipv4.ts";
@@ -26,6 +25,7 @@ import { startProcess, stopProcess } from "../../test/harness/processes.ts";
 import { startCollectorProcess } from "../../test/fixtures/collector.ts";
 import { eksNodeSpec } from "../../test/fixtures/eks.ts";
 import {
+  createCollectorTarget,
   createEksNodes,
   createNamespaces,
   createPolicy,
@@ -64,20 +64,7 @@ await rest
     what: "sa",
   })
   .catch(() => undefined);
-await rest.request({
-  method: "POST",
-  path: `/apis/${API_VERSION}/trafficmirrortargets`,
-  what: "target",
-  body: {
-    apiVersion: API_VERSION,
-    kind: "TrafficMirrorTarget",
-    metadata: { name: "c" },
-    spec: {
-      collector: { nodeSelector: COLLECTOR_LABEL, selectionMode: MODE },
-      allowedNamespaces: { from: "All" },
-    },
-  },
-});
+await createCollectorTarget(rest, "c", { collector: { nodeSelector: COLLECTOR_LABEL, selectionMode: MODE } });
 await createPolicy(rest, {
   namespace: "coverage",
   name: "p",
