@@ -25,9 +25,10 @@ export interface Attribution {
   /** `namespace/name`. */
   policy: string;
   selection: CompiledSelection;
-  /** The session's interface as this policy's files name it: only this policy's pods. */
-  label: InterfaceLabel;
-  /** `label` as the function the file sets take (made once, not per packet). */
+  /**
+   * The session's interface as this policy's files name it (only this policy's pods), as the
+   * function the file sets take (made once, not per packet).
+   */
   labelOf: () => InterfaceLabel;
 }
 
@@ -35,8 +36,6 @@ export interface Attribution {
 export interface Route {
   vni: number;
   entry: VniEntry;
-  /** The session's own label (all its policies), for the stream and the unattributed. */
-  label: InterfaceLabel;
   /** Policy keys (`namespace/name`) the session serves, sorted. */
   policies: string[];
   /** Policies a packet of this session may be kept for, sorted by key. */
@@ -121,7 +120,6 @@ export function buildRoutes(map: VniMap): Map<number, Route> {
       routes.set(entry.vni, {
         vni: entry.vni,
         entry,
-        label: labelOf(entry),
         policies: [...entry.policies].sort(),
         attributions: attributions.map((a) => a(entry)),
       });
@@ -157,7 +155,7 @@ function attributionsOf(entries: readonly VniEntry[], map: VniMap): ((e: VniEntr
     });
     return (e: VniEntry): Attribution => {
       const label = labelOf(e, { policy, ips: acc.ips });
-      return { policy, selection, label, labelOf: () => label };
+      return { policy, selection, labelOf: () => label };
     };
   });
 }

@@ -112,31 +112,25 @@ install_helm() {
   link helm "$dir/helm"
 }
 
-# moto's EC2 server: an emulator nobody here wrote, for contract tests of the parts it covers.
-install_moto() {
-  local dir="$CACHE/moto-$MOTO_VERSION"
+# A Python tool from PyPI in a virtualenv of its own: install_pip_tool NAME VERSION PACKAGE BIN.
+# A venv records its own path, so it is built in place and marked complete at the end.
+install_pip_tool() {
+  local dir="$CACHE/$1-$2"
   if [ ! -f "$dir/.complete" ]; then
-    log "installing moto[server] $MOTO_VERSION into a virtualenv"
-    # A venv records its own path, so it is built in place and marked complete at the end.
+    log "installing $3 $2 into a virtualenv"
     rm -rf "$dir" && python3 -m venv "$dir"
-    "$dir/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    "$dir/bin/pip" install -q --disable-pip-version-check "$3==$2"
     touch "$dir/.complete"
   fi
-  link moto_server "$dir/bin/moto_server"
+  link "$4" "$dir/bin/$4"
 }
+
+# moto's EC2 server: an emulator nobody here wrote, for contract tests of the parts it covers.
+install_moto() { install_pip_tool moto "$MOTO_VERSION" "moto[server]" moto_server; }
 
 # parliament: an IAM policy linter with AWS's Service Authorization Reference built in, for the
 # test that config/iam/operator-policy.json uses only condition keys AWS sets for each action.
-install_parliament() {
-  local dir="$CACHE/parliament-$PARLIAMENT_VERSION"
-  if [ ! -f "$dir/.complete" ]; then
-    log "installing parliament $PARLIAMENT_VERSION into a virtualenv"
-    rm -rf "$dir" && python3 -m venv "$dir"
-    "$dir/bin/pip" install -q --disable-pip-version-check "parliament==$PARLIAMENT_VERSION"
-    touch "$dir/.complete"
-  fi
-  link parliament "$dir/bin/parliament"
-}
+install_parliament() { install_pip_tool parliament "$PARLIAMENT_VERSION" parliament parliament; }
 
 # Debian packages the tests read packet files with, tcpreplay for the collector benchmark, and Lua for the Argo CD health check (5.4,
 # and 5.1: the language of the gopher-lua interpreter inside Argo CD).
