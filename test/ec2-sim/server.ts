@@ -52,7 +52,8 @@ export interface ThrottleKnobs {
 export interface SimKnobs {
   /** Token buckets; absent means no throttling. */
   throttle?: ThrottleKnobs;
-  latencyMs?: number;
+  /** Latency of each call: fixed, or uniform between `min` and `max` (seeded). */
+  latencyMs?: number | { min: number; max: number };
   /** New resources stay invisible to Describe for this long. */
   eventualConsistencyMs?: number;
   /** Fail calls: the Nth call overall (1-based), or every call of an action, with a code/status. */
@@ -500,6 +501,12 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
   let buckets: { byKey: Map<string, Bucket>; cfg?: ThrottleKnobs } = { byKey: new Map() };
   let callCount = 0;
   let rng = 42;
+  let latencyRng = 7;
+  const latency = (l: SimKnobs["latencyMs"]): number => {
+    if (typeof l !== "object") return l ?? 0;
+    latencyRng = (latencyRng * 1103515245 + 12345) % 2 ** 31;
+    return l.min + (latencyRng / 2 ** 31) * (l.max - l.min);
+  };
   // New knobs, new (full) buckets.
   const bucketFor = (action: string, p: Params, now: number): Bucket | undefined => {
     if (buckets.cfg !== knobs.throttle) buckets = { cfg: knobs.throttle, byKey: new Map() };
@@ -533,7 +540,8 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
     const now = Date.now();
     // Buckets run on the monotonic clock, as the client's do: a wall-clock step must not refill them.
     const tick = performance.now();
-    if (knobs.latencyMs) await new Promise((r) => setTimeout(r, knobs.latencyMs));
+    const delay = latency(knobs.latencyMs);
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     const answer = (code: string, status: number, message: string): void => {
       calls.push({ action, code });
       send(status, errorResponse(code, message, requestId));

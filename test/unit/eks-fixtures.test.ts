@@ -1,12 +1,14 @@
 import { describe, expect, it } from "vitest";
+import { parseCidr } from "../../src/plan/ipv4.ts";
 import { eksNodeSpec, makeEksNode } from "../fixtures/eks.ts";
+import { makeWorld } from "../fixtures/world.ts";
 
 describe("EKS node fixtures", () => {
   it("gives every node distinct addresses, instance ids and non-overlapping /26 pod ranges", () => {
-    const specs = Array.from({ length: 768 }, (_, i) => eksNodeSpec(i));
-    expect(new Set(specs.map((s) => s.internalIp)).size).toBe(768);
-    expect(new Set(specs.map((s) => s.instanceId)).size).toBe(768);
-    expect(new Set(specs.map((s) => s.podCidr)).size).toBe(768);
+    const specs = Array.from({ length: 1792 }, (_, i) => eksNodeSpec(i));
+    expect(new Set(specs.map((s) => s.internalIp)).size).toBe(1792);
+    expect(new Set(specs.map((s) => s.instanceId)).size).toBe(1792);
+    expect(new Set(specs.map((s) => s.podCidr)).size).toBe(1792);
     expect(specs.every((s) => s.podCidr.endsWith("/26"))).toBe(true);
   });
 
@@ -20,6 +22,31 @@ describe("EKS node fixtures", () => {
   });
 
   it("refuses indexes outside the address plan", () => {
-    expect(() => eksNodeSpec(768)).toThrow(/out of range/);
+    expect(() => eksNodeSpec(1792)).toThrow(/out of range/);
+    expect(() => eksNodeSpec(-1)).toThrow(/out of range/);
+  });
+
+  it("mixed addressing: three ENIs per node hold every address of the node's /26 exactly once", () => {
+    const w = makeWorld({ nodes: 1000, podsPerNode: 0, addressing: "mixed" });
+    expect(w.inventory.networkInterfaces).toHaveLength(3000);
+    expect(new Set(w.inventory.networkInterfaces.map((e) => e.networkInterfaceId)).size).toBe(3000);
+    const primaries = w.inventory.networkInterfaces.map((e) => e.primaryIp);
+    expect(new Set(primaries).size).toBe(3000);
+    for (const i of [0, 767, 768, 999]) {
+      const block = parseCidr(eksNodeSpec(i).podCidr)!;
+      const enis = w.inventory.networkInterfaces.filter((e) => e.instanceId === eksNodeSpec(i).instanceId);
+      const held: number[] = [];
+      for (const e of enis) {
+        for (const ip of e.privateIps.slice(1)) held.push(parseCidr(`${ip}/32`)!.base);
+        for (const c of e.ipv4Prefixes) {
+          const b = parseCidr(c)!;
+          for (let a = b.base; a < b.base + 16; a++) held.push(a);
+        }
+      }
+      held.sort((a, b) => a - b);
+      expect(held).toEqual(Array.from({ length: 64 }, (_, k) => block.base + k));
+      expect(enis.every((e) => e.privateIps.length > 1 || e.ipv4Prefixes.length > 0)).toBe(true);
+      expect(enis.some((e) => e.privateIps.length > 1 && e.ipv4Prefixes.length > 0)).toBe(true);
+    }
   });
 });
