@@ -7,7 +7,7 @@ export NODE_OPTIONS ?=
 NPM := npm --no-audit --no-fund --loglevel=error
 
 .PHONY: help tools deps lint format typecheck test test-unit test-integration manifests \
-	sandbox-up sandbox-down demo clean ec2-sim bench kustomize e2e-kind
+	sandbox-up sandbox-down demo clean ec2-sim bench kustomize e2e-kind native
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,7 +22,17 @@ node_modules/.installed: package.json package-lock.json | .tools/bin/node
 	$(NPM) ci
 	touch $@
 
-deps: node_modules/.installed ## Install npm dependencies
+# The collector's batch-receive addon (Node-API, C): a C compiler and the node-api-headers package.
+# Without a compiler the collector receives with dgram and says so at start.
+NATIVE := dist/native/batch-udp.node
+$(NATIVE): src/collector/native/batch-udp.c src/collector/native/build.sh node_modules/.installed
+	@mkdir -p $(@D)
+	@if command -v cc >/dev/null; then bash src/collector/native/build.sh node_modules/node-api-headers/include $@; \
+	else echo "no C compiler: $@ not built (the collector will receive with dgram)"; fi
+
+native: $(NATIVE) ## Build the collector's batch-receive addon (dist/native)
+
+deps: node_modules/.installed $(NATIVE) ## Install npm dependencies and build the addon
 
 lint: deps ## Lint and check formatting
 	npx eslint -c test/eslint.config.js --max-warnings 0 .

@@ -8,7 +8,9 @@
 // datagrams, as they would arrive from a NIC. (Frames injected on loopback are not delivered to
 // sockets, hence the veth.) For each size it prints, per rate, the median
 // loss of both and the collector's CPU per packet, then the highest rate each kept with zero loss
-// and the ratio. The machine is shared: read medians and ratios, not single runs.
+// and the ratio, for the batch receive path (the native addon) and for dgram (its fallback), each
+// against tcpdump in the same run (BENCH_RECEIVE=batch or =dgram runs one). The machine is shared:
+// read medians and ratios, not single runs.
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -148,70 +150,85 @@ const stateDir = join(work, "state");
 execFileSync("mkdir", ["-p", stateDir]);
 const net = makeVethNamespace("bench");
 process.on("exit", () => net.close());
-const collector = await startCollectorProcess({
-  stateDir,
-  netns: { name: net.ns, host: net.innerIp },
-  map: {
-    version: 1,
-    sessions: [
-      {
-        vni: VNI,
-        policies: ["bench/load"],
-        networkInterfaceId: "eni-bench",
-        sourceIp: "127.0.0.1",
-        pods: [],
-      },
-    ],
-  },
-  env: {
-    TMO_COLLECTOR_RECV_BUFFER_BYTES: String(32 << 20),
-    TMO_COLLECTOR_RETAIN_BYTES: String(2 * 2 ** 30),
-    TMO_LOG_LEVEL: "warn",
-  },
-});
-const rcvbuf = await collector.sample("tmo_collector_receive_buffer_bytes");
-tcpdumpBufferKiB = Math.max(1024, Math.round(rcvbuf / 1024));
-console.log(
-  `tcpdump -B ${tcpdumpBufferKiB} KiB (the same buffer); collector pid ${collector.process.child.pid}, port ${collector.port}, SO_RCVBUF granted ${rcvbuf} bytes; ${seconds} s per step, ${repeats} repeats`,
-);
+// Each receive path in turn, each against tcpdump in the same run: the batch path (the native
+// addon) and dgram, the fallback where the addon is not built.
+const paths = (process.env["BENCH_RECEIVE"] ?? "batch,dgram").split(",");
+const summary: string[] = [];
 try {
-  for (const size of SIZES) {
-    const file = join(work, `vxlan-${size}.pcap`);
-    writeFileSync(
-      file,
-      Buffer.concat([
-        pcapHeader(),
-        ...Array.from({ length: 256 }, (_, i) =>
-          pcapRecord(vxlanFrame(net.innerMac, collector.port, size, i), 0),
-        ),
-      ]),
-    );
-    console.log(`\n${size}-byte datagrams on the wire (VXLAN ${size - 42} bytes)`);
-    console.log(
-      "target/s  achieved  collector lost (median)   tcpdump lost (median)   collector CPU µs/packet (median)",
-    );
-    let bestCollector = 0;
-    let bestTcpdump = 0;
-    for (const rate of rates) {
-      const runs: Step[] = [];
-      for (let r = 0; r < repeats; r++) runs.push(await step(collector, file, rate));
-      const cl = median(runs.map((s) => s.collectorLost));
-      const tl = median(runs.map((s) => s.tcpdumpLost));
-      const cpu = median(runs.map((s) => s.cpuMicrosPerPacket));
-      const achieved = median(runs.map((s) => s.achieved));
-      console.log(
-        `${String(rate).padEnd(9)} ${String(achieved).padEnd(10)} ${String(cl).padEnd(25)} ${String(tl).padEnd(23)} ${cpu.toFixed(2)}`,
-      );
-      if (cl === 0) bestCollector = Math.max(bestCollector, achieved);
-      if (tl === 0) bestTcpdump = Math.max(bestTcpdump, achieved);
-    }
-    const ratio = bestTcpdump > 0 ? (bestCollector / bestTcpdump).toFixed(2) : "n/a";
-    console.log(
-      `highest zero-loss rate: collector ${bestCollector}/s, tcpdump -w ${bestTcpdump}/s, ratio ${ratio}`,
-    );
-  }
+  for (const path of paths) await measure(path);
 } finally {
-  await collector.stop();
   rmSync(work, { recursive: true, force: true });
-  rmSync(dirname(collector.dir), { recursive: true, force: true });
+}
+console.log(`\n${summary.join("\n")}`);
+
+async function measure(path: string): Promise<void> {
+  const collector = await startCollectorProcess({
+    stateDir,
+    netns: { name: net.ns, host: net.innerIp },
+    map: {
+      version: 1,
+      sessions: [
+        {
+          vni: VNI,
+          policies: ["bench/load"],
+          networkInterfaceId: "eni-bench",
+          sourceIp: "127.0.0.1",
+          pods: [],
+        },
+      ],
+    },
+    env: {
+      TMO_COLLECTOR_RECV_BUFFER_BYTES: String(32 << 20),
+      TMO_COLLECTOR_RETAIN_BYTES: String(2 * 2 ** 30),
+      TMO_COLLECTOR_RECEIVE: path,
+      TMO_LOG_LEVEL: "warn",
+    },
+  });
+  const rcvbuf = await collector.sample("tmo_collector_receive_buffer_bytes");
+  tcpdumpBufferKiB = Math.max(1024, Math.round(rcvbuf / 1024));
+  console.log(
+    `\nreceive path ${path}: tcpdump -B ${tcpdumpBufferKiB} KiB (the same buffer); collector pid ${collector.process.child.pid}, port ${collector.port}, SO_RCVBUF granted ${rcvbuf} bytes; ${seconds} s per step, ${repeats} repeats`,
+  );
+  try {
+    for (const size of SIZES) {
+      const file = join(work, `vxlan-${size}.pcap`);
+      writeFileSync(
+        file,
+        Buffer.concat([
+          pcapHeader(),
+          ...Array.from({ length: 256 }, (_, i) =>
+            pcapRecord(vxlanFrame(net.innerMac, collector.port, size, i), 0),
+          ),
+        ]),
+      );
+      console.log(`\n${size}-byte datagrams on the wire (VXLAN ${size - 42} bytes), ${path}`);
+      console.log(
+        "target/s  achieved  collector lost (median)   tcpdump lost (median)   collector CPU µs/packet (median)",
+      );
+      let bestCollector = 0;
+      let bestTcpdump = 0;
+      const cpus: number[] = [];
+      for (const rate of rates) {
+        const runs: Step[] = [];
+        for (let r = 0; r < repeats; r++) runs.push(await step(collector, file, rate));
+        const cl = median(runs.map((s) => s.collectorLost));
+        const tl = median(runs.map((s) => s.tcpdumpLost));
+        const cpu = median(runs.map((s) => s.cpuMicrosPerPacket));
+        cpus.push(cpu);
+        const achieved = median(runs.map((s) => s.achieved));
+        console.log(
+          `${String(rate).padEnd(9)} ${String(achieved).padEnd(10)} ${String(cl).padEnd(25)} ${String(tl).padEnd(23)} ${cpu.toFixed(2)}`,
+        );
+        if (cl === 0) bestCollector = Math.max(bestCollector, achieved);
+        if (tl === 0) bestTcpdump = Math.max(bestTcpdump, achieved);
+      }
+      const ratio = bestTcpdump > 0 ? (bestCollector / bestTcpdump).toFixed(2) : "n/a";
+      const line = `${path}, ${size} bytes: highest zero-loss rate: collector ${bestCollector}/s, tcpdump -w ${bestTcpdump}/s, ratio ${ratio}; collector CPU ${median(cpus).toFixed(2)} µs/packet (median over rates)`;
+      console.log(line);
+      summary.push(line);
+    }
+  } finally {
+    await collector.stop();
+    rmSync(dirname(collector.dir), { recursive: true, force: true });
+  }
 }

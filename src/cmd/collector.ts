@@ -92,6 +92,7 @@ async function startWorker(config: CollectorConfig, log: Logger, index: number) 
     port: config.listen.port,
     recvBufferBytes: config.recvBufferBytes,
     reusePort: config.workers > 1,
+    receive: config.receive,
     root: config.dir,
     worker: `w${index}`,
     rotation: config.rotation,
@@ -114,7 +115,13 @@ async function startWorker(config: CollectorConfig, log: Logger, index: number) 
   const streamPort =
     stream && config.stream ? await stream.listen(config.stream.host, config.stream.port + index) : undefined;
   log.info(
-    { port, worker: index, receiveBuffer: receiver.effectiveRecvBufferBytes, streamPort },
+    {
+      port,
+      worker: index,
+      receivePath: receiver.receivePath,
+      receiveBuffer: receiver.effectiveRecvBufferBytes,
+      streamPort,
+    },
     "Receiving VXLAN",
   );
   return {

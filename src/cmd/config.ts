@@ -153,6 +153,8 @@ export const CollectorEnvSchema = z.object({
   TMO_COLLECTOR_PORT: z.coerce.number().int().min(0).max(65535).default(4789),
   TMO_COLLECTOR_RECV_BUFFER_BYTES: bytes.default(32 << 20),
   TMO_COLLECTOR_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+  /** batch: the native recvmmsg addon (fail without it); dgram: Node's sockets; auto: batch where built. */
+  TMO_COLLECTOR_RECEIVE: z.enum(["auto", "batch", "dgram"]).default("auto"),
   TMO_COLLECTOR_DIR: z.string().min(1).default("/var/lib/traffic-mirror/captures"),
   TMO_COLLECTOR_VNI_MAP_FILE: z.string().min(1).default("/etc/traffic-mirror/vni-map.json"),
   TMO_COLLECTOR_VNI_MAP_POLL_SECONDS: positive.default(2),
@@ -186,6 +188,7 @@ export interface CollectorConfig {
   listen: { host: string; port: number };
   recvBufferBytes: number;
   workers: number;
+  receive: "auto" | "batch" | "dgram";
   dir: string;
   vniMapFile: string;
   vniMapPollMs: number;
@@ -224,6 +227,7 @@ export function loadCollectorConfig(env: Record<string, string | undefined>): Co
     listen: { host: e.TMO_COLLECTOR_ADDR, port: e.TMO_COLLECTOR_PORT },
     recvBufferBytes: e.TMO_COLLECTOR_RECV_BUFFER_BYTES,
     workers: e.TMO_COLLECTOR_WORKERS,
+    receive: e.TMO_COLLECTOR_RECEIVE,
     dir: e.TMO_COLLECTOR_DIR,
     vniMapFile: e.TMO_COLLECTOR_VNI_MAP_FILE,
     vniMapPollMs: e.TMO_COLLECTOR_VNI_MAP_POLL_SECONDS * 1000,

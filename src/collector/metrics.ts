@@ -176,6 +176,15 @@ export function registerReceiverMetrics(registry: Registry, r: Receiver, stream?
     { name: "tmo_collector_receive_buffer_bytes", help: "SO_RCVBUF the kernel granted", aggregator: "max" },
     () => [[{}, r.effectiveRecvBufferBytes]],
   );
+  readGauge(
+    registry,
+    {
+      name: "tmo_collector_batch_receive",
+      help: "Workers receiving in batches through the native addon (the others use dgram)",
+      aggregator: "sum",
+    },
+    () => [[{}, r.receivePath === "batch" ? 1 : 0]],
+  );
   if (stream) {
     readGauge(registry, { name: "tmo_collector_stream_clients", help: "Live stream clients" }, () => [
       [{}, stream.stats.clients],

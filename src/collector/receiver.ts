@@ -1,11 +1,13 @@
 /**
  * The receive path: one UDP socket (several workers share the port with `reusePort`), VXLAN
- * validation, VNI → policies, pcapng file sets and the live stream. Everything per datagram works
- * on the buffer the socket delivered and on objects made when the map changed: the only allocation
- * per packet is the one Node's dgram makes for the message itself (and a record per stream client,
- * only while someone is connected).
+ * validation, VNI → policies, pcapng file sets and the live stream. Datagrams arrive in batches
+ * through the native addon (`batch.ts`), or one at a time through dgram where it is not built.
+ * Everything per datagram works on the buffer the socket delivered and on objects made when the map
+ * changed: on the batch path nothing is allocated per packet (on the dgram path, the message
+ * itself), but a record per stream client, only while someone is connected.
  */
 import { createSocket, type Socket } from "node:dgram";
+import { BatchSocket, loadBatchAddon } from "./batch.ts";
 import type { Logger } from "pino";
 import type { VniMap } from "../api/vni-map.ts";
 import { CaptureFileSet, UNKNOWN_DIR, type InterfaceLabel, type RotationPolicy } from "./files.ts";
@@ -22,6 +24,13 @@ export interface ReceiverOptions {
   /** Requested SO_RCVBUF; the kernel may grant less (see `effectiveRecvBufferBytes`). */
   recvBufferBytes: number;
   reusePort: boolean;
+  /**
+   * `batch`: the native addon (fails when it cannot load); `dgram`: Node's sockets; `auto`
+   * (default): batch where the addon loads, else dgram, saying why.
+   */
+  receive?: "auto" | "batch" | "dgram";
+  /** Path of the addon (default: where `make native` builds it). */
+  addonPath?: string;
   /** Capture root directory. */
   root: string;
   /** Prefix of this worker's files (`w0`, `w1`, …). */
@@ -97,6 +106,7 @@ export class Receiver {
   #routes = new Map<number, LiveRoute>();
   #unknown: CaptureFileSet | undefined;
   #socket: Socket | undefined;
+  #batch: BatchSocket | undefined;
   #timer: NodeJS.Timeout | undefined;
   #recvBuffer = 0;
   #lastErrorLog = 0;
@@ -131,23 +141,62 @@ export class Receiver {
     for (const [dir, set] of this.fileSets) if (dir !== UNKNOWN_DIR && !wanted.has(dir)) set.close();
   }
 
+  /** Which receive path runs: `batch` (the native addon) or `dgram`. */
+  get receivePath(): "batch" | "dgram" | undefined {
+    return this.#batch ? "batch" : this.#socket ? "dgram" : undefined;
+  }
+
   /** Binds the socket and starts the flush/rotation timer; resolves to the bound port. */
   async start(): Promise<number> {
+    const port = this.#startBatch() ?? (await this.#startDgram());
+    this.#timer = setInterval(() => this.tick(), 1000);
+    this.#timer.unref();
+    return port;
+  }
+
+  /** Handles one datagram without letting a bug stop the capture. */
+  #safely(buf: Buffer, start: number, length: number, micros?: number): void {
+    try {
+      this.#handleAt(buf, start, length, micros);
+    } catch (err) {
+      // A bug must not stop the capture: count it, say it once a minute at most.
+      this.counters.internalErrors++;
+      const now = this.#now();
+      if (now - this.#lastErrorLog > 60_000) {
+        this.#lastErrorLog = now;
+        this.#o.log.error({ err }, "Handling a datagram failed");
+      }
+    }
+  }
+
+  #startBatch(): number | undefined {
+    const mode = this.#o.receive ?? "auto";
+    if (mode === "dgram") return undefined;
+    const { addon, why } = loadBatchAddon(this.#o.addonPath);
+    if (!addon) {
+      if (mode === "batch") throw new Error(`Batch receive is not available: ${why}`);
+      this.#o.log.warn({ why }, "Batch receive is not available; receiving one datagram at a time (dgram)");
+      return undefined;
+    }
+    const b = new BatchSocket(
+      addon,
+      {
+        host: this.#o.host,
+        port: this.#o.port,
+        reusePort: this.#o.reusePort,
+        recvBufferBytes: this.#o.recvBufferBytes,
+      },
+      (buf, start, length, micros) => this.#safely(buf, start, length, micros),
+    );
+    this.#batch = b;
+    this.#recvBuffer = b.recvBufferBytes;
+    return b.port;
+  }
+
+  async #startDgram(): Promise<number> {
     const socket = createSocket({ type: "udp4", reuseAddr: this.#o.reusePort, reusePort: this.#o.reusePort });
     this.#socket = socket;
-    socket.on("message", (msg) => {
-      try {
-        this.handle(msg);
-      } catch (err) {
-        // A bug must not stop the capture: count it, say it once a minute at most.
-        this.counters.internalErrors++;
-        const now = this.#now();
-        if (now - this.#lastErrorLog > 60_000) {
-          this.#lastErrorLog = now;
-          this.#o.log.error({ err }, "Handling a datagram failed");
-        }
-      }
-    });
+    socket.on("message", (msg) => this.#safely(msg, 0, msg.length));
     socket.on("error", (err) => this.#o.log.error({ err }, "Receive socket failed"));
     await new Promise<void>((resolve, reject) => {
       socket.once("error", reject);
@@ -164,38 +213,43 @@ export class Receiver {
     }
     // Linux reports twice what it keeps for data (the rest is bookkeeping); this is what it granted.
     this.#recvBuffer = socket.getRecvBufferSize();
-    this.#timer = setInterval(() => this.tick(), 1000);
-    this.#timer.unref();
     return socket.address().port;
   }
 
   /** Handles one datagram (public so tests and the fuzzer can feed it without a socket). */
   handle(msg: Buffer): void {
+    this.#handleAt(msg, 0, msg.length);
+  }
+
+  /** Handles the datagram of `size` bytes at `at` in `buf`, received at `micros` (else now). */
+  #handleAt(buf: Buffer, at: number, size: number, micros?: number): void {
     const c = this.counters;
     c.datagrams++;
-    c.bytes += msg.length;
-    const vni = readVni(msg, msg.length);
+    c.bytes += size;
+    const vni = readVni(buf, size, at);
     if (vni < 0) {
       c.malformed[-vni - 1]!++;
       return;
     }
     const route = this.#routes.get(vni);
-    const length = msg.length - VXLAN_HEADER_LENGTH;
+    const start = at + VXLAN_HEADER_LENGTH;
+    const length = size - VXLAN_HEADER_LENGTH;
     if (route === undefined) {
       c.unknownVniPackets++;
       c.unknownVniBytes += length;
       // Nobody selected it: only the admin's opt-in `_unknown/` capture keeps it.
-      if (this.#unknown !== undefined) this.#unknown.write(vni, this.#unknownLabel, this.#view(msg, length));
+      if (this.#unknown !== undefined)
+        this.#unknown.write(vni, this.#unknownLabel, this.#view(buf, start, length, micros));
       return;
     }
     const h = this.#header;
-    const readable = readInnerHeader(msg, VXLAN_HEADER_LENGTH, length, h);
+    const readable = readInnerHeader(buf, start, length, h);
     let p: PacketView | undefined;
     const attributions = route.attributions;
     for (let i = 0; readable && i < attributions.length; i++) {
       const a = attributions[i]!;
       if (!selects(a.selection, h)) continue;
-      p ??= this.#view(msg, length);
+      p ??= this.#view(buf, start, length, micros);
       const pc = route.counters[i]!;
       pc.packets++;
       pc.bytes += length;
@@ -214,14 +268,14 @@ export class Receiver {
     if (this.#o.stream?.active) this.#o.stream.send(p);
   }
 
-  /** The reusable packet record, filled for this datagram (reads the clock). */
-  #view(msg: Buffer, length: number): PacketView {
+  /** The reusable packet record, filled for the inner frame at `start` (reads the clock if no time). */
+  #view(buf: Buffer, start: number, length: number, micros: number | undefined): PacketView {
     const p = this.#packet;
-    p.data = msg;
-    p.start = VXLAN_HEADER_LENGTH;
+    p.data = buf;
+    p.start = start;
     p.length = length;
-    p.originalLength = originalFrameLength(msg, VXLAN_HEADER_LENGTH, length);
-    p.timestampMicros = this.#nowMicros();
+    p.originalLength = originalFrameLength(buf, start, length);
+    p.timestampMicros = micros ?? this.#nowMicros();
     return p;
   }
 
@@ -233,6 +287,8 @@ export class Receiver {
   /** Stops receiving and closes every file. */
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
+    this.#batch?.close();
+    this.#batch = undefined;
     const socket = this.#socket;
     this.#socket = undefined;
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));

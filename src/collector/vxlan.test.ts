@@ -15,6 +15,13 @@ describe("readVni", () => {
     }
   });
 
+  it("reads a datagram at an offset of a shared buffer (the batch path), not the bytes before it", () => {
+    const d = Buffer.concat([vxlanHeader(0xabcdef), frame]);
+    const shared = Buffer.concat([Buffer.concat([Buffer.from([0x0c, 1, 2, 3, 4, 5, 6, 7]), frame]), d]);
+    expect(readVni(shared, d.length, shared.length - d.length)).toBe(0xabcdef);
+    expect(readVni(shared, d.length, 0)).toBe(Malformed.reserved);
+  });
+
   it.each([
     ["too short for a header", Buffer.alloc(7), Malformed.short],
     ["a header and no Ethernet header", Buffer.concat([vxlanHeader(5), Buffer.alloc(13)]), Malformed.short],

@@ -24,16 +24,22 @@ export const Malformed = {
 /** Names of the malformed reasons, indexed by `-code - 1` (for metrics labels). */
 export const MALFORMED_REASONS = ["short", "flags", "reserved"] as const;
 
-/** The datagram's VNI, or a negative `Malformed` code. */
-export function readVni(buf: Uint8Array, length: number = buf.length): number {
+/** The VNI of the datagram of `length` bytes at `start`, or a negative `Malformed` code. */
+export function readVni(buf: Uint8Array, length: number = buf.length, start = 0): number {
   if (length < VXLAN_HEADER_LENGTH + MIN_INNER_FRAME) return Malformed.short;
-  const flags = buf[0]!;
+  const flags = buf[start]!;
   if ((flags & FLAG_VNI_VALID) === 0) return Malformed.flags;
   // Other flag bits, the 24 reserved bits after the flags and the last byte must be zero.
-  if ((flags & ~FLAG_VNI_VALID) !== 0 || buf[1] !== 0 || buf[2] !== 0 || buf[3] !== 0 || buf[7] !== 0) {
+  if (
+    (flags & ~FLAG_VNI_VALID) !== 0 ||
+    buf[start + 1] !== 0 ||
+    buf[start + 2] !== 0 ||
+    buf[start + 3] !== 0 ||
+    buf[start + 7] !== 0
+  ) {
     return Malformed.reserved;
   }
-  return (buf[4]! << 16) | (buf[5]! << 8) | buf[6]!;
+  return (buf[start + 4]! << 16) | (buf[start + 5]! << 8) | buf[start + 6]!;
 }
 
 /**

@@ -164,6 +164,8 @@ describe("collector", () => {
     );
     // Prometheus' own linter on the text, per-policy series included.
     expect(promtoolCheckMetrics(await collector.metrics())).toEqual({ code: 0, output: "" });
+    // These files came through the batch receive path (the addon `make deps` builds).
+    expect(await collector.sample("tmo_collector_batch_receive")).toBe(1);
     await collector.stop(); // closes the files
     webFile = collector.files("shop/web")[0]!;
     dbFile = collector.files("shop/db")[0]!;
