@@ -35,6 +35,7 @@ const eventArb = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("tighten" as const), a: fc.nat(), b: fc.nat() }) },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant("drift" as const), a: fc.nat(), b: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("noop" as const), a: fc.nat(), b: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("nodeStatus" as const), a: fc.nat(), b: fc.nat() }) },
 );
 type Event = typeof eventArb extends fc.Arbitrary<infer E> ? E : never;
 
@@ -146,6 +147,14 @@ function clusterStep(input: PlanInput, e: Event): PlanInput {
         i === k ? { ...t, spec: { ...t.spec, allowNodeSources: !t.spec.allowNodeSources } } : t,
       );
       return { ...input, targets };
+    }
+    case "nodeStatus": {
+      // A node's status was written: a new object; now and then its labels changed too.
+      const k = e.a % input.nodes.length;
+      const nodes = input.nodes.map((n, i) =>
+        i === k ? { ...n, ...(e.b % 5 === 0 ? { labels: { ...n.labels, extra: "yes" } } : {}) } : n,
+      );
+      return { ...input, nodes };
     }
     case "nodeGone":
       return input.nodes.length === 0

@@ -238,8 +238,8 @@ export class IncrementalPlanner {
         this.last = { kind: "incremental" };
         return plan;
       } catch (err) {
-        if (!(err instanceof Fallback)) throw err;
-        reason = err.message;
+        // A full plan is always right: after any failure, the kept state is rebuilt from one.
+        reason = err instanceof Fallback ? err.message : `incremental plan failed: ${String(err)}`;
       }
     }
     this.#s = undefined;
@@ -546,11 +546,15 @@ function splitDiff(s: State): void {
 // ---------------------------------------------------------------------------------------------
 // The incremental plan
 
-function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
+function sameList<T>(a: readonly T[], b: readonly T[], same?: (x: T, y: T) => boolean): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !same?.(a[i]!, b[i]!)) return false;
   return true;
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** Equal lists of small plain records (policies, targets, namespaces): by identity, else by content. */
@@ -565,7 +569,8 @@ function checkGlobals(prev: PlanInput, next: PlanInput): void {
   if (!sameContent(prev.policies, next.policies)) fallback("a policy changed");
   if (!sameContent(prev.targets, next.targets)) fallback("a target changed");
   if (!sameContent(prev.namespaces, next.namespaces)) fallback("a namespace changed");
-  if (!sameList(prev.nodes, next.nodes)) fallback("a node changed");
+  // A node's status is written every few minutes: a new object, most often with the same content.
+  if (!sameList(prev.nodes, next.nodes, sameJson)) fallback("a node changed");
   const a = prev.inventory;
   const b = next.inventory;
   if (!sameList(a.instances, b.instances)) fallback("an EC2 instance changed");
