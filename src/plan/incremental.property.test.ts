@@ -15,6 +15,7 @@ import {
   planInputOf,
 } from "../../test/fixtures/world.ts";
 import { IncrementalPlanner } from "./incremental.ts";
+import { indexInventory } from "./inventory-index.ts";
 import { formatIp, parseCidr } from "./ipv4.ts";
 import { planMirroring } from "./plan.ts";
 import type { Plan, PlanInput } from "./types.ts";
@@ -213,6 +214,10 @@ describe("incremental planner", () => {
           expect(plan, `after ${e.kind} (${planner.last.kind} ${planner.last.reason ?? ""})`).toEqual(
             planMirroring(current),
           );
+          // The index it keeps for applying the plan is the inventory's.
+          const fresh = indexInventory(current.inventory, current.clusterName);
+          expect(planner.index!.ownedSessions).toEqual(fresh.ownedSessions);
+          expect(planner.index!.ownedFilters).toEqual(fresh.ownedFilters);
         }
       }),
       { numRuns: 300 },
