@@ -631,7 +631,7 @@ function keepInventory(
     if (!o) idx.on.set(eni, (o = { sessions: [], filters: [] }));
     return o;
   };
-  if (!sameList(prev.sessions, next.sessions)) {
+  if (prev.sessions !== next.sessions) {
     const a = align(prev.sessions, next.sessions, maxChanges) ?? fallback("many EC2 sessions changed");
     const change = (rec: MirrorSession, add: boolean): void => {
       if (!isOwnedBy(rec.tags, cluster)) fallback("a session of others changed");
@@ -655,7 +655,7 @@ function keepInventory(
     for (const i of a.removed) change(prev.sessions[i]!, false);
     for (const j of a.added) change(next.sessions[j]!, true);
   }
-  if (!sameList(prev.filters, next.filters)) {
+  if (prev.filters !== next.filters) {
     const a = align(prev.filters, next.filters, maxChanges) ?? fallback("many EC2 filters changed");
     const change = (rec: MirrorFilter, add: boolean): void => {
       const key = rec.tags[TAG_KEY];
@@ -721,8 +721,9 @@ function placePods(
   c: { dirty: Set<string>; touched: Touched; maxChanges: number },
 ): void {
   const prev = s.input.pods;
-  if (sameList(prev, pods)) return;
+  if (prev === pods) return;
   const a = align(prev, pods, c.maxChanges) ?? fallback("many pods changed");
+  if (a.removed.length + a.added.length === 0) return;
   s.marks = reorder(s.marks, a) ?? fallback("pods renumbered");
   for (const i of a.removed) {
     const pod = prev[i]!;
@@ -921,17 +922,13 @@ function swapEni(s: State, id: string, f: Fresh, touched: Touched): void {
   const fFrom = lowerBound(s.filters, `filter-${id}-`);
   const fTo = lowerBound(s.filters, `filter-${id}.`);
   s.filters.splice(fFrom, fTo - fFrom, ...e.podFilters.map((x) => x.filter));
-  // The old sessions leave the flat lists and give up their VNIs.
-  const from = lowerBound(s.flat.sessions, `session-${id}-`);
-  const to = lowerBound(s.flat.sessions, `session-${id}.`);
-  for (let i = from; i < to; i++) {
-    const x = s.flat.sessions[i]!;
+  // The old sessions give up their VNIs (they leave the flat lists once the new ones have theirs).
+  for (const x of old.sessions) {
     const hold = s.vnis.get(x.virtualNetworkId)!;
     s.vnis.delete(x.virtualNetworkId);
     if (hold.unsettled) s.unsettled--;
     if (s.unsettled > 0) fallback("a VNI freed may move another session's");
   }
-  for (const l of [s.flat.sessions, s.flat.existing, s.flat.groups, s.flat.vni]) l.splice(from, to - from);
   for (const x of old.sessions) s.perRef.set(x.target, s.perRef.get(x.target)! - 1);
   for (const x of e.sessions) s.perRef.set(x.target, (s.perRef.get(x.target) ?? 0) + 1);
   for (const pol of old.parts.keys()) {
@@ -1044,10 +1041,11 @@ function eniOutput(s: State, id: string, e: EniState, known: Known): void {
     if (change) d.modifySessions.push(change);
   });
   const at = lowerBound(s.flat.sessions, `session-${id}-`);
-  s.flat.sessions.splice(at, 0, ...e.sessions);
-  s.flat.existing.splice(at, 0, ...e.existing);
-  s.flat.groups.splice(at, 0, ...e.groups);
-  s.flat.vni.splice(at, 0, ...vni);
+  const n = lowerBound(s.flat.sessions, `session-${id}.`) - at;
+  s.flat.sessions.splice(at, n, ...e.sessions);
+  s.flat.existing.splice(at, n, ...e.existing);
+  s.flat.groups.splice(at, n, ...e.groups);
+  s.flat.vni.splice(at, n, ...vni);
   for (const f of e.podFilters) {
     if (!f.existing) {
       d.createFilters.push(f.filter);
