@@ -1,15 +1,21 @@
 // Planner at EKS scale: 5,000 nodes, 15,000 ENIs, 100,000 pods, 200 policies. Prints the median
 // of several full plans (first, from an empty account; then steady state, with everything already
-// made) and the memory the plan needs.
-// Run: node --expose-gc bench/plan/run.ts [nodes] [runs] [warm-up plans]
+// made), the memory the plan needs, and the median of the incremental planner's plan after one
+// pod event (a pod of a Deployment replaced: the new one comes, the old one goes), with the
+// ratio to the full plan measured in the same process.
+// Run: node --expose-gc bench/plan/run.ts [nodes] [runs] [warm-up plans] [pod events]
 import { applyDiff, diffSize } from "../../src/plan/diff.ts";
+import { IncrementalPlanner } from "../../src/plan/incremental.ts";
+import { formatIp, parseIp } from "../../src/plan/ipv4.ts";
 import { planMirroring } from "../../src/plan/plan.ts";
-import type { PlanInput } from "../../src/plan/types.ts";
+import type { Plan, PlanInput } from "../../src/plan/types.ts";
+import { appliedKeepingIdentity } from "../../test/fixtures/world.ts";
 import { asDecoded, makeBenchInput } from "./world.ts";
 
 const NODES = Number(process.argv[2] ?? 5000);
 const RUNS = Number(process.argv[3] ?? 7);
 const WARM_UPS = Number(process.argv[4] ?? 1);
+const EVENTS = Number(process.argv[5] ?? 40);
 const gc = (globalThis as { gc?: () => void }).gc;
 
 function median(xs: number[]): number {
@@ -56,6 +62,61 @@ function measure(label: string, input: PlanInput): void {
   console.log(
     `memory: plan result and working set ~${((heapWithPlan - heapBefore) / 2 ** 20).toFixed(0)} MiB heap (no GC in between); process RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`,
   );
+  measureIncremental(steady, warm.median);
+}
+
+/**
+ * Pod events on the steady cluster, each planned by the incremental planner after the previous
+ * plan's diff was applied (the kept inventory keeps unchanged records): a pod of a Deployment is
+ * replaced by one with a new name and address on the same ENI, then the old one goes.
+ */
+function measureIncremental(steady: PlanInput, fullMedian: number): void {
+  const planner = new IncrementalPlanner();
+  const t0 = performance.now();
+  let plan: Plan = planner.plan(steady);
+  const first = performance.now() - t0;
+  let input = steady;
+  const times: number[] = [];
+  const kinds = { incremental: 0, full: 0 };
+  const nodes = input.nodes.length;
+  for (let k = 0; k < EVENTS; k++) {
+    input = { ...input, inventory: appliedKeepingIdentity(input.inventory, plan, input.clusterName) };
+    const at = ((k >> 1) * 7919) % nodes;
+    const old = input.pods[at * 20]!;
+    const pods =
+      k % 2 === 0
+        ? [
+            ...input.pods,
+            {
+              ...old,
+              name: `${old.name}-r${k}`,
+              uid: `${old.uid}-r${k}`,
+              podIPs: [formatIp(parseIp(old.podIPs[0]!)! + 8)],
+            },
+          ]
+        : input.pods.filter((p) => p !== old);
+    input = { ...input, pods };
+    const t = performance.now();
+    plan = planner.plan(input);
+    times.push(performance.now() - t);
+    kinds[planner.last.kind]++;
+    if (k === 0 && planner.last.reason) console.log(`(full plan: ${planner.last.reason})`);
+  }
+  const check = planMirroring(input);
+  const same = JSON.stringify(serialisable(check)) === JSON.stringify(serialisable(plan));
+  const m = median(times);
+  console.log(
+    `incremental planner: first (full) plan ${first.toFixed(0)} ms; ${kinds.incremental} of ${EVENTS} events incremental; last plan equal to planMirroring: ${same}`,
+  );
+  console.log(
+    `one pod event, incremental: median ${m.toFixed(2)} ms (min ${Math.min(...times).toFixed(2)}, max ${Math.max(...times).toFixed(2)}) over ${EVENTS} events; full plan ${fullMedian.toFixed(0)} ms, ratio ${(fullMedian / m).toFixed(0)}x`,
+  );
+}
+
+function serialisable(plan: Plan): unknown {
+  const maps = (v: unknown): unknown =>
+    v instanceof Map ? [...v.entries()].sort((a, b) => String(a[0]).localeCompare(String(b[0]))) : v;
+  return JSON.parse(JSON.stringify(plan, (_k, v: unknown) => maps(v)));
 }
 
 const input = makeBenchInput(NODES);

@@ -6,6 +6,7 @@ export interface OperatorMetrics {
   registry: Registry;
   cycleDuration: Histogram<"outcome">;
   cycles: Counter<"outcome">;
+  planDuration: Histogram<"kind">;
   planSize: Gauge<"kind">;
   planChanges: Gauge<"action">;
   ec2Calls: Counter<"action" | "outcome">;
@@ -57,6 +58,13 @@ export function makeOperatorMetrics(opts: { defaultMetrics?: boolean } = {}): Op
       name: "tmo_reconcile_cycles_total",
       help: "Cycles run",
       labelNames: ["outcome"],
+      registers,
+    }),
+    planDuration: new Histogram({
+      name: "tmo_plan_duration_seconds",
+      help: "Duration of planning a cycle, by kind (incremental or full)",
+      labelNames: ["kind"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     }),
     planSize: new Gauge({

@@ -31,8 +31,8 @@ import {
 import type { KubeRest } from "../k8s/rest.ts";
 import type { CycleResult } from "../k8s/trigger.ts";
 import { diffSize } from "../plan/diff.ts";
-import { indexInventory } from "../plan/inventory-index.ts";
-import { planMirroring } from "../plan/plan.ts";
+import { IncrementalPlanner } from "../plan/incremental.ts";
+import type { InventoryIndex } from "../plan/inventory-index.ts";
 import type { Plan, PolicyInput, TargetInput } from "../plan/types.ts";
 import { applyPlanDiff, type ApplyResult } from "./apply.ts";
 import type { OperatorMetrics } from "./metrics.ts";
@@ -149,6 +149,8 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
   const now = d.now ?? (() => new Date());
   const coverage = new CoverageTracker(d.metrics);
   const tightener = new AutoTightener(d.autoTighten ?? { quietMs: 60_000, perCycle: 10 });
+  // Replans only what changed since the last cycle; a full plan when it cannot tell (ADR 0016).
+  const planner = new IncrementalPlanner();
   return async (snapshot, { log }): Promise<CycleResult> => {
     const { policies, targets } = toInputs(snapshot, log);
     await ensureFinalizers(d.rest, snapshot);
@@ -156,23 +158,22 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
       t.spec.trafficMirrorTargetId ? [t.spec.trafficMirrorTargetId] : [],
     );
     const inventory = await loadInventory(d.api, { nodes: snapshot.nodes, extraTargetIds });
-    // One index for planning and applying.
-    const idx = indexInventory(inventory, d.cluster);
-    const plan = planMirroring(
-      {
-        clusterName: d.cluster,
-        policies,
-        targets,
-        namespaces: snapshot.namespaces,
-        pods: snapshot.pods,
-        nodes: snapshot.nodes,
-        inventory,
-        sessionBudget: d.sessionBudget,
-        collectorKernelMode: d.collectorKernelMode,
-        tightenEnis: tightener.tighten,
-      },
-      idx,
-    );
+    const started = performance.now();
+    const plan = planner.plan({
+      clusterName: d.cluster,
+      policies,
+      targets,
+      namespaces: snapshot.namespaces,
+      pods: snapshot.pods,
+      nodes: snapshot.nodes,
+      inventory,
+      sessionBudget: d.sessionBudget,
+      collectorKernelMode: d.collectorKernelMode,
+      tightenEnis: tightener.tighten,
+    });
+    d.metrics.planDuration.observe({ kind: planner.last.kind }, (performance.now() - started) / 1000);
+    // One index for planning and applying: the planner's, kept current.
+    const idx = planner.index!;
     d.metrics.planSize.set({ kind: "sessions" }, plan.desired.sessions.length);
     d.metrics.planSize.set({ kind: "filters" }, plan.desired.filters.length);
     d.metrics.planSize.set({ kind: "targets" }, plan.desired.targets.length);
@@ -220,7 +221,7 @@ async function report(c: {
   snapshot: ClusterSnapshot;
   plan: Plan;
   outcome: ProgrammingOutcome;
-  idx: ReturnType<typeof indexInventory>;
+  idx: InventoryIndex;
   result: ApplyResult | undefined;
   now: string;
 }): Promise<Set<string>> {

@@ -96,7 +96,7 @@ function unmirrored(m: Member, reason: string, message: string): void {
 }
 
 /** A group that won a slot on its ENI: its fitted filter, and the AWS target it is given. */
-interface Candidate {
+export interface Candidate {
   g: Group;
   /** Undefined when no member fits one filter. */
   rules: DesiredRule[] | undefined;
@@ -112,7 +112,7 @@ interface Candidate {
 }
 
 /** Fits a candidate's filter (deciding first, in `Auto` mode, whether it selects pods). */
-function fit(c: Candidate, ctx: ProgramCtx): void {
+export function fit(c: Candidate, ctx: ProgramCtx): void {
   const g = c.g;
   if (g.auto) g.eniWide = !staysPrecise(c, ctx);
   c.rules = fitFilter(g, ctx.idx, c.dropped);
@@ -159,14 +159,14 @@ function noteAuto(g: Group, ctx: ProgramCtx): void {
 }
 
 /** Gives a candidate an AWS target: the one it uses if that still has room, else the best free. */
-function assignSlot(c: Candidate, ctx: ProgramCtx): void {
+export function assignSlot(c: Candidate, ctx: ProgramCtx): void {
   const current = c.existing ? currentTargetRef(ctx, c.existing.trafficMirrorTargetId) : undefined;
   c.slot = pickSlot(c.g.target.slots, c.g.eni.availabilityZone, current);
   if (c.slot) c.slot.used++;
 }
 
 /** Whether a target can run out of room for sources (ENI targets: 10, or 100 on the largest sizes). */
-function isLimited(t: ResolvedTarget): boolean {
+export function isLimited(t: ResolvedTarget): boolean {
   return t.slots.some((s) => s.capacity !== Infinity);
 }
 
@@ -175,8 +175,10 @@ function sharedFilter(
   rules: DesiredRule[],
   networkServices: "amazon-dns"[],
   ctx: ProgramCtx,
+  eni: string,
 ): { filter: DesiredFilter; existing: MirrorFilter | undefined } {
   const key = `filter-${hashHex(JSON.stringify([rules, networkServices]))}`;
+  ctx.out.sharedUses.push({ eni, key });
   let entry = ctx.out.wholeFilters.get(key);
   if (!entry) {
     const filter = { key, rules, networkServices, description: "traffic-mirror-operator filter" };
@@ -223,7 +225,7 @@ function programGroup(
       userRules: g.userRules,
       allowRejectForm: false,
     });
-    if (wide) sharedFilter(wide, networkServices, ctx);
+    if (wide) sharedFilter(wide, networkServices, ctx, g.eni.networkInterfaceId);
   }
   // Likewise a loosened Auto group keeps its pod filter as it is (unused, unchanged while pods come
   // and go), so that tightening it again edits rules rather than making a filter.
@@ -247,7 +249,7 @@ function programGroup(
   let existingFilter: MirrorFilter | undefined;
   let fKey: string;
   if (g.eniWide) {
-    const shared = sharedFilter(rules, networkServices, ctx);
+    const shared = sharedFilter(rules, networkServices, ctx, g.eni.networkInterfaceId);
     fKey = shared.filter.key;
     existingFilter = shared.existing;
   } else {
@@ -354,21 +356,20 @@ export function arbitrate(
   groupsByEni: Map<string, EniGroups>,
   ctx: ProgramCtx,
   targets: ReadonlyMap<string, ResolvedTarget>,
-): void {
+): Arbitration {
   const sessionBudget = Math.max(0, ctx.quota.limit - ctx.quota.others);
   const eniIds = [...groupsByEni.keys()].sort();
   // The most sessions this plan could make: each ENI's free slots, or its groups if fewer.
   let most = 0;
-  for (const eniId of eniIds) {
-    const free = MAX_SESSIONS_PER_ENI - ctx.idx.foreignSessions(eniId).length;
-    most += Math.max(0, Math.min(free, groupsByEni.get(eniId)!.groups.length));
-  }
+  for (const eniId of eniIds) most += mostOn(eniId, groupsByEni.get(eniId)!.groups.length, ctx.idx);
   const overQuota = most > sessionBudget;
+  const limited = [...targets.values()].some(isLimited);
   // Within the account's quota and without a target that can fill up, every group gets its
   // target whatever the order: one pass.
-  if (!overQuota && ![...targets.values()].some(isLimited)) {
-    for (const eniId of eniIds) emitEni(decideEni(eniId, groupsByEni, ctx), ctx);
-    return;
+  if (!overQuota && !limited) {
+    const decided = eniIds.map((eniId) => decideEni(eniId, groupsByEni, ctx));
+    for (const e of decided) emitEni(e, ctx);
+    return { enis: decided, most, overQuota, limited };
   }
   const waiting: Candidate[] = [];
   const enis = eniIds.map((eniId) => decideEni(eniId, groupsByEni, ctx, { waiting, all: overQuota }));
@@ -385,6 +386,24 @@ export function arbitrate(
     if (c.slot) granted++;
   }
   for (const e of enis) emitEni(e, ctx);
+  return { enis, most, overQuota, limited };
+}
+
+/** How an arbitration went: every ENI's decision, in ENI order, and what made it global. */
+export interface Arbitration {
+  enis: EniDecision[];
+  /** The most sessions the plan could make (each ENI's free slots, or its groups if fewer). */
+  most: number;
+  /** `most` exceeds the account's budget: every candidate waited its turn by priority. */
+  overQuota: boolean;
+  /** Some target can fill up: its candidates waited their turn by priority. */
+  limited: boolean;
+}
+
+/** An ENI's share of `Arbitration.most`. */
+export function mostOn(eniId: string, groups: number, idx: InventoryIndex): number {
+  const free = MAX_SESSIONS_PER_ENI - idx.foreignSessions(eniId).length;
+  return Math.max(0, Math.min(free, groups));
 }
 
 /**
@@ -409,7 +428,7 @@ function byPriority(cs: readonly Candidate[]): Candidate[] {
 }
 
 /** One ENI's groups by priority and the candidates among them. */
-interface EniDecision {
+export interface EniDecision {
   eniId: string;
   groups: Group[];
   foreign: MirrorSession[];
@@ -422,11 +441,34 @@ interface EniDecision {
  * groups whose target can fill up (or every group, with `all`) wait in `waiting` for their target;
  * the others get theirs now.
  */
-function decideEni(
+export function decideEni(
   eniId: string,
   groupsByEni: Map<string, EniGroups>,
   ctx: ProgramCtx,
   wait?: { waiting: Candidate[]; all: boolean },
+): EniDecision {
+  const { groups, foreign, owned, candidates } = candidatesOf(eniId, groupsByEni, ctx);
+  for (const c of candidates) {
+    // Over the account's quota, every group waits its turn by priority, and only groups that get
+    // one have their filters fitted.
+    if (wait?.all) {
+      wait.waiting.push(c);
+      continue;
+    }
+    fit(c, ctx);
+    if (c.rules) {
+      if (wait && isLimited(c.g.target)) wait.waiting.push(c);
+      else assignSlot(c, ctx);
+    }
+  }
+  return { eniId, groups, foreign, owned, candidates };
+}
+
+/** An ENI's groups in order, and a candidate (not yet fitted) for each of its free slots. */
+export function candidatesOf(
+  eniId: string,
+  groupsByEni: Map<string, EniGroups>,
+  ctx: ProgramCtx,
 ): EniDecision {
   const groups = sortSmall(
     groupsByEni.get(eniId)!.groups,
@@ -449,23 +491,12 @@ function decideEni(
       fitted: false,
     };
     candidates.push(c);
-    // Over the account's quota, every group waits its turn by priority, and only groups that get
-    // one have their filters fitted.
-    if (wait?.all) {
-      wait.waiting.push(c);
-      continue;
-    }
-    fit(c, ctx);
-    if (c.rules) {
-      if (wait && isLimited(g.target)) wait.waiting.push(c);
-      else assignSlot(c, ctx);
-    }
   }
   return { eniId, groups, foreign, owned, candidates };
 }
 
 /** An ENI's sessions, filters and reports (in group order), then its shadowing. */
-function emitEni(e: EniDecision, ctx: ProgramCtx): void {
+export function emitEni(e: EniDecision, ctx: ProgramCtx): void {
   const { eniId, groups, foreign, owned, candidates } = e;
   // A handful of numbers per ENI: an array, not a set per ENI.
   const onEni = { taken: foreign.map((s) => s.sessionNumber), podFilterHashes: [], owned };

@@ -97,7 +97,7 @@ function resolveTargetId(ref: TargetRef, idx: InventoryIndex): string | undefine
 }
 
 /** Answers of the index, remembered within one diff: sessions share a few target refs. */
-interface Known {
+export interface Known {
   idx: InventoryIndex;
   targetIds: Map<TargetRef, string | undefined>;
 }
@@ -120,7 +120,8 @@ function targetIdOf(ref: TargetRef, k: Known): string | undefined {
   return id;
 }
 
-function sessionChange(
+/** The changes that take an owned session to the desired one, or undefined. */
+export function sessionChange(
   actual: MirrorSession,
   d: DesiredSession,
   k: Known,
@@ -213,7 +214,7 @@ export function diffAgainstInventory(
 }
 
 /** The calls that take an owned filter to the desired one, from the inventory's copy of it. */
-function filterEdit(actual: MirrorFilter, f: DesiredFilter): FilterEdit {
+export function filterEdit(actual: MirrorFilter, f: DesiredFilter): FilterEdit {
   const current = [...actual.ingressRules, ...actual.egressRules];
   return {
     filterId: actual.trafficMirrorFilterId,

@@ -87,7 +87,29 @@ export function findOwned<T extends { tags: Record<string, string> }>(
   return undefined;
 }
 
-function byEni(
+/** Whether an owned session's key names the ENI it is on (`session-<eni>-<hash>`). */
+export function namesItsEni(key: string, eni: string): boolean {
+  // Keyed by the session's own ENI (a flat string) rather than a slice of its key.
+  return (
+    key.length === 8 + eni.length + HASH_TAIL &&
+    key.startsWith("session-") &&
+    key.startsWith(eni, 8) &&
+    key.charCodeAt(8 + eni.length) === 45
+  );
+}
+
+/** The ENI a pod filter's key names (`filter-<eni>-<hash>`), or undefined for any other key. */
+export function podFilterEni(key: string): string | undefined {
+  // Pod filters only; whole-node filter keys (`filter-<14 hex>`) have no dash there.
+  return key.length > 7 + HASH_TAIL &&
+    key.startsWith("filter-") &&
+    key.charCodeAt(key.length - HASH_TAIL) === 45
+    ? key.slice(7, key.length - HASH_TAIL)
+    : undefined;
+}
+
+/** Owned sessions and pod filters by the ENI their keys name (see `InventoryIndex.ownedOn`). */
+export function ownedByEni(
   sessions: Map<string, MirrorSession>,
   filters: Map<string, MirrorFilter>,
 ): Map<string, OwnedOnEni> {
@@ -98,24 +120,11 @@ function byEni(
     return o;
   };
   sessions.forEach((s, key) => {
-    const eni = s.networkInterfaceId;
-    // Keyed by the session's own ENI (a flat string) rather than a slice of its key.
-    if (
-      key.length === 8 + eni.length + HASH_TAIL &&
-      key.startsWith("session-") &&
-      key.startsWith(eni, 8) &&
-      key.charCodeAt(8 + eni.length) === 45
-    )
-      at(eni).sessions.push(s);
+    if (namesItsEni(key, s.networkInterfaceId)) at(s.networkInterfaceId).sessions.push(s);
   });
   filters.forEach((f, key) => {
-    // Pod filters only; whole-node filter keys (`filter-<14 hex>`) have no dash there.
-    if (
-      key.length > 7 + HASH_TAIL &&
-      key.startsWith("filter-") &&
-      key.charCodeAt(key.length - HASH_TAIL) === 45
-    )
-      at(key.slice(7, key.length - HASH_TAIL)).filters.push(f);
+    const eni = podFilterEni(key);
+    if (eni !== undefined) at(eni).filters.push(f);
   });
   return on;
 }
@@ -178,7 +187,7 @@ export function indexInventory(inv: Ec2Inventory, cluster: string): InventoryInd
   const duplicates: OwnedDuplicates = { sessions: [], filters: [], targets: [] };
   const ownedSessions = owned(inv.sessions, cluster, duplicates.sessions);
   const ownedFilters = owned(inv.filters, cluster, duplicates.filters);
-  const onEni = byEni(ownedSessions, ownedFilters);
+  const onEni = ownedByEni(ownedSessions, ownedFilters);
   const notOwned = inv.sessions.filter((s) => !isOwnedBy(s.tags, cluster));
   const foreign = group(notOwned, (s) => s.networkInterfaceId);
   const targets = new Map(inv.targets.map((t) => [t.trafficMirrorTargetId, t]));

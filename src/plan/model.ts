@@ -94,6 +94,8 @@ export interface Outcome {
   auto: Map<string, AutoEni>;
   /** Whole-node filters, keyed by content and shared, with the owned filter of that key. */
   wholeFilters: Map<string, { filter: DesiredFilter; existing: MirrorFilter | undefined }>;
+  /** Each use of a whole-node filter by a session's group, with its ENI (a filter may be used many times). */
+  sharedUses: { eni: string; key: string }[];
 }
 
 /** What the plan says of an ENI whose groups select in `Auto` mode. */

@@ -7,7 +7,7 @@ import type { MirrorSession } from "../api/inventory.ts";
 import { Reason } from "../api/reasons.ts";
 import type { VniEntry, VniMap, VniPolicy, VniSelection } from "../api/vni-map.ts";
 import type { LeanPod } from "../k8s/lean.ts";
-import { arbitrate, keysOfOwnedTargets } from "./arbitrate.ts";
+import { arbitrate, keysOfOwnedTargets, type Arbitration } from "./arbitrate.ts";
 import { diffAgainstInventory } from "./diff.ts";
 import { byString, hash53, hashHex } from "./hash.ts";
 import { indexInventory, type InventoryIndex } from "./inventory-index.ts";
@@ -18,6 +18,7 @@ import {
   type GroupKeys,
   type Member,
   type Outcome,
+  type ProgramCtx,
   type RankedPolicy,
 } from "./model.ts";
 import { assignVnis, keyOrder, mergeFilters, type PieceKeys } from "./order.ts";
@@ -98,7 +99,8 @@ function groupKeyOf(p: PolicyInput, whole: boolean): string {
   ]);
 }
 
-function addMember(groupsByEni: Map<string, EniGroups>, m: Member, keys: GroupKeys): void {
+/** Adds a located source to its group on its ENI, making the group on first use. */
+export function addMember(groupsByEni: Map<string, EniGroups>, m: Member, keys: GroupKeys): void {
   const { target, groupKey } = keys;
   const eniId = m.eni.networkInterfaceId;
   const spec = m.owner.policy.spec;
@@ -157,12 +159,26 @@ function podsByNamespace(pods: readonly LeanPod[]): Map<string, LeanPod[]> {
   return m;
 }
 
+/**
+ * What the incremental planner learns from a full plan's collecting phase: each policy's locating
+ * context, and every source placed, in the order placed.
+ */
+export interface DemandRecorder {
+  /** A policy that is not blocked, with what placing its sources needs. */
+  policy(rp: RankedPolicy, keys: GroupKeys, ctx: LocateCtx<RankedPolicy>): void;
+  /** A located source (`pod` undefined for a node). */
+  member(m: Member, pod: LeanPod | undefined): void;
+  /** A source that could not be located. */
+  failure(rp: RankedPolicy, report: SourceReport, pod: LeanPod | undefined): void;
+}
+
 function collectDemands(
   input: PlanInput,
   targets: Map<string, ResolvedTarget>,
   idx: InventoryIndex,
-  targetEnis: Set<string>,
+  at: { targetEnis: Set<string>; recorder?: DemandRecorder },
 ) {
+  const { targetEnis, recorder } = at;
   const reports = new Map<string, PolicyReport>();
   const groupsByEni = new Map<string, EniGroups>();
   const nodesByName = new Map(input.nodes.map((n) => [n.name, n]));
@@ -195,27 +211,39 @@ function collectDemands(
     let gid = groupIds.get(groupKey);
     if (gid === undefined) groupIds.set(groupKey, (gid = groupIds.size));
     const keys: GroupKeys = { target, groupKey, hash: shortHash(groupKey), keyHash: hash53(groupKey), gid };
-    const place = (l: Member | SourceReport): void => {
-      if ("eni" in l) addMember(groupsByEni, l, keys);
-      else report.sources.push(l);
+    const place = (l: Member | SourceReport, pod?: LeanPod): void => {
+      if ("eni" in l) {
+        addMember(groupsByEni, l, keys);
+        recorder?.member(l, pod);
+      } else {
+        report.sources.push(l);
+        recorder?.failure(rp, l, pod);
+      }
     };
-    for (const pod of sel.pods) place(locatePod(pod, ctx));
+    recorder?.policy(rp, keys, ctx);
+    for (const pod of sel.pods) place(locatePod(pod, ctx), pod);
     for (const n of sel.nodes) for (const l of locateNode(n, ctx)) place(l);
   }
   // Sources go to the report a lookup by id finds, which for a repeated id is the last one.
   for (const rp of ranked) rp.report = reports.get(rp.id)!;
-  return { reports, groupsByEni };
+  return { reports, groupsByEni, ranked };
 }
 
-function targetReports(
+/** Sessions per target ref object (sessions hold their slot's ref object). */
+function sessionsPerRef(sessions: readonly DesiredSession[]): Map<object, number> {
+  const perObject = new Map<object, number>();
+  for (const x of sessions) perObject.set(x.target, (perObject.get(x.target) ?? 0) + 1);
+  return perObject;
+}
+
+/** What the plan says of each target, given how many sessions use each AWS target's ref object. */
+export function targetReports(
   targets: Map<string, ResolvedTarget>,
   input: PlanInput,
-  out: Outcome,
+  perObject: ReadonlyMap<object, number>,
 ): Map<string, TargetReport> {
   const reports = new Map<string, TargetReport>();
-  // Sessions hold their slot's ref object: count per object, then per ref as JSON (rare repeats).
-  const perObject = new Map<object, number>();
-  for (const x of out.sessions) perObject.set(x.target, (perObject.get(x.target) ?? 0) + 1);
+  // Count per ref object, then per ref as JSON (rare repeats).
   const perRef = new Map<string, number>();
   for (const [ref, n] of perObject) {
     const k = JSON.stringify(ref);
@@ -247,6 +275,22 @@ export function planMirroring(
   input: PlanInput,
   idx: InventoryIndex = indexInventory(input.inventory, input.clusterName),
 ): Plan {
+  return planWithState(input, idx).plan;
+}
+
+/** A full plan and the working state behind it, which the incremental planner keeps. */
+export interface PlanState {
+  plan: Plan;
+  targets: Map<string, ResolvedTarget>;
+  ranked: RankedPolicy[];
+  out: Outcome;
+  arbitration: Arbitration;
+  quota: ProgramCtx["quota"];
+  keyOfTarget: () => Map<string, string>;
+}
+
+/** `planMirroring`, also returning its working state; `recorder` hears every placed source. */
+export function planWithState(input: PlanInput, idx: InventoryIndex, recorder?: DemandRecorder): PlanState {
   const targets = resolveTargets(input.targets, {
     idx,
     nodes: input.nodes,
@@ -255,33 +299,12 @@ export function planMirroring(
   const targetEnis = new Set(idx.targetEnis);
   for (const t of targets.values())
     for (const s of t.slots) if (s.networkInterfaceId) targetEnis.add(s.networkInterfaceId);
-  const { reports, groupsByEni } = collectDemands(input, targets, idx, targetEnis);
-  const out: Outcome = {
-    sessions: [],
-    existing: [],
-    existingFilterOfSession: [],
-    podFilterExisting: [],
-    groups: [],
-    podFilters: [],
-    podFilterGroups: [],
-    sessionRuns: [],
-    podFilterRuns: [],
-    wholeFilters: new Map(),
-    auto: new Map(),
-  };
-  const limit = input.sessionBudget ?? MAX_SESSIONS_PER_ACCOUNT;
-  const others = idx.foreignSessionCount;
-  const quota = {
-    limit,
-    others,
-    message: `AWS allows ${limit} mirror sessions per account and Region (${others} of them not this operator's); higher-priority sessions hold the rest`,
-  };
+  const { reports, groupsByEni, ranked } = collectDemands(input, targets, idx, { targetEnis, recorder });
+  const out = emptyOutcome();
+  const quota = quotaOf(input, idx);
   const tighten = input.tightenEnis ?? new Set<string>();
-  arbitrate(
-    groupsByEni,
-    { idx, tighten, quota, reports, keyOfTarget: keysOfOwnedTargets(idx), out },
-    targets,
-  );
+  const keyOfTarget = keysOfOwnedTargets(idx);
+  const arbitration = arbitrate(groupsByEni, { idx, tighten, quota, reports, keyOfTarget, out }, targets);
   const order = assignVnis(out);
   const sessions = order.map((i) => out.sessions[i]!);
   const desiredTargets = [...targets.values()]
@@ -302,7 +325,7 @@ export function planMirroring(
     [...out.wholeFilters.values()].sort((a, b) => byString(a.filter.key, b.filter.key)),
   );
   const desired = { targets: desiredTargets, filters, sessions };
-  return {
+  const plan: Plan = {
     desired,
     diff: diffAgainstInventory(desired, idx, {
       sessions: order.map((i) => out.existing[i]),
@@ -310,9 +333,38 @@ export function planMirroring(
       filters: filterExisting,
     }),
     policies: reports,
-    targets: targetReports(targets, input, out),
+    targets: targetReports(targets, input, sessionsPerRef(out.sessions)),
     vniMap: vniMapOf(order, out, idx),
     ...(out.auto.size > 0 ? { auto: out.auto } : {}),
+  };
+  return { plan, targets, ranked, out, arbitration, quota, keyOfTarget };
+}
+
+/** An outcome with nothing in it yet. */
+export function emptyOutcome(): Outcome {
+  return {
+    sessions: [],
+    existing: [],
+    existingFilterOfSession: [],
+    podFilterExisting: [],
+    groups: [],
+    podFilters: [],
+    podFilterGroups: [],
+    sessionRuns: [],
+    podFilterRuns: [],
+    wholeFilters: new Map(),
+    sharedUses: [],
+    auto: new Map(),
+  };
+}
+
+function quotaOf(input: PlanInput, idx: InventoryIndex): ProgramCtx["quota"] {
+  const limit = input.sessionBudget ?? MAX_SESSIONS_PER_ACCOUNT;
+  const others = idx.foreignSessionCount;
+  return {
+    limit,
+    others,
+    message: `AWS allows ${limit} mirror sessions per account and Region (${others} of them not this operator's); higher-priority sessions hold the rest`,
   };
 }
 
@@ -322,24 +374,48 @@ export function planMirroring(
  * exactly the policies that selected it.
  */
 function vniMapOf(order: readonly number[], out: Outcome, idx: InventoryIndex): VniMap {
-  const policies: Record<string, VniPolicy> = {};
-  const sessions = order.map((i) => {
-    const g = out.groups[i]!;
-    for (const m of g.members) {
-      if (policies[m.owner.id]) continue;
-      const spec = m.owner.policy.spec;
-      policies[m.owner.id] = {
-        target: spec.targetRef.name,
-        rules: spec.filter?.rules ?? [],
-        mirrorDns: spec.filter?.mirrorDns ?? false,
-      };
-    }
-    return vniEntry(out.sessions[i]!, out.existing[i], g, idx);
-  });
-  return { version: 1, sessions, policies };
+  return {
+    version: 1,
+    ...vniParts(
+      order.map((i) => out.sessions[i]!),
+      order.map((i) => out.existing[i]),
+      order.map((i) => out.groups[i]!),
+      idx,
+    ),
+  };
 }
 
-function vniEntry(
+/** The VNI map's sessions and policies, for sessions in key order. */
+export function vniParts(
+  sessions: readonly DesiredSession[],
+  existing: readonly (MirrorSession | undefined)[],
+  groups: readonly Group[],
+  idx: InventoryIndex,
+): Omit<VniMap, "version"> {
+  const policies: Record<string, VniPolicy> = {};
+  const entries = sessions.map((s, i) => {
+    const g = groups[i]!;
+    for (const m of g.members) {
+      if (policies[m.owner.id]) continue;
+      policies[m.owner.id] = vniPolicy(m.owner.policy);
+    }
+    return vniEntry(s, existing[i], g, idx);
+  });
+  return { sessions: entries, policies };
+}
+
+/** What the VNI map says of a policy. */
+export function vniPolicy(p: PolicyInput): VniPolicy {
+  const spec = p.spec;
+  return {
+    target: spec.targetRef.name,
+    rules: spec.filter?.rules ?? [],
+    mirrorDns: spec.filter?.mirrorDns ?? false,
+  };
+}
+
+/** One session's entry in the VNI map. */
+export function vniEntry(
   s: DesiredSession,
   existing: MirrorSession | undefined,
   g: Group,

@@ -195,13 +195,13 @@ export function selectSources(
 ): { pods: LeanPod[]; nodes: LeanNode[] } {
   if (p.spec.nodeSelector)
     return { pods: [], nodes: nodes.filter((n) => matches(p.spec.nodeSelector, n.labels)) };
+  return { pods: pods.filter(podSelector(p)), nodes: [] };
+}
+
+/** Whether a pod policy selects a pod. */
+export function podSelector(p: PolicyInput): (pod: LeanPod) => boolean {
   const selects = compileSelector(p.spec.podSelector);
-  return {
-    // A pod that is going or has finished (a completed Job's) carries no traffic: not selected, as
-    // a Service's endpoints leave it out.
-    pods: pods.filter(
-      (x) => x.namespace === p.namespace && !x.deleting && !TERMINAL.has(x.phase) && selects(x.labels),
-    ),
-    nodes: [],
-  };
+  // A pod that is going or has finished (a completed Job's) carries no traffic: not selected, as
+  // a Service's endpoints leave it out.
+  return (x) => x.namespace === p.namespace && !x.deleting && !TERMINAL.has(x.phase) && selects(x.labels);
 }
