@@ -7,7 +7,7 @@ export NODE_OPTIONS ?=
 NPM := npm --no-audit --no-fund --loglevel=error
 
 .PHONY: help tools deps lint format typecheck test test-unit test-integration manifests \
-	sandbox-up sandbox-down demo clean ec2-sim bench kustomize e2e-kind
+	sandbox-up sandbox-down demo clean ec2-sim bench kustomize e2e-kind image e2e-node
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -83,3 +83,7 @@ bench: tools deps ## Run the benchmarks (see docs/benchmarks.md; the collector o
 	node bench/operator/coverage.ts 20 5 Eni
 	node bench/operator/coverage.ts 20 5 Pod
 	node bench/collector/run.ts 2 3
+
+image: ## Build the image with podman from locally made Node bases, no Docker or registry (prints its size)
+	bash test/tools/install.sh image
+	bash test/image/build.sh
