@@ -5,25 +5,10 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REPO_ROOT, TOOLS_BIN } from "../harness/controlplane.ts";
+import { REPO_ROOT } from "../harness/controlplane.ts";
+import { IMAGE, imageUnavailable, PODMAN as podman } from "../fixtures/image.ts";
 
-/** The image under test; `make image` builds it. */
-export const IMAGE = process.env.TMO_IMAGE ?? "localhost/traffic-mirror-operator:dev";
-const podman = join(TOOLS_BIN, "podman");
-
-/** Why the image cannot be read here, or undefined. */
-function unavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return "reading the image's files needs root (podman image mount)";
-  if (!existsSync(podman)) return "no podman: run `make image` (as root)";
-  try {
-    execFileSync(podman, ["image", "exists", IMAGE]);
-  } catch {
-    return `no image ${IMAGE}: run \`make image\``;
-  }
-  return undefined;
-}
-
-const why = unavailable();
+const why = imageUnavailable();
 if (why) console.warn(`image tests skipped: ${why}`);
 
 /** Names of the packages under a node_modules directory, scoped ones included, recursively. */
