@@ -41,16 +41,22 @@ VITEST = npx vitest run --config test/vitest.config.ts --reporter=default --repo
 test-unit: deps ## Unit tests (no processes)
 	$(VITEST) --outputFile.json=$(REPORTS)/unit.json --project unit
 
-test-integration: deps tools ## Integration tests against a real control plane
-	$(VITEST) --outputFile.json=$(REPORTS)/integration.json --project integration
+# The real node's tests (make e2e-node) run on a control plane of their own: their operator
+# watches every namespace, where the other suites leave policies of their own.
+E2E_NODE_TESTS := test/integration/image.test.ts test/integration/real-node.test.ts
 
-test: tools deps ## Everything: lint, typecheck, unit and integration tests
+test-integration: deps tools ## Integration tests against a real control plane
+	$(VITEST) --outputFile.json=$(REPORTS)/integration.json --project integration \
+		$(E2E_NODE_TESTS:%=--exclude %)
+
+test: tools deps ## Everything: lint, typecheck, unit and integration tests, the chart on a real node
 	rm -rf $(REPORTS)
 	$(MAKE) lint
 	$(MAKE) typecheck
 	$(MAKE) test-unit
 	$(MAKE) test-integration
-	node test/tools/test-summary.ts $(REPORTS)/unit.json $(REPORTS)/integration.json
+	$(MAKE) e2e-node
+	node test/tools/test-summary.ts $(REPORTS)/unit.json $(REPORTS)/integration.json $(REPORTS)/e2e-node.json
 
 sandbox-up: tools deps ## Start a local control plane in the background (.sandbox/kubeconfig)
 	node test/harness/cli.ts up
@@ -87,3 +93,7 @@ bench: tools deps ## Run the benchmarks (see docs/benchmarks.md; the collector o
 image: ## Build the image with podman from locally made Node bases, no Docker or registry (prints its size)
 	bash test/tools/install.sh image
 	bash test/image/build.sh
+
+e2e-node: tools deps ## The image, and the chart's pods on a real node beside the kwok nodes (root; else skipped, saying why)
+	if [ "$$(id -u)" = 0 ]; then $(MAKE) image; fi
+	$(VITEST) --outputFile.json=$(REPORTS)/e2e-node.json --project integration $(E2E_NODE_TESTS)

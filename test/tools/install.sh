@@ -263,6 +263,9 @@ case "$what" in
     install_moto
     install_parliament
     install_kubernetes
+    # The image and the real node (make image, make e2e-node) need root: elsewhere their tests
+    # skip, saying why.
+    if [ "$(id -u)" = 0 ]; then install_image_tools && install_real_node; else log "not root: no podman or real node tools"; fi
     ;;
   *) echo "usage: $0 [all|node|kubernetes|etcd|kwok|helm|moto|debian|promtool|parliament|image|real-node]" >&2; exit 2 ;;
 esac
