@@ -84,7 +84,12 @@ EOF
 fi
 
 log "building $IMAGE from config/image/Dockerfile"
+old=$(podman image inspect "$IMAGE" --format '{{.Id}}' 2>/dev/null || true)
 podman build --quiet --pull=never --network=host --build-arg "NODE_VERSION=$NODE_VERSION" \
   -f "$ROOT/config/image/Dockerfile" -t "$IMAGE" "$ROOT" >/dev/null
+# The image this one replaces, now untagged, would only take disk space.
+if [ -n "$old" ] && [ "$old" != "$(podman image inspect "$IMAGE" --format '{{.Id}}')" ]; then
+  podman image rm "$old" >/dev/null 2>&1 || true
+fi
 size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
 log "$IMAGE: $((size / 1000000)) MB ($size bytes)"

@@ -539,7 +539,9 @@ describe.skipIf(why !== undefined)("the chart on a real node", () => {
     watching = false;
     await watcher;
     figures["longest time without a Lease holder during the upgrade"] = `${longestGap} ms`;
-    expect(longestGap).toBeLessThanOrEqual((duration + 5) * 1000);
+    // Handed over on release, as in a failover: well under the lease duration, which only a lease
+    // left held (not released) would take to expire.
+    expect(longestGap).toBeLessThan(duration * 1000);
     for (const p of rolled.filter((x) => x.metadata.labels["app.kubernetes.io/component"] === "operator"))
       expect(p.spec.containers[0]!.env).toContainEqual(
         expect.objectContaining({ name: "TMO_LOG_LEVEL", value: "debug" }),
