@@ -7,7 +7,7 @@ export NODE_OPTIONS ?=
 NPM := npm --no-audit --no-fund --loglevel=error
 
 .PHONY: help tools deps lint format typecheck test test-unit test-integration manifests \
-	sandbox-up sandbox-down demo clean ec2-sim bench kustomize e2e-kind native
+	sandbox-up sandbox-down demo clean ec2-sim bench kustomize e2e-kind native image e2e-node
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,16 +51,22 @@ VITEST = npx vitest run --config test/vitest.config.ts --reporter=default --repo
 test-unit: deps ## Unit tests (no processes)
 	$(VITEST) --outputFile.json=$(REPORTS)/unit.json --project unit
 
-test-integration: deps tools ## Integration tests against a real control plane
-	$(VITEST) --outputFile.json=$(REPORTS)/integration.json --project integration
+# The real node's tests (make e2e-node) run on a control plane of their own: their operator
+# watches every namespace, where the other suites leave policies of their own.
+E2E_NODE_TESTS := test/integration/image.test.ts test/integration/real-node.test.ts
 
-test: tools deps ## Everything: lint, typecheck, unit and integration tests
+test-integration: deps tools ## Integration tests against a real control plane
+	$(VITEST) --outputFile.json=$(REPORTS)/integration.json --project integration \
+		$(E2E_NODE_TESTS:%=--exclude %)
+
+test: tools deps ## Everything: lint, typecheck, unit and integration tests, the chart on a real node
 	rm -rf $(REPORTS)
 	$(MAKE) lint
 	$(MAKE) typecheck
 	$(MAKE) test-unit
 	$(MAKE) test-integration
-	node test/tools/test-summary.ts $(REPORTS)/unit.json $(REPORTS)/integration.json
+	$(MAKE) e2e-node
+	node test/tools/test-summary.ts $(REPORTS)/unit.json $(REPORTS)/integration.json $(REPORTS)/e2e-node.json
 
 sandbox-up: tools deps ## Start a local control plane in the background (.sandbox/kubeconfig)
 	node test/harness/cli.ts up
@@ -93,3 +99,11 @@ bench: tools deps ## Run the benchmarks (see docs/benchmarks.md; the collector o
 	node bench/operator/coverage.ts 20 5 Eni
 	node bench/operator/coverage.ts 20 5 Pod
 	node bench/collector/run.ts 2 3
+
+image: ## Build the image with podman from locally made Node bases, no Docker or registry (prints its size)
+	bash test/tools/install.sh image
+	bash test/image/build.sh
+
+e2e-node: tools deps ## The image, and the chart's pods on a real node beside the kwok nodes (root; else skipped, saying why)
+	if [ "$$(id -u)" = 0 ]; then $(MAKE) image; fi
+	$(VITEST) --outputFile.json=$(REPORTS)/e2e-node.json --project integration $(E2E_NODE_TESTS)

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 /**
- * The one entry point of the image: `operator`, `collector` or `plan`. This directory is the only
- * place that reads the environment and constructs things; everything below takes dependencies.
+ * The one entry point of the image: `operator`, `collector`, `plan` or `uninstall-check` (the
+ * chart's pre-delete hook). This directory is the only place that reads the environment and
+ * constructs things; everything below takes dependencies.
  */
 const commands: Record<string, () => Promise<{ run(argv: string[]): Promise<number> }>> = {
   operator: () => import("./operator.ts"),
   plan: () => import("./plan.ts"),
   collector: () => import("./collector.ts"),
+  "uninstall-check": () => import("./uninstall-check.ts"),
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -49,6 +49,8 @@ export class LeaderElector {
   readonly #o: Required<LeaderOptions>;
   #stopped = false;
   #leading = false;
+  /** A campaign attempt in flight: `stop` waits for it, or a lease it wins would never be released. */
+  #attempt: Promise<boolean> | undefined;
   #lostResolve!: () => void;
   /** Resolves when leadership, once held, is lost. */
   readonly lost = new Promise<void>((r) => (this.#lostResolve = r));
@@ -65,8 +67,15 @@ export class LeaderElector {
   /** Waits until this replica holds the lease (or `stop` is called), then keeps renewing. */
   async acquire(): Promise<boolean> {
     while (!this.#stopped) {
-      if (await this.#tryAcquireOrRenew()) {
-        this.#leading = true;
+      this.#attempt = this.#tryAcquireOrRenew().then((won) => {
+        if (won) this.#leading = true;
+        return won;
+      });
+      const won = await this.#attempt;
+      this.#attempt = undefined;
+      // Stopped meanwhile: `stop` saw the win and released the lease.
+      if (this.#stopped) return false;
+      if (won) {
         this.#o.log.info({ lease: this.#o.name, identity: this.#o.identity }, "Became leader");
         void this.#renewLoop();
         return true;
@@ -82,6 +91,7 @@ export class LeaderElector {
    */
   async stop(release = true): Promise<void> {
     this.#stopped = true;
+    await this.#attempt;
     if (!this.#leading) return;
     this.#leading = false;
     if (!release) return;

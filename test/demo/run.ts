@@ -4,8 +4,10 @@
 // sample target and policy, a workload, and the emulator's data plane sending synthetic pod traffic
 // that AWS's rules would mirror to the collector. It prints a live table of policies, sessions and
 // capture files. Ctrl-C stops everything. `--once` exits after tshark has read a closed capture file.
-import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+// `--real-node` (root, after `make image`): the operator and the collector run as the chart's pods
+// instead, on a real kubelet with containerd beside the kwok nodes (test/harness/real-node.ts).
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -17,6 +19,7 @@ import { KubeRest } from "../../src/k8s/rest.ts";
 import type { SyntheticPacket } from "../ec2-sim/packets.ts";
 import { seed, startEc2Sim } from "../ec2-sim/server.ts";
 import { startCollectorProcess } from "../fixtures/collector.ts";
+import { IMAGE, imageUnavailable } from "../fixtures/image.ts";
 import { tsharkFields } from "../fixtures/tshark.ts";
 import { freePorts, REPO_ROOT, startControlPlane, TOOLS_BIN } from "../harness/controlplane.ts";
 import {
@@ -27,12 +30,29 @@ import {
   until,
 } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
+import {
+  POD_GATEWAY,
+  REAL_NODE_LABEL,
+  REAL_NODE_TAINT,
+  realNodeUnavailable,
+  startRealNode,
+  type RealNode,
+} from "../harness/real-node.ts";
+import { stringify } from "yaml";
 
 const once = process.argv.includes("--once");
+const realNode = process.argv.includes("--real-node");
 const NODES = 4;
 const stateDir = mkdtempSync(join(tmpdir(), "tmo-harness-demo-"));
 const say = (m: string): void => console.log(`[demo] ${m}`);
 
+if (realNode) {
+  const why = realNodeUnavailable() ?? imageUnavailable();
+  if (why) {
+    say(`--real-node: not on this machine: ${why}`);
+    process.exit(1);
+  }
+}
 say("starting a local control plane (etcd, kube-apiserver, scheduler, controller-manager, kwok)");
 const cp = await startControlPlane({ stateDir });
 const kc = new KubeConfig();
@@ -44,8 +64,54 @@ seed(sim.state, world.inventory);
 say(`EC2 emulator on ${sim.url}, seeded with ${NODES} m5.large instances and their ENIs`);
 await createEksNodes(rest, { first: 0, count: NODES, collectors: [0], pool: "apps" });
 const NS = "traffic-mirror-system";
-// The chart as people install it; its Deployment and DaemonSet are scaled to nothing here because
-// kwok pods run no code: the operator and the collector run below as local processes.
+// The collector pod's hostPath: kept after the demo, like the local collector's files.
+const captures = join(mkdtempSync(join(tmpdir(), "tmo-demo-")), "captures");
+let node: RealNode | undefined;
+if (realNode) {
+  node = await startRealNode({
+    server: cp.server,
+    kubeconfigPath: cp.kubeconfigPath,
+    caCert: cp.pki.caCert,
+    caKey: cp.pki.caKey,
+    images: [IMAGE],
+    gatewayPorts: [Number(new URL(sim.url).port)],
+    log: (m) => say(`real node: ${m}`),
+  });
+  say(`a real node, ${node.name}, joined beside the kwok nodes (kubelet, containerd, runc)`);
+}
+// The chart as people install it. Without a real node its Deployment and DaemonSet are scaled to
+// nothing, because kwok pods run no code: the operator and the collector run below as local
+// processes. With one, they are the chart's pods on it, from the image make image built.
+const onRealNode = {
+  nodeSelector: REAL_NODE_LABEL,
+  tolerations: [{ ...REAL_NODE_TAINT, operator: "Equal" }],
+};
+const values = realNode
+  ? {
+      clusterName: "demo",
+      image: {
+        repository: IMAGE.slice(0, IMAGE.lastIndexOf(":")),
+        tag: IMAGE.slice(IMAGE.lastIndexOf(":") + 1),
+        pullPolicy: "Never",
+      },
+      aws: { region: "us-east-1", ec2Endpoint: `http://${POD_GATEWAY}:${new URL(sim.url).port}` },
+      operator: {
+        ...onRealNode,
+        logLevel: "warn",
+        extraEnv: [
+          { name: "AWS_ACCESS_KEY_ID", value: "demo" },
+          { name: "AWS_SECRET_ACCESS_KEY", value: "demo" },
+        ],
+      },
+      collector: {
+        ...onRealNode,
+        nodeSelector: { ...REAL_NODE_LABEL, "traffic-mirror.twtech.io/collector": null },
+        rotation: { maxFileSeconds: 10 },
+        storage: { type: "hostPath", hostPath: { path: captures } },
+      },
+    }
+  : { clusterName: "demo", operator: { replicas: 0 }, collector: { enabled: false } };
+writeFileSync(join(stateDir, "values.yaml"), stringify(values));
 execFileSync(
   join(TOOLS_BIN, "helm"),
   [
@@ -57,12 +123,17 @@ execFileSync(
     "-n",
     NS,
     "--create-namespace",
-    "--set",
-    "clusterName=demo,operator.replicas=0,collector.enabled=false",
+    "-f",
+    join(stateDir, "values.yaml"),
+    ...(realNode ? ["--wait", "--timeout", "300s"] : []),
   ],
   { stdio: ["ignore", "ignore", "inherit"] },
 );
-say("helm install traffic-mirror charts/traffic-mirror-operator (CRDs, RBAC, ServiceAccounts, Services)");
+say(
+  realNode
+    ? "helm install traffic-mirror charts/traffic-mirror-operator: the operator (2 replicas) and the collector run as pods"
+    : "helm install traffic-mirror charts/traffic-mirror-operator (CRDs, RBAC, ServiceAccounts, Services)",
+);
 await createNamespaces(rest, ["shop"]);
 await createCollectorTarget(rest, "in-cluster-collector", {
   allowedNamespaces: { from: "List", names: ["shop"] },
@@ -101,12 +172,23 @@ await kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
   },
 });
 say("applied a TrafficMirrorTarget, a TrafficMirrorPolicy and a 6-pod Deployment");
-const [metricsPort, healthPort] = (await freePorts(2)) as [number, number];
-// Under setpriv: the kernel stops the operator if this process dies without cleaning up.
-const op = spawn(
-  "setpriv",
-  ["--pdeathsig", "SIGTERM", "--", process.execPath, "src/cmd/main.ts", "operator"],
-  {
+/** Where the demo's collector is: a local process, or the chart's pod (host network) on the real node. */
+interface DemoCollector {
+  dir: string;
+  files(subdir: string): string[];
+  sample(name: string, labels?: string): Promise<number>;
+  writeMap?(map: ReturnType<typeof VniMapSchema.parse>): void;
+  stop(): Promise<void>;
+}
+let op: ChildProcess | undefined;
+let collector: DemoCollector;
+const collectorEni = world.inventory.networkInterfaces.find(
+  (e) => e.instanceId === world.inventory.instances[0]!.instanceId && e.deviceIndex === 0,
+)!;
+if (!realNode) {
+  const [metricsPort, healthPort] = (await freePorts(2)) as [number, number];
+  // Under setpriv: the kernel stops the operator if this process dies without cleaning up.
+  op = spawn("setpriv", ["--pdeathsig", "SIGTERM", "--", process.execPath, "src/cmd/main.ts", "operator"], {
     cwd: REPO_ROOT,
     env: {
       ...process.env,
@@ -120,19 +202,41 @@ const op = spawn(
       TMO_LOG_LEVEL: "warn",
     },
     stdio: ["ignore", "inherit", "inherit"],
-  },
-);
-say(`operator running (pid ${op.pid}); metrics on http://127.0.0.1:${metricsPort}/metrics`);
-const collector = await startCollectorProcess({
-  stateDir,
-  env: { TMO_COLLECTOR_ROTATE_SECONDS: "10", TMO_LOG_LEVEL: "warn" },
-});
-// Copies sent to the collector node's ENI arrive at the local collector.
-const collectorEni = world.inventory.networkInterfaces.find(
-  (e) => e.instanceId === world.inventory.instances[0]!.instanceId && e.deviceIndex === 0,
-)!;
-sim.dataPlane.setEndpoint(collectorEni.networkInterfaceId, { port: collector.port });
-say(`collector receiving VXLAN on 127.0.0.1:${collector.port}; capture files under ${collector.dir}`);
+  });
+  say(`operator running (pid ${op.pid}); metrics on http://127.0.0.1:${metricsPort}/metrics`);
+  const local = await startCollectorProcess({
+    stateDir,
+    env: { TMO_COLLECTOR_ROTATE_SECONDS: "10", TMO_LOG_LEVEL: "warn" },
+  });
+  collector = local;
+  // Copies sent to the collector node's ENI arrive at the local collector.
+  sim.dataPlane.setEndpoint(collectorEni.networkInterfaceId, { port: local.port });
+  say(`collector receiving VXLAN on 127.0.0.1:${local.port}; capture files under ${local.dir}`);
+} else {
+  // The pod listens on the host's UDP 4789 and serves /metrics on 9102 (host network).
+  collector = {
+    dir: captures,
+    files(subdir) {
+      // (Never made here: the collector's user must own what it writes into.)
+      const d = join(captures, subdir);
+      if (!existsSync(d)) return [];
+      return readdirSync(d)
+        .filter((f) => f.endsWith(".pcapng"))
+        .map((f) => join(d, f))
+        .sort((x, y) => statSync(x).mtimeMs - statSync(y).mtimeMs);
+    },
+    async sample(name, labels = "") {
+      const text = await fetch("http://127.0.0.1:9102/metrics")
+        .then((r) => r.text())
+        .catch(() => "");
+      const line = text.split("\n").find((l) => l.startsWith(`${name}${labels} `));
+      return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
+    },
+    stop: () => Promise.resolve(),
+  };
+  sim.dataPlane.setEndpoint(collectorEni.networkInterfaceId, { port: 4789 });
+  say(`the collector pod receives VXLAN on this machine's UDP 4789; capture files under ${captures}`);
+}
 say(`KUBECONFIG=${cp.kubeconfigPath} kubectl get trafficmirrorpolicies -A   # to look yourself`);
 
 let stopping = false;
@@ -140,9 +244,13 @@ const stop = async (code: number): Promise<never> => {
   if (!stopping) {
     stopping = true;
     say("stopping");
-    op.kill("SIGTERM");
-    await new Promise((r) => (op.exitCode !== null ? r(null) : op.once("exit", r)));
+    const child = op;
+    if (child) {
+      child.kill("SIGTERM");
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
+    }
     await collector.stop();
+    await node?.stop();
     sim.dataPlane.close();
     await sim.stop();
     await cp.stop();
@@ -161,7 +269,7 @@ async function syncVniMap(): Promise<void> {
     .get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${NS}/configmaps/${VNI_MAP_CONFIGMAP}`, "map")
     .catch(() => undefined);
   const text = cm?.data?.[VNI_MAP_CONFIGMAP_KEY];
-  if (!text || text === lastMap) return;
+  if (!text || text === lastMap || !collector.writeMap) return; // the pod watches it itself
   lastMap = text;
   collector.writeMap(VniMapSchema.parse(JSON.parse(text)));
   await sleep(500); // the collector polls its map file every 200 ms
@@ -215,6 +323,21 @@ for (;;) {
     `\n${new Date().toISOString()}  EC2: ${sessions.length} sessions, ${sim.state.filters.size} filters, ${sim.state.targets.size} targets`,
   );
   for (const l of lines) console.log(`  ${l}`);
+  if (realNode) {
+    const pods = await rest.get<{
+      items: { metadata: { name: string }; status?: { phase?: string; podIP?: string } }[];
+    }>(`/api/v1/namespaces/${NS}/pods`, "pods");
+    const lease = await rest
+      .get<{ spec: { holderIdentity?: string } }>(
+        `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/traffic-mirror-operator`,
+        "lease",
+      )
+      .catch(() => undefined);
+    for (const p of pods.items)
+      console.log(
+        `  pod ${p.metadata.name}\t${p.status?.phase ?? "-"}\t${p.status?.podIP ?? "-"}${p.metadata.name === lease?.spec.holderIdentity ? "\t(leader)" : ""}`,
+      );
+  }
   for (const s of sessions)
     console.log(
       `    ${s.trafficMirrorSessionId} on ${s.networkInterfaceId} → ${s.trafficMirrorTargetId} number ${s.sessionNumber} VNI ${s.virtualNetworkId}`,

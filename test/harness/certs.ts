@@ -30,7 +30,8 @@ export function makePki(dir: string): Pki {
   );
   writeFileSync(
     p("server.ext"),
-    "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
+    // 10.96.0.1: the `kubernetes` Service address, by which pods on a real node reach the apiserver.
+    "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
   );
   openssl(["req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=kube-apiserver"], dir);
   openssl(

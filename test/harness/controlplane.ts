@@ -212,7 +212,9 @@ function startHelpers(stateDir: string, pki: Pki, kc: string): Managed[] {
       stateDir,
       args: [
         `--kubeconfig=${kc}`,
-        "--manage-all-nodes=true",
+        // Only the fake nodes (every fixture node carries this annotation): a real kubelet may join
+        // this control plane too (test/harness/real-node.ts).
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         `--config=${join(REPO_ROOT, "test", "harness", "kwok-config.yaml")}`,
         `--config=${join(REPO_ROOT, "test", "harness", "kwok-stages.yaml")}`,
       ],

@@ -1,5 +1,6 @@
 // Leader election against the real apiserver: one leader among candidates, immediate hand-over on
-// release, and takeover after a leader stops renewing as if it had crashed.
+// release, takeover after a leader stops renewing as if it had crashed, and no lease kept by a
+// replica that won it while stopping.
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -62,5 +63,30 @@ describe("LeaderElector", () => {
     expect(failoverMs).toBeGreaterThan(1_000);
     expect(failoverMs).toBeLessThan(5_000);
     await b.stop();
+  });
+
+  it("releases a lease it wins while stopping (a campaign in flight when stop is called)", async () => {
+    // The replica campaigns through a slow apiserver, is stopped while its attempt is in flight,
+    // and the attempt wins the free lease: it must not keep it (a rolling update stops both old
+    // replicas at once; the one that wins the leader's released lease would hold it, unrenewed,
+    // for a whole lease duration).
+    class SlowRest extends KubeRest {
+      override async get<T>(path: string, what: string): Promise<T> {
+        await new Promise((r) => setTimeout(r, 500));
+        return super.get<T>(path, what);
+      }
+    }
+    const rest = new KubeRest(kc);
+    const c = new LeaderElector({ rest: new SlowRest(kc), namespace, name: "stopping", identity: "c", log });
+    const won = c.acquire();
+    await new Promise((r) => setTimeout(r, 100));
+    await c.stop();
+    expect(await won).toBe(false);
+    expect(c.leading).toBe(false);
+    const lease = await rest.get<{ spec: { holderIdentity?: string | null } }>(
+      `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/stopping`,
+      "reading lease",
+    );
+    expect(lease.spec.holderIdentity ?? null).toBeNull();
   });
 });

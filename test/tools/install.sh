@@ -41,35 +41,40 @@ install_node() {
 # go_env: a Go environment that builds static, reproducible binaries.
 go_env() { env CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local "$@"; }
 
+# build_kubernetes DIR PKG...: builds commands of the pinned k8s.io/kubernetes into DIR (skipped
+# when DIR already holds the last one).
+build_kubernetes() {
+  local v="$KUBERNETES_VERSION" dir=$1; shift
+  local pkgs=("$@") last; last=$(basename "${pkgs[-1]}")
+  [ -x "$dir/$last" ] && return 0
+  log "building Kubernetes v$v ${pkgs[*]##*/} from the Go module proxy (4-20 min cold)"
+  local tmp; tmp=$(mktemp -d)
+  local minor=${v#*.}; minor=${minor%%.*}; local patch=${v##*.}
+  (
+    cd "$tmp"
+    go_env go mod init tmo.local/k8s-tools >/dev/null 2>&1
+    local mod; mod=$(go_env go mod download -json "k8s.io/kubernetes@v$v" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    # k8s.io/kubernetes replaces its staging modules with local paths; point them at the
+    # published modules of the same release (kubernetes/kubernetes#79384).
+    grep -o 'k8s.io/[a-z0-9-]* => ./staging' "$mod" | awk '{print $1}' | while read -r m; do
+      go_env go mod edit -replace "$m=$m@v0.$minor.$patch"
+    done
+    go_env go get "${pkgs[@]/%/@v$v}" 2>&1 | grep -Ev '^go: (downloading|added)' >&2 || true
+    local ld="-s -w"
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld="$ld -X $p.gitVersion=v$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    done
+    mkdir -p out
+    go_env go build -trimpath -ldflags "$ld" -o out/ "${pkgs[@]}"
+  )
+  rm -rf "$dir" && mkdir -p "$dir" && mv "$tmp"/out/* "$dir/" && rm -rf "$tmp"
+}
+
 install_kubernetes() {
-  local v="$KUBERNETES_VERSION" dir="$CACHE/kubernetes-$KUBERNETES_VERSION"
-  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-  if [ ! -x "$dir/kubectl" ]; then
-    log "building Kubernetes v$v control plane from the Go module proxy (10-20 min cold)"
-    local tmp; tmp=$(mktemp -d)
-    local minor=${v#*.}; minor=${minor%%.*}; local patch=${v##*.}
-    (
-      cd "$tmp"
-      go_env go mod init tmo.local/k8s-tools >/dev/null 2>&1
-      local mod; mod=$(go_env go mod download -json "k8s.io/kubernetes@v$v" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-      # k8s.io/kubernetes replaces its staging modules with local paths; point them at the
-      # published modules of the same release (kubernetes/kubernetes#79384).
-      grep -o 'k8s.io/[a-z0-9-]* => ./staging' "$mod" | awk '{print $1}' | while read -r m; do
-        go_env go mod edit -replace "$m=$m@v0.$minor.$patch"
-      done
-      local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
-      go_env go get "${pkgs[@]/%/@v$v}" 2>&1 | grep -v '^go: downloading' >&2 || true
-      local ld="-s -w"
-      for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ld="$ld -X $p.gitVersion=v$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-      done
-      mkdir -p out
-      go_env go build -trimpath -ldflags "$ld" -o out/ "${pkgs[@]}"
-    )
-    rm -rf "$dir" && mkdir -p "$dir" && mv "$tmp"/out/* "$dir/" && rm -rf "$tmp"
-  fi
-  for b in "${bins[@]}"; do link "$b" "$dir/$b"; done
+  local dir="$CACHE/kubernetes-$KUBERNETES_VERSION" b
+  build_kubernetes "$dir" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do link "$b" "$dir/$b"; done
 }
 
 install_etcd() {
@@ -187,6 +192,54 @@ install_promtool() {
   link promtool "$dir/promtool"
 }
 
+# apt_install CMD=PACKAGE...: installs the Debian packages whose command is missing (needs root).
+apt_install() {
+  local missing=() pair
+  for pair in "$@"; do sys_which "${pair%%=*}" >/dev/null 2>&1 || [ -e "${pair%%=*}" ] || missing+=("${pair#*=}"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    log "missing Debian packages (${missing[*]}); run as root or install them: apt-get install ${missing[*]}"
+    return 1
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+}
+
+# The image without Docker or a registry (make image): podman builds config/image/Dockerfile,
+# mmdebstrap makes the Debian base the Node base images are made of, busybox-static the pause image
+# of the real node; runc runs the build's steps (crun, podman's default, refuses hybrid cgroups).
+install_image_tools() {
+  apt_install podman=podman mmdebstrap=mmdebstrap /bin/busybox=busybox-static runc=runc
+  link podman "$(sys_which podman)"
+  link runc "$(sys_which runc)"
+  link mmdebstrap "$(sys_which mmdebstrap)"
+}
+
+# A real node beside the kwok nodes (make e2e-node): the kubelet of the pinned Kubernetes built like
+# the control plane, containerd 2.x from the Go module proxy (the kubelet drops containerd 1.x's
+# cgroup fallback in 1.37), and the CNI plugins and iptables from Debian (runc comes with the above).
+install_real_node() {
+  apt_install /usr/lib/cni/bridge=containernetworking-plugins iptables=iptables
+  local kdir="$CACHE/kubelet-$KUBERNETES_VERSION"
+  build_kubernetes "$kdir" k8s.io/kubernetes/cmd/kubelet
+  link kubelet "$kdir/kubelet"
+  local cdir="$CACHE/containerd-$CONTAINERD_VERSION" b
+  if [ ! -x "$cdir/ctr" ]; then
+    log "building containerd v$CONTAINERD_VERSION"
+    rm -rf "$cdir.partial" && mkdir -p "$cdir.partial"
+    go_env GOBIN="$cdir.partial" go install -trimpath \
+      -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=v$CONTAINERD_VERSION" \
+      "github.com/containerd/containerd/v2/cmd/containerd@v$CONTAINERD_VERSION" \
+      "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v$CONTAINERD_VERSION" \
+      "github.com/containerd/containerd/v2/cmd/ctr@v$CONTAINERD_VERSION"
+    rm -rf "$cdir" && mv "$cdir.partial" "$cdir"
+  fi
+  for b in containerd containerd-shim-runc-v2 ctr; do link "$b" "$cdir/$b"; done
+  link iptables "$(sys_which iptables)"
+}
+
 what=${1:-all}
 case "$what" in
   node) install_node ;;
@@ -198,6 +251,8 @@ case "$what" in
   moto) install_moto ;;
   promtool) install_promtool ;;
   parliament) install_parliament ;;
+  image) install_node && install_image_tools ;;
+  real-node) install_image_tools && install_real_node ;;
   all)
     install_node
     install_debian
@@ -208,7 +263,10 @@ case "$what" in
     install_moto
     install_parliament
     install_kubernetes
+    # The image and the real node (make image, make e2e-node) need root: elsewhere their tests
+    # skip, saying why.
+    if [ "$(id -u)" = 0 ]; then install_image_tools && install_real_node; else log "not root: no podman or real node tools"; fi
     ;;
-  *) echo "usage: $0 [all|node|kubernetes|etcd|kwok|helm|moto|debian|promtool|parliament]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|node|kubernetes|etcd|kwok|helm|moto|debian|promtool|parliament|image|real-node]" >&2; exit 2 ;;
 esac
 log "ready in $BIN"

@@ -29,7 +29,12 @@ const HELM_LABELS = ["helm.sh/chart", "app.kubernetes.io/managed-by", "app.kuber
 
 type Doc = {
   kind: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
   spec?: { template?: { metadata?: { labels?: Record<string, string> } } };
 };
 
@@ -73,7 +78,8 @@ export function renderConfig(helm = "helm"): Map<string, string> {
   const files = new Map<string, Doc[]>();
   for (const raw of parseAllDocuments(out)) {
     const d = raw.toJS() as Doc | null;
-    if (!d) continue;
+    // Helm hooks (the uninstall check) mean something only to Helm.
+    if (!d || d.metadata.annotations?.["helm.sh/hook"]) continue;
     const path = `${baseOf(d)}/${fileOf(d)}`;
     files.set(path, [...(files.get(path) ?? []), clean(d)]);
   }
