@@ -65,11 +65,15 @@ describe.skipIf(why !== undefined)("the image", () => {
     expect(src.filter((f) => f.endsWith(".test.ts"))).toEqual([]);
     expect(existsSync(join(root, "app", "test"))).toBe(false);
     expect(readdirSync(join(root, "app")).sort()).toEqual([
+      "dist",
       "node_modules",
       "package.json",
       "sbom.cdx.json",
       "src",
     ]);
+    // The collector's addon, built in its own stage: the binary only, not its sources.
+    expect(files(join(root, "app", "dist"))).toEqual(["native", join("native", "batch-udp.node")]);
+    expect(src.filter((f) => /\.(c|h|sh)$/.test(f))).toEqual([]);
   });
 
   it("ships an SBOM from npm sbom that names exactly what is in node_modules", () => {
