@@ -1,11 +1,14 @@
 // Planner at EKS scale: 5,000 nodes, 15,000 ENIs, 100,000 pods, 200 policies. Prints the median
 // of several full plans (first, from an empty account; then steady state, with everything already
-// made) and the memory the plan needs.
+// made), the memory the plan needs, and the pods left out because one filter's rules cannot
+// select them; then the same for the operator's scale run's crowded layout (200 nodes, 20 selected
+// pods on consecutive addresses of each node's first ENI).
 // Run: node --expose-gc bench/plan/run.ts [nodes] [runs] [warm-up plans]
 import { applyDiff, diffSize } from "../../src/plan/diff.ts";
 import { planMirroring } from "../../src/plan/plan.ts";
-import type { PlanInput } from "../../src/plan/types.ts";
-import { asDecoded, makeBenchInput } from "./world.ts";
+import { Reason } from "../../src/api/reasons.ts";
+import type { Plan, PlanInput } from "../../src/plan/types.ts";
+import { asDecoded, makeBenchInput, makeCrowdedInput } from "./world.ts";
 
 const NODES = Number(process.argv[2] ?? 5000);
 const RUNS = Number(process.argv[3] ?? 7);
@@ -30,6 +33,13 @@ function time(input: PlanInput, runs: number): { median: number; min: number; ma
   return { median: median(times), min: Math.min(...times), max: Math.max(...times), changes };
 }
 
+/** How many sources a plan leaves out for `reason`. */
+function leftOut(plan: Plan, reason: string): number {
+  let n = 0;
+  for (const r of plan.policies.values()) for (const s of r.sources) if (s.reason === reason) n++;
+  return n;
+}
+
 /** Plans `input` from an empty account and then in steady state; prints the figures. */
 function measure(label: string, input: PlanInput): void {
   console.log(`-- ${label}`);
@@ -40,6 +50,7 @@ function measure(label: string, input: PlanInput): void {
   console.log(
     `plan: ${firstPlan.desired.sessions.length} sessions, ${firstPlan.desired.filters.length} filters, ${[...firstPlan.policies.values()].reduce((n, r) => n + r.sources.filter((s) => s.reason).length, 0)} sources with a reason`,
   );
+  console.log(`pods left out for FilterTooLarge: ${leftOut(firstPlan, Reason.FilterTooLarge)}`);
   const cold = time(input, RUNS);
   console.log(
     `full plan, empty account:  median ${cold.median.toFixed(0)} ms (min ${cold.min.toFixed(0)}, max ${cold.max.toFixed(0)}) over ${RUNS} runs, ${cold.changes} changes`,
@@ -70,3 +81,11 @@ measure("without the account quota (every session the ENI slots allow)", {
   ...input,
   sessionBudget: Infinity,
 });
+
+// 20 consecutive selected pods per ENI over two /28 prefixes: the layout where accept lists alone
+// run out of filter rules.
+const crowded = makeCrowdedInput(200);
+console.log(
+  `crowded cluster: ${crowded.nodes.length} nodes, ${crowded.pods.length} pods, ${crowded.policies.length} policies`,
+);
+measure("crowded ENIs (the operator's scale run)", crowded);
