@@ -4,7 +4,7 @@ import type { MirrorFilter } from "../api/inventory.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
 import { mirrorFilterAccepts } from "../../test/ec2-sim/dataplane.ts";
 import type { SyntheticPacket } from "../../test/ec2-sim/packets.ts";
-import { addressesOf, layoutArb, requestOf } from "../../test/fixtures/eni-layouts.ts";
+import { addressesOf, layoutArb, requestOf, scaleRunLayout } from "../../test/fixtures/eni-layouts.ts";
 import { buildFilterRules, canonicalRule, MAX_RULES_PER_FILTER } from "./filters.ts";
 import { hash53 } from "./hash.ts";
 import { contains, formatIp, minimalPrefixTable, normalizeRanges, parseCidr, parseIp } from "./ipv4.ts";
@@ -184,13 +184,7 @@ describe("buildFilterRules on an ENI's addresses", () => {
   }, 30_000);
 
   it("selects the scale baseline's 20 consecutive pods on two /28 prefixes in 8 rules, rejecting the free addresses", () => {
-    const selected = Array.from({ length: 20 }, (_, k) => base + 1 + k);
-    const primary = parseIp("10.0.0.10")!;
-    const unselected = normalizeRanges([
-      [primary, primary],
-      [base, base],
-      [base + 21, base + 31],
-    ]);
+    const { selected, unselected } = scaleRunLayout(base);
     const rules = buildFilterRules({ selected, unselected, userRules: [], allowRejectForm: false })!;
     expect(rules).toHaveLength(8);
     const byNumber = (d: "ingress" | "egress") =>

@@ -1,6 +1,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { addressesOf, layoutArb, requestOf, type Layout } from "../../test/fixtures/eni-layouts.ts";
+import {
+  addressesOf,
+  layoutArb,
+  requestOf,
+  scaleRunLayout,
+  type Layout,
+} from "../../test/fixtures/eni-layouts.ts";
 import {
   contains,
   cover,
@@ -195,13 +201,7 @@ describe("minimalPrefixTable", () => {
   }, 60_000);
 
   it("fits the scale baseline's layout (.1–.20 selected on two /28 prefixes) in four entries", () => {
-    const selected = Array.from({ length: 20 }, (_, k) => base + 1 + k);
-    const primary = parseIp("10.0.0.10")!;
-    const unselected = normalizeRanges([
-      [primary, primary],
-      [base, base],
-      [base + 21, base + 31],
-    ]);
+    const { selected, unselected } = scaleRunLayout(base);
     const table = minimalPrefixTable(selected, unselected, 1);
     expect(table.cost).toBe(4);
     expect(cover(selected, unselected)).toHaveLength(6);
