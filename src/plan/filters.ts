@@ -12,6 +12,7 @@ import {
   contains,
   cover,
   formatBlock,
+  labelChanges,
   minimalPrefixTable,
   type Block,
   type PrefixEntry,
@@ -233,12 +234,24 @@ function tableForm(
 ): DesiredRule[] | undefined {
   const rules = req.userRules.length > 0 ? req.userRules : [ALL_TRAFFIC];
   const limit = Math.min(below - 1, MAX_RULES_PER_FILTER);
+  // Rules per direction (ingress, egress), counted by hand: this runs for nearly every filter.
+  let inbound = 0;
+  let outbound = 0;
+  for (const r of rules) {
+    if (r.direction !== "egress") inbound++;
+    if (r.direction !== "ingress") outbound++;
+  }
+  const weights = [inbound, outbound];
+  // A table of n entries costs at least one accept entry and n − 1 rules more per direction.
+  const entries = Math.ceil(labelChanges(selected, req.unselected) / 2);
+  let least = 0;
+  for (const w of weights) if (w > 0) least += w + entries - 1;
+  if (least > limit) return undefined;
   const byWeight = new Map<number, PrefixTable>();
   const tables: { direction: TrafficDirection; table: PrefixTable }[] = [];
   let cost = 0;
-  for (const direction of DIRECTIONS) {
-    let weight = 0;
-    for (const r of rules) if (appliesTo(r, direction)) weight++;
+  for (const [d, direction] of DIRECTIONS.entries()) {
+    const weight = weights[d]!;
     if (weight === 0) continue;
     let table = byWeight.get(weight);
     if (!table) {

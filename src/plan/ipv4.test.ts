@@ -11,6 +11,7 @@ import {
   contains,
   cover,
   formatBlock,
+  labelChanges,
   minimalPrefixTable,
   normalizeRanges,
   parseCidr,
@@ -184,6 +185,8 @@ describe("minimalPrefixTable", () => {
         const table = minimalPrefixTable(selected, unselected, acceptCost);
         for (const a of addressesOf(l.held, base))
           expect(decides(table.entries, a)).toBe(selected.includes(a));
+        // The planner's bound: a table's decision changes at most twice per entry.
+        expect(Math.ceil(labelChanges(selected, unselected) / 2)).toBeLessThanOrEqual(table.entries.length);
         const counted = table.entries.reduce((n, e) => n + (e.accept ? acceptCost : 1), 0);
         expect(counted).toBe(table.cost);
         // Entries nest or are disjoint, one per block: the table is a set tried most specific first.

@@ -152,6 +152,38 @@ export function isSortedDistinct(xs: readonly number[]): boolean {
   return true;
 }
 
+/**
+ * How often the decision changes along the held addresses in order (selected or not; addresses not
+ * held skipped), the ends counting as unselected; an address in both counts as unselected. A
+ * prefix table's decision changes only at its entries' ends, at most twice per entry, so it needs
+ * at least half this many entries: a bound that spares the planner `minimalPrefixTable` where the
+ * table cannot beat an accept list (nearly every filter).
+ */
+export function labelChanges(selected: readonly number[], unselected: Ranges): number {
+  const wanted = isSortedDistinct(selected) ? selected : [...new Set(selected)].sort((a, b) => a - b);
+  let changes = 0;
+  let accepting = false;
+  let j = 0;
+  for (const a of wanted) {
+    let passed = false;
+    while (j < unselected.length && unselected[j]![1] < a) {
+      passed = true;
+      j++;
+    }
+    const rejected = passed || (j < unselected.length && unselected[j]![0] <= a);
+    if (rejected && accepting) {
+      changes++;
+      accepting = false;
+    }
+    if (j < unselected.length && unselected[j]![0] <= a) continue;
+    if (!accepting) {
+      changes++;
+      accepting = true;
+    }
+  }
+  return accepting ? changes + 1 : changes;
+}
+
 /** One entry of an ordered prefix table: the addresses of `block` that no more specific entry holds. */
 export interface PrefixEntry {
   block: Block;
