@@ -15,6 +15,7 @@ import { makeOperatorMetrics } from "../../src/controller/metrics.ts";
 import { makeReconcileCycle } from "../../src/controller/reconcile.ts";
 import { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
+import { eniHolds, filterAccepts } from "../../test/ec2-sim/dataplane.ts";
 import { seed, startEc2Sim } from "../../test/ec2-sim/server.ts";
 import { startControlPlane } from "../../test/harness/controlplane.ts";
 import { installCrds } from "../../test/harness/crds.ts";
@@ -132,23 +133,18 @@ async function observe(): Promise<void> {
       rec.ip = p.status.podIP;
     }
   }
-  const mirrored = new Set<string>();
-  for (const s of sim.state.sessions.values()) {
-    if (!isOwnedBy(s.tags, "churn")) continue;
-    const f = sim.state.filters.get(s.trafficMirrorFilterId);
-    for (const r of [...(f?.ingressRules ?? [])]) mirrored.add(r.destinationCidrBlock);
-  }
+  // Covered: an owned session on the ENI holding the pod's address mirrors its inbound traffic
+  // (the filter evaluated as the emulator's data plane does: filters may reject inside a block).
+  const owned = [...sim.state.sessions.values()].filter((s) => isOwnedBy(s.tags, "churn"));
   for (const rec of created.values()) {
-    if (rec.runningAt && !rec.mirroredAt && rec.ip && [...mirrored].some((c) => covers(c, rec.ip!)))
-      rec.mirroredAt = now;
+    if (!rec.runningAt || rec.mirroredAt || !rec.ip) continue;
+    const packet = { src: "10.9.0.1", dst: rec.ip };
+    const covered = owned.some((s) => {
+      const eni = sim.state.enis.get(s.networkInterfaceId);
+      return eni !== undefined && eniHolds(eni, rec.ip!) && filterAccepts(sim.state, s, packet, "ingress");
+    });
+    if (covered) rec.mirroredAt = now;
   }
-}
-
-function covers(cidr: string, ip: string): boolean {
-  const [base, len] = cidr.split("/") as [string, string];
-  const n = (a: string): number => a.split(".").reduce((x, o) => x * 256 + Number(o), 0);
-  const size = 2 ** (32 - Number(len));
-  return Math.floor(n(ip) / size) === Math.floor(n(base) / size);
 }
 
 const lat = [...created.values()]

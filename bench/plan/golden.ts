@@ -13,7 +13,7 @@ import { applyDiff } from "../../src/plan/diff.ts";
 import { planMirroring } from "../../src/plan/plan.ts";
 import type { Plan, PlanInput } from "../../src/plan/types.ts";
 import { makeForeignSession, makePolicy, makeTarget } from "../../test/fixtures/world.ts";
-import { makeBenchInput } from "./world.ts";
+import { makeBenchInput, makeCrowdedInput } from "./world.ts";
 
 const dumpDir = process.argv[2] === "--dump" ? process.argv[3] : undefined;
 if (dumpDir) mkdirSync(dumpDir, { recursive: true });
@@ -111,6 +111,8 @@ function churn(i: PlanInput): PlanInput {
 
 lifecycle("bench-300", makeBenchInput(300), churn);
 lifecycle("mixed-120", mixed(120), churn);
+// 20 consecutive selected pods per ENI over two /28 prefixes (the operator's scale run).
+lifecycle("crowded-40", makeCrowdedInput(40), churn);
 
 // The property tests' generator (test/fixtures/plan-cases.ts), sampled with a fixed seed.
 fc.sample(caseArb, { seed: 20261125, numRuns: 300 }).forEach(({ input }, n) =>

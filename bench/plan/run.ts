@@ -1,16 +1,20 @@
 // Planner at EKS scale: 5,000 nodes, 15,000 ENIs, 100,000 pods, 200 policies. Prints the median
 // of several full plans (first, from an empty account; then steady state, with everything already
-// made), the memory the plan needs, and the median of the incremental planner's plan after one
-// pod event (a pod of a Deployment replaced: the new one comes, the old one goes), with the
-// ratio to the full plan measured in the same process.
+// made; wall time, and CPU time, which a busy machine disturbs less), the memory the plan needs,
+// the pods left out because one filter's rules cannot select them, and the median of the
+// incremental planner's plan after one pod event (a pod of a Deployment replaced: the new one
+// comes, the old one goes), with the ratio to the full plan measured in the same process; then the
+// same for the operator's scale run's crowded layout (200 nodes, 20 selected pods on consecutive
+// addresses of each node's first ENI).
 // Run: node --expose-gc bench/plan/run.ts [nodes] [runs] [warm-up plans] [pod events]
 import { applyDiff, diffSize } from "../../src/plan/diff.ts";
 import { IncrementalPlanner } from "../../src/plan/incremental.ts";
 import { formatIp, parseIp } from "../../src/plan/ipv4.ts";
 import { planMirroring } from "../../src/plan/plan.ts";
+import { Reason } from "../../src/api/reasons.ts";
 import type { Plan, PlanInput } from "../../src/plan/types.ts";
 import { appliedKeepingIdentity } from "../../test/fixtures/world.ts";
-import { asDecoded, makeBenchInput } from "./world.ts";
+import { asDecoded, makeBenchInput, makeCrowdedInput } from "./world.ts";
 
 const NODES = Number(process.argv[2] ?? 5000);
 const RUNS = Number(process.argv[3] ?? 7);
@@ -23,17 +27,38 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-function time(input: PlanInput, runs: number): { median: number; min: number; max: number; changes: number } {
+/** Wall and CPU times of `runs` plans (CPU: this process's user and system time, all threads). */
+function time(
+  input: PlanInput,
+  runs: number,
+): { median: number; min: number; max: number; cpu: number; changes: number } {
   for (let w = 0; w < WARM_UPS; w++) planMirroring(input);
   const times: number[] = [];
+  const cpus: number[] = [];
   let changes = 0;
   for (let r = 0; r < runs; r++) {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     const plan = planMirroring(input);
     times.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpus.push((c.user + c.system) / 1000);
     changes = diffSize(plan.diff);
   }
-  return { median: median(times), min: Math.min(...times), max: Math.max(...times), changes };
+  return {
+    median: median(times),
+    min: Math.min(...times),
+    max: Math.max(...times),
+    cpu: median(cpus),
+    changes,
+  };
+}
+
+/** How many sources a plan leaves out for `reason`. */
+function leftOut(plan: Plan, reason: string): number {
+  let n = 0;
+  for (const r of plan.policies.values()) for (const s of r.sources) if (s.reason === reason) n++;
+  return n;
 }
 
 /** Plans `input` from an empty account and then in steady state; prints the figures. */
@@ -46,9 +71,10 @@ function measure(label: string, input: PlanInput): void {
   console.log(
     `plan: ${firstPlan.desired.sessions.length} sessions, ${firstPlan.desired.filters.length} filters, ${[...firstPlan.policies.values()].reduce((n, r) => n + r.sources.filter((s) => s.reason).length, 0)} sources with a reason`,
   );
+  console.log(`pods left out for FilterTooLarge: ${leftOut(firstPlan, Reason.FilterTooLarge)}`);
   const cold = time(input, RUNS);
   console.log(
-    `full plan, empty account:  median ${cold.median.toFixed(0)} ms (min ${cold.min.toFixed(0)}, max ${cold.max.toFixed(0)}) over ${RUNS} runs, ${cold.changes} changes`,
+    `full plan, empty account:  median ${cold.median.toFixed(0)} ms (min ${cold.min.toFixed(0)}, max ${cold.max.toFixed(0)}) over ${RUNS} runs, CPU median ${cold.cpu.toFixed(0)} ms, ${cold.changes} changes`,
   );
   // The inventory of the next cycle, described afresh from EC2 as the controller does.
   const steady = {
@@ -57,7 +83,7 @@ function measure(label: string, input: PlanInput): void {
   };
   const warm = time(steady, RUNS);
   console.log(
-    `full plan, steady state:   median ${warm.median.toFixed(0)} ms (min ${warm.min.toFixed(0)}, max ${warm.max.toFixed(0)}) over ${RUNS} runs, ${warm.changes} changes`,
+    `full plan, steady state:   median ${warm.median.toFixed(0)} ms (min ${warm.min.toFixed(0)}, max ${warm.max.toFixed(0)}) over ${RUNS} runs, CPU median ${warm.cpu.toFixed(0)} ms, ${warm.changes} changes`,
   );
   console.log(
     `memory: plan result and working set ~${((heapWithPlan - heapBefore) / 2 ** 20).toFixed(0)} MiB heap (no GC in between); process RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`,
@@ -131,3 +157,11 @@ measure("without the account quota (every session the ENI slots allow)", {
   ...input,
   sessionBudget: Infinity,
 });
+
+// 20 consecutive selected pods per ENI over two /28 prefixes: the layout where accept lists alone
+// run out of filter rules.
+const crowded = makeCrowdedInput(200);
+console.log(
+  `crowded cluster: ${crowded.nodes.length} nodes, ${crowded.pods.length} pods, ${crowded.policies.length} policies`,
+);
+measure("crowded ENIs (the operator's scale run)", crowded);

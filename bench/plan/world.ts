@@ -3,6 +3,7 @@ import type { Ec2Inventory, NetworkInterface } from "../../src/api/inventory.ts"
 import type { LeanNode, LeanPod } from "../../src/k8s/lean.ts";
 import { formatIp } from "../../src/plan/ipv4.ts";
 import type { PlanInput, PolicyInput, TargetInput } from "../../src/plan/types.ts";
+import { makePolicy, makeTarget, makeWorld, planInputOf } from "../../test/fixtures/world.ts";
 
 const PODS_PER_NODE = 20;
 const NAMESPACES = 50;
@@ -116,4 +117,34 @@ export function makeBenchInput(nodes: number): PlanInput {
  */
 export function asDecoded<T>(value: T): T {
   return JSON.parse(JSON.stringify(value)) as T;
+}
+
+/**
+ * The cluster of the operator's scale run at `nodes` nodes (at most 760: the fixtures' address
+ * plan): 20 pods per node on addresses .1–.20 of the node's first ENI, which holds two /28
+ * prefixes; 10 namespaces, pods labelled `app=web` and `app=db` in turn; two policies per namespace
+ * (one per label) to one NLB target, so every pod is selected and each ENI has one session whose
+ * filter must select 20 consecutive addresses.
+ */
+export function makeCrowdedInput(nodes: number): PlanInput {
+  const world = makeWorld({
+    nodes,
+    podsPerNode: 20,
+    addressing: "prefix",
+    namespace: (i, j) => `team-${(i * 20 + j) % 10}`,
+  });
+  const target = makeTarget("ids", {
+    networkLoadBalancerArn:
+      "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/ids/0123456789abcdef",
+  });
+  const policies = Array.from({ length: 10 }, (_, n) =>
+    ["web", "db"].map((app) =>
+      makePolicy(
+        `mirror-${app}`,
+        { podSelector: { matchLabels: { app } }, targetRef: { name: "ids" } },
+        `team-${n}`,
+      ),
+    ),
+  ).flat();
+  return asDecoded(planInputOf(world, { cluster: "bench", policies, targets: [target] }));
 }

@@ -1,9 +1,13 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { MirrorFilter } from "../api/inventory.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
-import { buildFilterRules, canonicalRule } from "./filters.ts";
+import { mirrorFilterAccepts } from "../../test/ec2-sim/dataplane.ts";
+import type { SyntheticPacket } from "../../test/ec2-sim/packets.ts";
+import { addressesOf, layoutArb, requestOf, scaleRunLayout } from "../../test/fixtures/eni-layouts.ts";
+import { buildFilterRules, canonicalRule, MAX_RULES_PER_FILTER } from "./filters.ts";
 import { hash53 } from "./hash.ts";
-import { normalizeRanges, parseIp } from "./ipv4.ts";
+import { contains, formatIp, minimalPrefixTable, normalizeRanges, parseCidr, parseIp } from "./ipv4.ts";
 
 const ports = fc.option(
   fc.integer({ min: 0, max: 65535 }).map((from) => ({ from, to: Math.min(65535, from + 10) })),
@@ -56,5 +60,142 @@ describe("buildFilterRules numbering", () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+/** Whether the policy's rules mirror a packet, judged from the pod's side (first match; none: no). */
+function policyMirrors(
+  rules: readonly PolicyFilterRule[],
+  p: SyntheticPacket,
+  direction: "ingress" | "egress",
+): boolean {
+  if (rules.length === 0) return true;
+  const inbound = direction === "ingress";
+  const remote = parseIp(inbound ? p.src : p.dst)!;
+  const localPort = (inbound ? p.dstPort : p.srcPort) ?? 0;
+  const remotePort = (inbound ? p.srcPort : p.dstPort) ?? 0;
+  const numbers: Record<string, number | undefined> = { TCP: 6, UDP: 17, ICMP: 1, ICMPv6: 58 };
+  const inRange = (r: { from: number; to: number } | undefined, port: number) =>
+    r === undefined || (port >= r.from && port <= r.to);
+  const first = rules.find(
+    (r) =>
+      r.direction !== (inbound ? "egress" : "ingress") &&
+      (r.protocol === "All" || numbers[r.protocol] === (p.protocol ?? 6)) &&
+      (r.remoteCidr === undefined || contains(parseCidr(r.remoteCidr)!, remote)) &&
+      inRange(r.localPorts, localPort) &&
+      inRange(r.remotePorts, remotePort),
+  );
+  return first?.action === "accept";
+}
+
+/** User rules that overlap often, so that their order decides (few values of each field). */
+const overlappingRule: fc.Arbitrary<PolicyFilterRule> = fc
+  .record({
+    direction: fc.constantFrom("ingress", "egress", "both"),
+    action: fc.constantFrom("accept", "reject"),
+    protocol: fc.constantFrom("All", "TCP", "UDP"),
+    remoteCidr: fc.option(fc.constant("10.9.0.0/16"), { nil: undefined }),
+    localPorts: fc.option(fc.constantFrom({ from: 80, to: 80 }, { from: 80, to: 90 }), { nil: undefined }),
+  })
+  .map((r) => {
+    const rule: PolicyFilterRule = { direction: r.direction, action: r.action, protocol: r.protocol };
+    if (r.remoteCidr) rule.remoteCidr = r.remoteCidr;
+    if (r.localPorts && r.protocol !== "All") rule.localPorts = r.localPorts;
+    return rule;
+  });
+
+const packetArb = fc.record({
+  remote: fc.constantFrom("10.9.0.1", "10.1.2.3", "192.168.1.1"),
+  protocol: fc.constantFrom(6, 17, 1),
+  localPort: fc.constantFrom(0, 80, 85, 443, 40000),
+  remotePort: fc.constantFrom(0, 80, 85, 443, 40000),
+});
+
+describe("buildFilterRules on an ENI's addresses", () => {
+  const base = parseIp("10.0.64.0")!;
+
+  it("mirrors exactly the selected addresses under the policy's rules, as the emulator evaluates it, in no more rules than the minimal table (property)", () => {
+    fc.assert(
+      fc.property(
+        layoutArb,
+        fc.oneof(fc.array(userRule, { maxLength: 3 }), fc.array(overlappingRule, { maxLength: 3 })),
+        fc.boolean(),
+        fc.array(packetArb, { minLength: 1, maxLength: 4 }),
+        (l, userRules, allowRejectForm, packets) => {
+          const { selected, unselected } = requestOf(l, base);
+          fc.pre(selected.length > 0);
+          const rules = buildFilterRules({ selected, unselected, userRules, allowRejectForm });
+          // The cheapest exact encoding: per direction, the minimal table with accept entries that
+          // cost one rule per user rule of that direction (tested against an exhaustive search in
+          // ipv4.test.ts).
+          const policy = userRules.length > 0 ? userRules : [{ direction: "both" }];
+          let minimum = 0;
+          for (const d of ["ingress", "egress"] as const) {
+            const weight = policy.filter(
+              (r) => r.direction !== (d === "ingress" ? "egress" : "ingress"),
+            ).length;
+            if (weight > 0) minimum += minimalPrefixTable(selected, unselected, weight).cost;
+          }
+          if (rules === undefined) {
+            expect(minimum).toBeGreaterThan(MAX_RULES_PER_FILTER);
+            return;
+          }
+          expect(rules.length).toBeLessThanOrEqual(Math.min(minimum, MAX_RULES_PER_FILTER));
+          for (const d of ["ingress", "egress"] as const) {
+            const numbers = rules.filter((r) => r.direction === d).map((r) => r.ruleNumber);
+            expect(new Set(numbers).size).toBe(numbers.length);
+            for (const n of numbers) expect(n >= 1 && n <= 32766).toBe(true);
+          }
+          const filter: MirrorFilter = {
+            trafficMirrorFilterId: "tmf-1",
+            ingressRules: rules.filter((r) => r.direction === "ingress"),
+            egressRules: rules.filter((r) => r.direction === "egress"),
+            networkServices: [],
+            tags: {},
+          };
+          for (const a of addressesOf(l.held, base)) {
+            const local = formatIp(a);
+            for (const x of packets) {
+              const ports = x.protocol === 1 ? {} : { srcPort: x.remotePort, dstPort: x.localPort };
+              const inbound: SyntheticPacket = { src: x.remote, dst: local, protocol: x.protocol, ...ports };
+              const out: SyntheticPacket =
+                x.protocol === 1
+                  ? { src: local, dst: x.remote, protocol: 1 }
+                  : {
+                      src: local,
+                      dst: x.remote,
+                      protocol: x.protocol,
+                      srcPort: x.localPort,
+                      dstPort: x.remotePort,
+                    };
+              const isSelected = selected.includes(a);
+              expect(mirrorFilterAccepts(filter, inbound, "ingress")).toBe(
+                isSelected && policyMirrors(userRules, inbound, "ingress"),
+              );
+              expect(mirrorFilterAccepts(filter, out, "egress")).toBe(
+                isSelected && policyMirrors(userRules, out, "egress"),
+              );
+            }
+          }
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  }, 30_000);
+
+  it("selects the scale baseline's 20 consecutive pods on two /28 prefixes in 8 rules, rejecting the free addresses", () => {
+    const { selected, unselected } = scaleRunLayout(base);
+    const rules = buildFilterRules({ selected, unselected, userRules: [], allowRejectForm: false })!;
+    expect(rules).toHaveLength(8);
+    const byNumber = (d: "ingress" | "egress") =>
+      rules
+        .filter((r) => r.direction === d)
+        .sort((a, b) => a.ruleNumber - b.ruleNumber)
+        .map((r) => `${r.action} ${d === "ingress" ? r.destinationCidrBlock : r.sourceCidrBlock}`);
+    // Most specific first: the reject of .0 inside the /28 it is carved from comes before it.
+    expect(byNumber("ingress").indexOf("reject 10.0.64.0/32")).toBeLessThan(
+      byNumber("ingress").indexOf("accept 10.0.64.0/28"),
+    );
+    expect(byNumber("egress").sort()).toEqual(byNumber("ingress").sort());
   });
 });

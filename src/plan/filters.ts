@@ -8,7 +8,17 @@
 import type { FilterRule, PortRange, TrafficDirection } from "../api/inventory.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
 import { Hash53 } from "./hash.ts";
-import { cover, formatBlock, type Block, type Ranges } from "./ipv4.ts";
+import {
+  contains,
+  cover,
+  formatBlock,
+  labelChanges,
+  minimalPrefixTable,
+  type Block,
+  type PrefixEntry,
+  type PrefixTable,
+  type Ranges,
+} from "./ipv4.ts";
 
 /** AWS's quota of rules per filter (both directions together). */
 export const MAX_RULES_PER_FILTER = 10;
@@ -73,24 +83,50 @@ function ruleText(r: PolicyFilterRule, direction: TrafficDirection): RuleText {
     : { head: new Hash53().add(`${direction} 0 ${r.action} ${protocol} `), tail: ` ${remote} ${ports}` };
 }
 
+const ALL_TRAFFIC: PolicyFilterRule = { direction: "both", action: "accept", protocol: "All" };
+const REJECT_ALL: PolicyFilterRule = { direction: "both", action: "reject", protocol: "All" };
+
 /** The texts of the accept-all rule, which nearly every filter uses (it is private and never changes). */
 const ALL_TRAFFIC_TEXT: Record<TrafficDirection, RuleText> = {
   ingress: ruleText({ direction: "both", action: "accept", protocol: "All" }, "ingress"),
   egress: ruleText({ direction: "both", action: "accept", protocol: "All" }, "egress"),
 };
 
+const REJECT_ALL_TEXT: Record<TrafficDirection, RuleText> = {
+  ingress: ruleText(REJECT_ALL, "ingress"),
+  egress: ruleText(REJECT_ALL, "egress"),
+};
+
 /** Rules of one user rule applied to one local block. */
 function expand(r: PolicyFilterRule, local: string, tier: number, out: Unnumbered): void {
+  for (const direction of DIRECTIONS)
+    if (appliesTo(r, direction)) expandOne(r, { direction, local, tier }, out);
+}
+
+/** Whether a user rule has a rule in this direction. */
+function appliesTo(r: PolicyFilterRule, direction: TrafficDirection): boolean {
+  return r.direction !== (direction === "ingress" ? "egress" : "ingress");
+}
+
+/** The rule of one user rule applied to one local block, in one direction. */
+function expandOne(
+  r: PolicyFilterRule,
+  at: { direction: TrafficDirection; local: string; tier: number },
+  out: Unnumbered,
+): void {
+  const { direction, local, tier } = at;
   const protocol = PROTOCOLS[r.protocol];
   const remote = r.remoteCidr ?? ANY;
-  for (const direction of DIRECTIONS) {
-    if (r.direction === (direction === "ingress" ? "egress" : "ingress")) continue;
-    const inbound = direction === "ingress";
-    out.rules.push(oneRule(r, { direction, protocol }, inbound ? remote : local, inbound ? local : remote));
-    out.tiers.push(tier);
-    const text = r === ALL_TRAFFIC ? ALL_TRAFFIC_TEXT[direction] : ruleText(r, direction);
-    out.hashes.push(text.head.valueAfter(local, text.tail));
-  }
+  const inbound = direction === "ingress";
+  out.rules.push(oneRule(r, { direction, protocol }, inbound ? remote : local, inbound ? local : remote));
+  out.tiers.push(tier);
+  const text =
+    r === ALL_TRAFFIC
+      ? ALL_TRAFFIC_TEXT[direction]
+      : r === REJECT_ALL
+        ? REJECT_ALL_TEXT[direction]
+        : ruleText(r, direction);
+  out.hashes.push(text.head.valueAfter(local, text.tail));
 }
 
 const DIRECTIONS: readonly TrafficDirection[] = ["ingress", "egress"];
@@ -116,9 +152,6 @@ function oneRule(
   if (dp) rule.destinationPortRange = dp;
   return rule;
 }
-
-const ALL_TRAFFIC: PolicyFilterRule = { direction: "both", action: "accept", protocol: "All" };
-const REJECT_ALL: PolicyFilterRule = { direction: "both", action: "reject", protocol: "All" };
 
 /**
  * Rule numbers that keep order where order matters and stay put otherwise. Rules of one tier
@@ -151,29 +184,111 @@ function rejectForm(rejectBlocks: readonly Block[]): Unnumbered {
 
 /**
  * The smallest rule list that mirrors exactly the request, or undefined when none fits in
- * `MAX_RULES_PER_FILTER`.
+ * `MAX_RULES_PER_FILTER`. The accept and reject forms are tried first and win ties, so a filter
+ * they made keeps its rules; the ordered table (`tableForm`) is used where it has fewer rules.
  */
 export function buildFilterRules(req: FilterRequest): DesiredRule[] | undefined {
   if (req.selected === "all") {
     const rules = acceptForm([ANY], req.userRules);
     return rules.rules.length <= MAX_RULES_PER_FILTER ? number(rules) : undefined;
   }
-  if (req.selected.length === 0) return undefined;
+  const selected = req.selected;
+  if (selected.length === 0) return undefined;
+  const blocks = cover(selected, req.unselected);
+  // One block is one rule per user rule and direction, which no table beats.
   if (req.userRules.length === 0 && !req.allowRejectForm)
-    return acceptAll(cover(req.selected, req.unselected));
-  const blocks = cover(req.selected, req.unselected).map(formatBlock);
-  const candidates = [acceptForm(blocks, req.userRules)];
+    return (blocks.length > 1 && tableForm(selected, req, blocks.length * 2)) || acceptAll(blocks);
+  const candidates = [acceptForm(blocks.map(formatBlock), req.userRules)];
   // The reject form lists unselected addresses one by one; only for ENIs holding few of them.
   if (req.allowRejectForm && req.userRules.length === 0 && req.unselected.every(([s, e]) => e - s < 256)) {
     const unselectedAddrs = req.unselected.flatMap(([s, e]) => range(s, e));
     // `cover` needs its forbidden ranges sorted; the selected addresses come in pod order.
-    const selectedRanges = [...new Set(req.selected)].sort((a, b) => a - b).map((a) => [a, a] as const);
+    const selectedRanges = [...new Set(selected)].sort((a, b) => a - b).map((a) => [a, a] as const);
     candidates.push(rejectForm(cover(unselectedAddrs, selectedRanges)));
   }
   let best: Unnumbered | undefined;
   for (const c of candidates)
     if (c.rules.length <= MAX_RULES_PER_FILTER && (!best || c.rules.length < best.rules.length)) best = c;
-  return best ? number(best) : undefined;
+  const fewer = blocks.length > 1 && tableForm(selected, req, best?.rules.length ?? MAX_RULES_PER_FILTER + 1);
+  return fewer || (best ? number(best) : undefined);
+}
+
+/**
+ * The ordered form, when it has fewer than `below` rules (and fits): per direction, the minimal
+ * prefix table over the ENI's addresses (`minimalPrefixTable`: selected accepted, held unselected
+ * rejected, addresses not held free), tried most specific first. An accept entry carries the
+ * policy's rules in their order, a reject entry one reject-all rule, so an address is mirrored
+ * exactly when its most specific entry accepts and the policy's rules accept the packet: a packet
+ * none of the rules match falls through to enclosing entries, which reject it or repeat the same
+ * rules. A direction with more rules makes accept entries dearer, so it may get its own table.
+ *
+ * Numbers keep that order and stay put otherwise: an entry's height (0 for an entry holding no
+ * other, else one more than the highest it holds) and the rule's place among the policy's rules
+ * give its tier, `height × rules + place`; entries of one height are disjoint. Within ten rules a
+ * tier is at most 30, so numbers stay below AWS's 32766.
+ */
+function tableForm(
+  selected: readonly number[],
+  req: FilterRequest,
+  below: number,
+): DesiredRule[] | undefined {
+  const rules = req.userRules.length > 0 ? req.userRules : [ALL_TRAFFIC];
+  const limit = Math.min(below - 1, MAX_RULES_PER_FILTER);
+  // Rules per direction (ingress, egress), counted by hand: this runs for nearly every filter.
+  let inbound = 0;
+  let outbound = 0;
+  for (const r of rules) {
+    if (r.direction !== "egress") inbound++;
+    if (r.direction !== "ingress") outbound++;
+  }
+  const weights = [inbound, outbound];
+  // A table of n entries costs at least one accept entry and n − 1 rules more per direction.
+  const entries = Math.ceil(labelChanges(selected, req.unselected) / 2);
+  let least = 0;
+  for (const w of weights) if (w > 0) least += w + entries - 1;
+  if (least > limit) return undefined;
+  const byWeight = new Map<number, PrefixTable>();
+  const tables: { direction: TrafficDirection; table: PrefixTable }[] = [];
+  let cost = 0;
+  for (const [d, direction] of DIRECTIONS.entries()) {
+    const weight = weights[d]!;
+    if (weight === 0) continue;
+    let table = byWeight.get(weight);
+    if (!table) {
+      table = minimalPrefixTable(selected, req.unselected, weight);
+      byWeight.set(weight, table);
+    }
+    cost += table.cost;
+    if (cost > limit) return undefined;
+    tables.push({ direction, table });
+  }
+  const out: Unnumbered = { rules: [], tiers: [], hashes: [] };
+  for (const { direction, table } of tables) {
+    for (const { entry, height } of byNesting(table.entries)) {
+      const local = formatBlock(entry.block);
+      const base = height * rules.length;
+      if (!entry.accept) expandOne(REJECT_ALL, { direction, local, tier: base + 1 }, out);
+      else
+        rules.forEach((r, i) => {
+          if (appliesTo(r, direction)) expandOne(r, { direction, local, tier: base + i + 1 }, out);
+        });
+    }
+  }
+  return number(out);
+}
+
+/** A table's entries with their nesting heights, innermost first (the order they are tried in). */
+function byNesting(entries: readonly PrefixEntry[]): { entry: PrefixEntry; height: number }[] {
+  const inner = [...entries].sort((a, b) => b.block.len - a.block.len || a.block.base - b.block.base);
+  const out: { entry: PrefixEntry; height: number }[] = [];
+  for (const entry of inner) {
+    let height = 0;
+    for (const o of out)
+      if (o.entry.block.len > entry.block.len && contains(entry.block, o.entry.block.base))
+        height = Math.max(height, o.height + 1);
+    out.push({ entry, height });
+  }
+  return out.sort((a, b) => a.height - b.height || a.entry.block.base - b.entry.block.base);
 }
 
 /**

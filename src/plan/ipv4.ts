@@ -151,3 +151,164 @@ export function isSortedDistinct(xs: readonly number[]): boolean {
   for (let i = 1; i < xs.length; i++) if (!(xs[i - 1]! < xs[i]!)) return false;
   return true;
 }
+
+/**
+ * How often the decision changes along the held addresses in order (selected or not; addresses not
+ * held skipped), the ends counting as unselected; an address in both counts as unselected. A
+ * prefix table's decision changes only at its entries' ends, at most twice per entry, so it needs
+ * at least half this many entries: a bound that spares the planner `minimalPrefixTable` where the
+ * table cannot beat an accept list (nearly every filter).
+ */
+export function labelChanges(selected: readonly number[], unselected: Ranges): number {
+  const wanted = isSortedDistinct(selected) ? selected : [...new Set(selected)].sort((a, b) => a - b);
+  let changes = 0;
+  let accepting = false;
+  let j = 0;
+  for (const a of wanted) {
+    let passed = false;
+    while (j < unselected.length && unselected[j]![1] < a) {
+      passed = true;
+      j++;
+    }
+    const rejected = passed || (j < unselected.length && unselected[j]![0] <= a);
+    if (rejected && accepting) {
+      changes++;
+      accepting = false;
+    }
+    if (j < unselected.length && unselected[j]![0] <= a) continue;
+    if (!accepting) {
+      changes++;
+      accepting = true;
+    }
+  }
+  return accepting ? changes + 1 : changes;
+}
+
+/** One entry of an ordered prefix table: the addresses of `block` that no more specific entry holds. */
+export interface PrefixEntry {
+  block: Block;
+  accept: boolean;
+}
+
+/** A prefix table and its cost (`acceptCost` per accept entry, 1 per reject entry). */
+export interface PrefixTable {
+  cost: number;
+  /** Entries in no particular order: they are meant to be tried most specific first. */
+  entries: PrefixEntry[];
+}
+
+/** Entries of a partial solution, joined without copying (flattened once, at the end). */
+type EntryTree = PrefixEntry | readonly [EntryTree, EntryTree] | undefined;
+
+/** Costs and entries of a subtree, indexed by the action it inherits (0 reject, 1 accept). */
+interface Solved {
+  cost: [number, number];
+  entries: [EntryTree, EntryTree];
+}
+
+/** Held address ranges of one label each, sorted, with a running count of label changes. */
+interface Runs {
+  starts: number[];
+  ends: number[];
+  accept: boolean[];
+  /** `changes[i]`: how many runs before run i have another label than the run after them. */
+  changes: number[];
+}
+
+function pushRun(runs: Runs, start: number, end: number, accept: boolean): void {
+  const last = runs.accept.length - 1;
+  if (last >= 0 && runs.accept[last] === accept && runs.ends[last]! + 1 === start) {
+    runs.ends[last] = end;
+    return;
+  }
+  const changed = last >= 0 && runs.accept[last] !== accept ? 1 : 0;
+  runs.changes.push(last >= 0 ? runs.changes[last]! + changed : 0);
+  runs.starts.push(start);
+  runs.ends.push(end);
+  runs.accept.push(accept);
+}
+
+/** `selected` (sorted, distinct) and `unselected` as runs; an address in both counts as unselected. */
+function labelledRuns(selected: readonly number[], unselected: Ranges): Runs {
+  const runs: Runs = { starts: [], ends: [], accept: [], changes: [] };
+  let j = 0;
+  for (const a of selected) {
+    while (j < unselected.length && unselected[j]![1] < a) {
+      pushRun(runs, unselected[j]![0], unselected[j]![1], false);
+      j++;
+    }
+    if (j < unselected.length && unselected[j]![0] <= a) continue;
+    pushRun(runs, a, a, true);
+  }
+  for (; j < unselected.length; j++) pushRun(runs, unselected[j]![0], unselected[j]![1], false);
+  return runs;
+}
+
+/**
+ * The cheapest ordered table of accept and reject CIDR entries (first match, most specific first;
+ * no match rejects) that accepts every address of `selected` and rejects every address of
+ * `unselected`; addresses in neither are free, since an ENI's traffic always has one end on an
+ * address it holds. An accept entry costs `acceptCost` (a filter repeats the policy's rules for
+ * it), a reject entry 1. This is the minimal prefix table with "don't care" addresses (ORTC,
+ * Draves, King, Venkatachary and Zill, 1999), solved as a dynamic program over the binary trie
+ * of the addresses: for each block, the cheapest table below it given the action inherited from
+ * the nearest enclosing entry, either without an entry at the block or with one that flips it.
+ * Only blocks holding addresses of both labels are split, and a block whose held addresses sit in
+ * one half is skipped to the smallest block around them, so the work grows with the number of
+ * held ranges, not with the addresses. Each entry is placed on the smallest
+ * block around the held addresses it decides, so free addresses outside them stay unmatched.
+ */
+export function minimalPrefixTable(
+  selected: readonly number[],
+  unselected: Ranges,
+  acceptCost: number,
+): PrefixTable {
+  const wanted = isSortedDistinct(selected) ? selected : [...new Set(selected)].sort((a, b) => a - b);
+  const runs = labelledRuns(wanted, unselected);
+  if (runs.accept.length === 0) return { cost: 0, entries: [] };
+  const costOf = [1, acceptCost] as const;
+  const solve = (from: number, to: number, lo: number, hi: number): Solved => {
+    const first = Math.max(runs.starts[from]!, lo);
+    const last = Math.min(runs.ends[to - 1]!, hi);
+    const len = Math.min(32, Math.clz32(first ^ last));
+    const block = { base: first - (first % size(len)), len };
+    if (runs.changes[to - 1] === runs.changes[from]) {
+      const label = runs.accept[from]! ? 1 : 0;
+      const entry = { block, accept: label === 1 };
+      return label === 1
+        ? { cost: [costOf[1], 0], entries: [entry, undefined] }
+        : { cost: [0, costOf[0]], entries: [undefined, entry] };
+    }
+    const mid = block.base + size(len + 1);
+    let k = from;
+    while (k < to && runs.starts[k]! < mid) k++;
+    const left = solve(from, k, block.base, mid - 1);
+    const right = solve(runs.ends[k - 1]! >= mid ? k - 1 : k, to, mid, block.base + size(len) - 1);
+    const out: Solved = { cost: [0, 0], entries: [undefined, undefined] };
+    for (const inherited of [0, 1] as const) {
+      const flip = inherited === 0 ? 1 : 0;
+      const keep = left.cost[inherited] + right.cost[inherited];
+      const flipped = costOf[flip] + left.cost[flip] + right.cost[flip];
+      if (keep <= flipped) {
+        out.cost[inherited] = keep;
+        out.entries[inherited] = [left.entries[inherited], right.entries[inherited]];
+      } else {
+        out.cost[inherited] = flipped;
+        out.entries[inherited] = [{ block, accept: flip === 1 }, [left.entries[flip], right.entries[flip]]];
+      }
+    }
+    return out;
+  };
+  const root = solve(0, runs.accept.length, 0, 2 ** 32 - 1);
+  const entries: PrefixEntry[] = [];
+  const flatten = (t: EntryTree): void => {
+    if (t === undefined) return;
+    if ("block" in t) entries.push(t);
+    else {
+      flatten(t[0]);
+      flatten(t[1]);
+    }
+  };
+  flatten(root.entries[0]);
+  return { cost: root.cost[0], entries };
+}

@@ -12,9 +12,11 @@ import {
   type World,
 } from "../../test/fixtures/world.ts";
 import { eksNodeSpec } from "../../test/fixtures/eks.ts";
+import { mirrorFilterAccepts } from "../../test/ec2-sim/dataplane.ts";
+import type { MirrorFilter } from "../api/inventory.ts";
 import { applyDiff, diffSize, isEmptyDiff } from "./diff.ts";
 import { MAX_RULES_PER_FILTER, type DesiredRule } from "./filters.ts";
-import { contains, formatIp, parseCidr, parseIp } from "./ipv4.ts";
+import { contains, formatIp, parseCidr, parseIp, size } from "./ipv4.ts";
 import { MAX_SESSIONS_PER_ACCOUNT, planMirroring, unmirroredSources } from "./plan.ts";
 import type { PolicySpec } from "../api/resources.ts";
 import type { PlanInput, PolicyInput, TargetInput } from "./types.ts";
@@ -25,6 +27,12 @@ const http: PolicySpec["filter"] = {
   rules: [{ direction: "both", action: "accept", protocol: "TCP", localPorts: { from: 80, to: 80 } }],
   mirrorDns: false,
 };
+/** Every address of a CIDR block. */
+function addressesIn(cidr: string): string[] {
+  const b = parseCidr(cidr)!;
+  return Array.from({ length: size(b.len) }, (_, k) => formatIp(b.base + k));
+}
+
 const NLB_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/ids/0123456789abcdef";
 
 function input(
@@ -386,6 +394,48 @@ const lowAndHigh = (): World =>
 /** A policy selecting `app=<name>`. */
 const appPolicy = (name: string, priority: number, target: string): PolicyInput =>
   makePolicy(name, { podSelector: { matchLabels: { app: name } }, targetRef: { name: target }, priority });
+
+describe("planMirroring: crowded ENIs (the operator's scale run)", () => {
+  // 20 pods on .1–.20 of each node's first ENI, every one selected (web and db policies). With two
+  // /28 prefixes the ENI also holds .0 and .21–.31 (free, where a new pod may land): an accept
+  // list needs 6 blocks (12 rules), the ordered table 4 entries (8 rules).
+  it.each([
+    { addressing: "prefix" as const, target: "nlb", rules: 8 },
+    { addressing: "secondary" as const, target: "nlb", rules: 6 },
+    { addressing: "prefix" as const, target: "collector", rules: 8 },
+  ])("mirrors all 20 pods of an ENI in one filter: $addressing, $target", ({ addressing, target, rules }) => {
+    const world = makeWorld({ nodes: 3, podsPerNode: 20, collectors: [0], addressing });
+    const nlb = makeTarget("nlb", { networkLoadBalancerArn: NLB_ARN });
+    const policies = ["web", "db"].map((app) =>
+      makePolicy(app, { podSelector: { matchLabels: { app } }, targetRef: { name: target } }),
+    );
+    const plan = planMirroring(input(world, policies, [nlb, makeCollectorTarget()]));
+    const refused = unmirroredSources(plan).filter((s) => s.reason !== Reason.SourceIsTarget);
+    expect(refused).toEqual([]);
+    const filters = new Map(plan.desired.filters.map((f) => [f.key, f]));
+    for (const node of [1, 2]) {
+      const eni = world.inventory.networkInterfaces[2 * node]!;
+      const session = plan.desired.sessions.find((s) => s.networkInterfaceId === eni.networkInterfaceId)!;
+      expect(session.pods).toHaveLength(20);
+      const f = filters.get(session.filterKey)!;
+      expect(f.rules).toHaveLength(rules);
+      const filter: MirrorFilter = {
+        trafficMirrorFilterId: "tmf-1",
+        ingressRules: f.rules.filter((r) => r.direction === "ingress"),
+        egressRules: f.rules.filter((r) => r.direction === "egress"),
+        networkServices: [],
+        tags: {},
+      };
+      const podIps = new Set(session.pods.map((p) => p.ip));
+      const held = [eni.primaryIp, ...eni.privateIps, ...eni.ipv4Prefixes.flatMap(addressesIn)];
+      for (const ip of new Set(held)) {
+        const mirrored = podIps.has(ip);
+        expect(mirrorFilterAccepts(filter, { src: "10.9.0.1", dst: ip }, "ingress"), ip).toBe(mirrored);
+        expect(mirrorFilterAccepts(filter, { src: ip, dst: "10.9.0.1" }, "egress"), ip).toBe(mirrored);
+      }
+    }
+  });
+});
 
 describe("planMirroring: collector targets by priority", () => {
   // One collector (an m5.large ENI target takes 10 sources) and 13 sources on 13 ENIs: the six
