@@ -57,7 +57,8 @@ class FakeAccount implements MirrorApi {
   }
   async describeNetworkInterfaces(ids: readonly string[]) {
     this.describes.push("DescribeNetworkInterfaces");
-    return [...this.enis.values()].filter((e) => ids.includes(e.instanceId ?? ""));
+    // Copies, as an answer over the wire would be.
+    return structuredClone([...this.enis.values()].filter((e) => ids.includes(e.instanceId ?? "")));
   }
   async describeSessionsOnInterfaces(ids: readonly string[]) {
     this.describes.push("DescribeTrafficMirrorSessions");
@@ -328,6 +329,15 @@ describe("KeptInventory", () => {
     const inv = await kept.read({ nodes: [n1, n2], pods });
     expect(account.describes).toEqual(["DescribeNetworkInterfaces"]);
     expect(inv.networkInterfaces[0]!.privateIps).toContain("10.0.1.12");
+    // An address another node's ENI held before: it is that node's no longer.
+    account.enis.get("eni-00000002")!.privateIps.push("10.0.2.20");
+    const moved = await kept.read({ nodes: [n1, n2], pods: [pod("g", n2, "10.0.2.20")] });
+    account.enis.get("eni-00000002")!.privateIps.pop();
+    account.enis.get("eni-00000001")!.privateIps.push("10.0.2.20");
+    const back = await kept.read({ nodes: [n1, n2], pods: [pod("h", n1, "10.0.2.20")] });
+    expect(moved.networkInterfaces[1]!.privateIps).toContain("10.0.2.20");
+    expect(back.networkInterfaces[0]!.privateIps).toContain("10.0.2.20");
+    expect(back.networkInterfaces[1]!.privateIps).not.toContain("10.0.2.20");
     // An address still on none of its ENIs is not asked about again before a resync.
     account.describes = [];
     await kept.read({ nodes: [n1, n2], pods: [...pods, pod("f", n1, "10.0.1.99")] });

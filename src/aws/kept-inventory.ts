@@ -296,11 +296,30 @@ export class KeptInventory {
       if (e.instanceId && readFor.has(e.instanceId) && !fresh.has(id)) this.#enis.delete(id);
     const newEnis = enis.filter((e) => !this.#enis.has(e.networkInterfaceId));
     for (const e of enis) this.#putIn(this.#enis, e.networkInterfaceId, e);
+    this.#releaseElsewhere(enis);
     this.#changed();
     // Sessions already on ENIs not seen before: others' take slots.
     if (newEnis.length > 0) {
       const on = await api.describeSessionsOnInterfaces(newEnis.map((e) => e.networkInterfaceId));
       for (const x of on) this.#putIn(this.#sessions, x.trafficMirrorSessionId, x);
+    }
+  }
+
+  /**
+   * An address is on one ENI in a VPC: one that `fresh` holds was released by any other ENI that
+   * the inventory says holds it (the CNI gave it back and another node's got it), so the planner
+   * does not find the pod on the old one.
+   */
+  #releaseElsewhere(fresh: readonly NetworkInterface[]): void {
+    const ids = new Set(fresh.map((e) => e.networkInterfaceId));
+    const ips = new Set(fresh.flatMap((e) => e.privateIps));
+    const prefixes = new Set(fresh.flatMap((e) => e.ipv4Prefixes));
+    for (const [id, e] of this.#enis) {
+      if (ids.has(id)) continue;
+      const keepIps = e.privateIps.filter((ip) => !ips.has(ip));
+      const keepPrefixes = e.ipv4Prefixes.filter((p) => !prefixes.has(p));
+      if (keepIps.length < e.privateIps.length || keepPrefixes.length < e.ipv4Prefixes.length)
+        this.#enis.set(id, { ...e, privateIps: keepIps, ipv4Prefixes: keepPrefixes });
     }
   }
 
