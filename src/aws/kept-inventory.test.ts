@@ -311,6 +311,21 @@ describe("KeptInventory", () => {
     expect(gone.networkInterfaces.map((e) => e.networkInterfaceId)).toEqual(["eni-00000002"]);
   });
 
+  it("reads everything after a targeted read failed half way", async () => {
+    const { account, kept, reasons } = setup();
+    const n1 = account.addNode(1);
+    await kept.read({ nodes: [n1], pods: [] });
+    const n2 = account.addNode(2);
+    const describe = account.describeNetworkInterfaces.bind(account);
+    account.describeNetworkInterfaces = () => Promise.reject(new Error("503"));
+    await expect(kept.read({ nodes: [n1, n2], pods: [] })).rejects.toThrow("503");
+    account.describeNetworkInterfaces = describe;
+    reasons.length = 0;
+    const inv = await kept.read({ nodes: [n1, n2], pods: [] });
+    expect(new Set(reasons)).toEqual(new Set(["invalidated"]));
+    expect(inv.networkInterfaces).toHaveLength(2);
+  });
+
   it("reads a node's ENIs again, once, for pods whose IPs it does not know", async () => {
     const { account, kept } = setup();
     const n1 = account.addNode(1, ["10.0.1.10"], ["10.0.1.32/28"]);

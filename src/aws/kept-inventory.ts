@@ -155,7 +155,15 @@ export class KeptInventory {
     ].sort();
     if (!this.#loaded || this.#invalid !== undefined || input.resync || now >= this.#nextFullAt)
       await this.#full(instanceIds, input, !this.#loaded || !this.#invalid ? "resync" : "invalidated");
-    else await this.#targeted(instanceIds, input);
+    else {
+      try {
+        await this.#targeted(instanceIds, input);
+      } catch (err) {
+        // What was half read is not known: the next read is a full one.
+        this.invalidate(`a targeted read failed: ${(err as Error).message}`);
+        throw err;
+      }
+    }
     return this.#snapshot();
   }
 
