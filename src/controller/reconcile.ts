@@ -129,15 +129,13 @@ function pendingSessionKeys(plan: Plan, result: ApplyResult | undefined): Set<st
   return keys;
 }
 
-/** A unit's identity across cycles: the keys it changes. */
+/**
+ * A unit's content, to tell across cycles whether it is the same work: its keys and what it
+ * makes them (a pod arriving on an ENI whose unit waits changes the rules that unit makes).
+ * Proportional to the work pending, not to the cluster.
+ */
 function unitSignature(u: ApplyUnit): string {
-  return [
-    u.networkInterfaceId,
-    ...u.createFilters.map((f) => f.key),
-    ...u.editFilters.map((e) => e.key),
-    ...u.modifySessions.map((m) => m.key),
-    ...u.createSessions.map((c) => c.key),
-  ].join(" ");
+  return JSON.stringify(u);
 }
 
 /**
@@ -245,7 +243,7 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
   });
   const budgetMs = d.cycleBudgetMs ?? 5_000;
   const progress = new ProgressWrites(d.progressIntervalMs ?? 3_000);
-  // Units left at the end of the last cycle (their signatures), to put newer work first among equals.
+  // Units left at the end of the last cycle (their content), to put newer work first among equals.
   let waiting = new Set<string>();
   return async (snapshot, { log, reasons }): Promise<CycleResult> => {
     const started = Date.now();
