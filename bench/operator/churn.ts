@@ -158,10 +158,17 @@ const mutating = sim.calls
 const describes = sim.calls.slice(callsBefore).filter((c) => c.action.startsWith("Describe")).length;
 const throttled = sim.calls.slice(callsBefore).filter((c) => c.code === "RequestLimitExceeded").length;
 const sessions = [...sim.state.sessions.values()].filter((s) => isOwnedBy(s.tags, "churn")).length;
+const byAction = new Map<string, number>();
+for (const c of sim.calls.slice(callsBefore))
+  if (c.action.startsWith("Describe")) byAction.set(c.action, (byAction.get(c.action) ?? 0) + 1);
+const reasons = (await metrics.inventoryDescribes.get()).values.map((v) => `${v.labels.reason} ${v.value}`);
 console.log(`pods: ${total} at ${RATE}/s over ${SECONDS} s; mirrored: ${lat.length}`);
 console.log(`Running → mirrored: p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${lat.at(-1)} ms`);
 console.log(
   `EC2 calls: ${mutating} successful mutating, ${describes} describe, ${throttled} throttled; ${sessions} sessions`,
+);
+console.log(
+  `describe calls by action: ${[...byAction].map(([a, n]) => `${a} ${n}`).join(", ") || "none"}; inventory describes since start by reason: ${reasons.join(", ")}`,
 );
 await runtime.stop();
 await sim.stop();

@@ -11,6 +11,7 @@ local hs = { status = "Progressing", message = "Waiting for the operator to repo
 local progressing = {
   Deleting = true,
   Pending = true,
+  Programming = true,
   Retrying = true,
   TargetNotReady = true,
 }

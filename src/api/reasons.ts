@@ -41,6 +41,8 @@ export const Reason = {
   Programmed: "Programmed",
   /** Selected pods have not started yet (and nothing else is wrong): Argo CD shows Progressing. */
   Pending: "Pending",
+  /** Sessions are being made or changed; a long converge says how far it is (`N of M`). */
+  Programming: "Programming",
   Retrying: "Retrying",
   DryRun: "DryRun",
   WithinLimits: "WithinLimits",

@@ -126,6 +126,21 @@ function toRule(r: SdkRule): FilterRule {
   };
 }
 
+/** A rule as a Describe would read it back: the fields `toRule` keeps, and its id. */
+export function ruleWithId(r: DesiredRule, id: string | undefined): FilterRule {
+  return {
+    trafficMirrorFilterRuleId: id,
+    direction: r.direction,
+    ruleNumber: r.ruleNumber,
+    action: r.action,
+    ...(r.protocol === undefined ? {} : { protocol: r.protocol }),
+    sourceCidrBlock: r.sourceCidrBlock,
+    destinationCidrBlock: r.destinationCidrBlock,
+    ...(r.sourcePortRange ? { sourcePortRange: { ...r.sourcePortRange } } : {}),
+    ...(r.destinationPortRange ? { destinationPortRange: { ...r.destinationPortRange } } : {}),
+  };
+}
+
 /** A rule's fields as `CreateTrafficMirrorFilterRule` and `ModifyTrafficMirrorFilterRule` take them. */
 function ruleParams(r: DesiredRule) {
   return {
@@ -458,6 +473,7 @@ export class Ec2MirrorApi implements MirrorApi {
       }),
     );
     const target = toTarget(out.TrafficMirrorTarget ?? {});
+    target.tags = { ...ownershipTags(this.#d.cluster, t.key, t.owners), ...target.tags };
     this.#afterCreate(t.key, target.trafficMirrorTargetId);
     return target;
   }
@@ -471,19 +487,23 @@ export class Ec2MirrorApi implements MirrorApi {
     );
   }
 
+  /** Creates rules (and enables services); returns the rules made, with their ids. */
   async #addRules(
     filterId: string,
     f: Pick<CreateFilterInput, "key" | "rules" | "networkServices">,
-  ): Promise<void> {
+  ): Promise<FilterRule[]> {
+    const made: FilterRule[] = [];
     for (const r of f.rules) {
       const params = { TrafficMirrorFilterId: filterId, ...ruleParams(r) };
-      await this.#call(
+      const out = await this.#call<{ TrafficMirrorFilterRule?: SdkRule }>(
         `creating rule ${r.direction} ${r.ruleNumber} of filter ${filterId}`,
         new CreateTrafficMirrorFilterRuleCommand({
           ...params,
           ClientToken: this.clientToken("CreateTrafficMirrorFilterRule", f.key, params),
         }),
       );
+      // The rule as asked for, with the id EC2 gave it (the answer echoes the same fields).
+      made.push(ruleWithId(r, out.TrafficMirrorFilterRule?.TrafficMirrorFilterRuleId));
     }
     if (f.networkServices.length > 0) {
       await this.#call(
@@ -494,6 +514,7 @@ export class Ec2MirrorApi implements MirrorApi {
         }),
       );
     }
+    return made;
   }
 
   async createFilter(f: CreateFilterInput): Promise<MirrorFilter> {
@@ -520,20 +541,23 @@ export class Ec2MirrorApi implements MirrorApi {
         .sort()
         .join(),
     );
-    await this.#addRules(filter.trafficMirrorFilterId, {
+    const made = await this.#addRules(filter.trafficMirrorFilterId, {
       ...f,
       key: `${f.key}/${state}`,
       rules: f.rules.filter((r) => !have.has(`${r.direction}/${r.ruleNumber}`)),
     });
+    // The filter as it now is, rule ids included (the kept inventory edits it later by them).
+    const rules = [...existing, ...made];
     return {
       ...filter,
-      ingressRules: f.rules.filter((r) => r.direction === "ingress"),
-      egressRules: f.rules.filter((r) => r.direction === "egress"),
-      networkServices: f.networkServices,
+      ingressRules: rules.filter((r) => r.direction === "ingress"),
+      egressRules: rules.filter((r) => r.direction === "egress"),
+      networkServices: [...new Set([...filter.networkServices, ...f.networkServices])],
+      tags: { ...ownershipTags(this.#d.cluster, f.key), ...filter.tags },
     };
   }
 
-  async editFilter(e: FilterEdit): Promise<void> {
+  async editFilter(e: FilterEdit): Promise<FilterRule[]> {
     // The edits were planned from the inventory, not from a fresh read: a rule or filter that is
     // gone, or a number taken, means the inventory was stale. The error says so and the next cycle
     // plans again from a new read. A rule already deleted is what a delete wants, though: a retried
@@ -568,7 +592,7 @@ export class Ec2MirrorApi implements MirrorApi {
       }
     }
     // New tokens: the filter's rule ids before the edit are part of them (see createFilter).
-    await this.#addRules(e.filterId, {
+    return this.#addRules(e.filterId, {
       key: `${e.key}/${e.state}`,
       rules: e.rules.flatMap((x) => (x.op === "create" ? [x.rule] : [])),
       networkServices: e.addNetworkServices,
@@ -604,6 +628,7 @@ export class Ec2MirrorApi implements MirrorApi {
       }),
     );
     const session = toSession(out.TrafficMirrorSession ?? {});
+    session.tags = { ...ownershipTags(this.#d.cluster, s.key, s.owners), ...session.tags };
     this.#afterCreate(s.key, session.trafficMirrorSessionId);
     return session;
   }

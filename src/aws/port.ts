@@ -64,9 +64,13 @@ export interface MirrorApi {
   describeTargets(ids: readonly string[]): Promise<MirrorTarget[]>;
   createTarget(t: CreateTargetInput): Promise<MirrorTarget>;
   deleteTarget(id: string): Promise<void>;
+  /** Returns the filter as made: its rules with their ids. */
   createFilter(f: CreateFilterInput): Promise<MirrorFilter>;
-  /** Runs a planned edit of a filter's rules and services, in order, without reading the filter. */
-  editFilter(e: FilterEdit): Promise<void>;
+  /**
+   * Runs a planned edit of a filter's rules and services, in order, without reading the filter.
+   * Returns the rules it created, with their ids.
+   */
+  editFilter(e: FilterEdit): Promise<FilterRule[]>;
   deleteFilter(id: string): Promise<void>;
   createSession(s: CreateSessionInput): Promise<MirrorSession>;
   modifySession(id: string, changes: ModifySessionInput): Promise<void>;

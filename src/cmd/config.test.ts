@@ -8,6 +8,7 @@ describe("loadOperatorConfig", () => {
       clusterName: "prod",
       identity: "host-1",
       resyncMs: 300_000,
+      cycleBudgetMs: 5_000,
       dryRun: false,
       leaderElection: true,
       metrics: { host: "0.0.0.0", port: 8080 },
@@ -35,6 +36,7 @@ describe("loadOperatorConfig", () => {
         TMO_EC2_ENDPOINT: "http://127.0.0.1:4566",
         TMO_APPLY_CONCURRENCY: "8",
         TMO_RESYNC_SECONDS: "30",
+        TMO_CYCLE_BUDGET_SECONDS: "2",
         TMO_SESSION_BUDGET: "2500",
       },
       "x",
@@ -48,6 +50,7 @@ describe("loadOperatorConfig", () => {
       ec2Endpoint: "http://127.0.0.1:4566",
       applyConcurrency: 8,
       resyncMs: 30_000,
+      cycleBudgetMs: 2_000,
       sessionBudget: 2500,
     });
   });

@@ -59,6 +59,7 @@ export const OperatorEnvSchema = z.object({
   TMO_NAMESPACE: z.string().min(1).default("traffic-mirror-system"),
   TMO_POD_NAME: z.string().optional(),
   TMO_RESYNC_SECONDS: positive.default(300),
+  TMO_CYCLE_BUDGET_SECONDS: positive.default(5),
   TMO_DRY_RUN: bool.default(false),
   TMO_METRICS_ADDR: listenAddr.prefault(":8080"),
   TMO_HEALTH_ADDR: listenAddr.prefault(":8081"),
@@ -92,6 +93,8 @@ export interface OperatorConfig {
   namespace: string;
   identity: string;
   resyncMs: number;
+  /** How long a cycle starts AWS changes before it reports and plans again (ADR 15). */
+  cycleBudgetMs: number;
   dryRun: boolean;
   metrics: { host: string; port: number };
   health: { host: string; port: number };
@@ -124,6 +127,7 @@ export function loadOperatorConfig(
     namespace: e.TMO_NAMESPACE,
     identity: e.TMO_POD_NAME ?? fallbackIdentity,
     resyncMs: e.TMO_RESYNC_SECONDS * 1000,
+    cycleBudgetMs: e.TMO_CYCLE_BUDGET_SECONDS * 1000,
     dryRun: e.TMO_DRY_RUN,
     metrics: e.TMO_METRICS_ADDR,
     health: e.TMO_HEALTH_ADDR,

@@ -61,6 +61,8 @@ export async function run(_argv: string[]): Promise<number> {
       sessionBudget: config.sessionBudget,
       collectorKernelMode: config.collectorKernelMode,
       autoTighten: config.autoTighten,
+      resyncMs: config.resyncMs,
+      cycleBudgetMs: config.cycleBudgetMs,
       metrics,
       events,
     }),

@@ -10,6 +10,7 @@ export interface OperatorMetrics {
   planSize: Gauge<"kind">;
   planChanges: Gauge<"action">;
   ec2Calls: Counter<"action" | "outcome">;
+  inventoryDescribes: Counter<"reason">;
   throttles: Counter<"action">;
   rateLimitWait: Histogram<"action">;
   sessions: Gauge<"state">;
@@ -83,6 +84,12 @@ export function makeOperatorMetrics(opts: { defaultMetrics?: boolean } = {}): Op
       name: "tmo_ec2_calls_total",
       help: "EC2 API calls by action and outcome",
       labelNames: ["action", "outcome"],
+      registers,
+    }),
+    inventoryDescribes: new Counter({
+      name: "tmo_inventory_describes_total",
+      help: "Describe requests of the kept EC2 inventory (each one or more EC2 calls), by reason: resync, targeted, invalidated",
+      labelNames: ["reason"],
       registers,
     }),
     throttles: new Counter({

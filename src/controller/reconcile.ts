@@ -1,7 +1,8 @@
 /**
- * One global cycle: read the caches and the EC2 inventory, plan, apply, then report (status,
+ * One global cycle: read the caches and the kept EC2 inventory, plan, apply, then report (status,
  * finalizers, Events, the VNI map). Per-ENI limits are shared between policies, so the whole
- * cluster is planned at once rather than one policy at a time.
+ * cluster is planned at once rather than one policy at a time. A cycle's length is bounded: work
+ * left when its budget is spent is reported as progress and planned again at once (ADR 15).
  */
 import type { Logger } from "pino";
 import { ConditionType, Reason } from "../api/reasons.ts";
@@ -17,7 +18,7 @@ import {
 import { VNI_MAP_CONFIGMAP_KEY, type VniMap } from "../api/vni-map.ts";
 import { AutoTightener, type AutoTightenOptions } from "./auto.ts";
 import { CoverageTracker } from "./coverage.ts";
-import { loadInventory } from "../aws/inventory.ts";
+import { KeptInventory } from "../aws/kept-inventory.ts";
 import type { MirrorApi } from "../aws/port.ts";
 import type { Condition } from "../k8s/conditions.ts";
 import type { LeanCustom } from "../k8s/lean.ts";
@@ -34,7 +35,7 @@ import { diffSize } from "../plan/diff.ts";
 import { IncrementalPlanner } from "../plan/incremental.ts";
 import type { InventoryIndex } from "../plan/inventory-index.ts";
 import type { Plan, PolicyInput, TargetInput } from "../plan/types.ts";
-import { applyPlanDiff, type ApplyResult } from "./apply.ts";
+import { applyPlanDiff, type ApplyResult, type ApplyUnit } from "./apply.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import type { ClusterSnapshot, Cycle } from "./runtime.ts";
 import { policyStatus, targetStatus, type ProgrammingOutcome } from "./status.ts";
@@ -60,6 +61,15 @@ export interface ReconcileDeps {
   metrics: OperatorMetrics;
   events?: EventRecorder;
   now?: () => Date;
+  /** A full read of the EC2 inventory at least this often (TMO_RESYNC_SECONDS; default 300 s). */
+  resyncMs?: number;
+  /**
+   * No new AWS change starts after a cycle has run this long (TMO_CYCLE_BUDGET_SECONDS; default
+   * 5 s): the VNI map and status say what is done, and the next cycle plans the rest at once.
+   */
+  cycleBudgetMs?: number;
+  /** While sessions are being programmed, a policy's progress is written at most this often (3 s). */
+  progressIntervalMs?: number;
 }
 
 const policyRef = (p: LeanCustom): ObjectRef => ({
@@ -104,6 +114,75 @@ function toInputs(s: ClusterSnapshot, log: Logger): { policies: PolicyInput[]; t
   return { policies, targets };
 }
 
+/** The desired sessions whose changes wait in `pending` units (not started for lack of time). */
+function pendingSessionKeys(plan: Plan, result: ApplyResult | undefined): Set<string> {
+  const keys = new Set<string>();
+  if (!result || result.complete) return keys;
+  const filters = new Set<string>();
+  for (const u of result.pendingUnits) {
+    for (const f of u.createFilters) filters.add(f.key);
+    for (const e of u.editFilters) filters.add(e.key);
+    for (const m of u.modifySessions) keys.add(m.key);
+    for (const c of u.createSessions) keys.add(c.key);
+  }
+  for (const s of plan.desired.sessions) if (filters.has(s.filterKey)) keys.add(s.key);
+  return keys;
+}
+
+/**
+ * A unit's content, to tell across cycles whether it is the same work: its keys and what it
+ * makes them (a pod arriving on an ENI whose unit waits changes the rules that unit makes).
+ * Proportional to the work pending, not to the cluster.
+ */
+function unitSignature(u: ApplyUnit): string {
+  return JSON.stringify(u);
+}
+
+/**
+ * The order units are applied in: sessions of higher-priority policies first; among equals, units
+ * that were not already waiting at the end of the last cycle (a pod that just arrived does not
+ * queue behind a long converge); then by ENI.
+ */
+function unitOrder(
+  plan: Plan,
+  policies: readonly PolicyInput[],
+  waiting: ReadonlySet<string>,
+): (a: ApplyUnit, b: ApplyUnit) => number {
+  const priorityOf = new Map(policies.map((p) => [`${p.namespace}/${p.name}`, p.spec.priority ?? 100]));
+  const byKey = new Map<string, number>();
+  for (const s of plan.desired.sessions) {
+    const p = Math.max(0, ...s.owners.map((o) => priorityOf.get(o) ?? 0));
+    byKey.set(s.key, Math.max(byKey.get(s.key) ?? 0, p));
+    byKey.set(s.filterKey, Math.max(byKey.get(s.filterKey) ?? 0, p));
+  }
+  const rank = new Map<ApplyUnit, [number, number]>();
+  const rankOf = (u: ApplyUnit): [number, number] => {
+    let r = rank.get(u);
+    if (!r) {
+      const keys = [
+        ...u.createFilters.map((f) => f.key),
+        ...u.editFilters.map((e) => e.key),
+        ...u.modifySessions.map((m) => m.key),
+        ...u.createSessions.map((c) => c.key),
+      ];
+      r = [Math.max(0, ...keys.map((k) => byKey.get(k) ?? 0)), waiting.has(unitSignature(u)) ? 1 : 0];
+      rank.set(u, r);
+    }
+    return r;
+  };
+  return (a, b) => {
+    const [pa, wa] = rankOf(a);
+    const [pb, wb] = rankOf(b);
+    if (pa !== pb) return pb - pa;
+    if (wa !== wb) return wa - wb;
+    return a.networkInterfaceId < b.networkInterfaceId
+      ? -1
+      : a.networkInterfaceId > b.networkInterfaceId
+        ? 1
+        : 0;
+  };
+}
+
 function outcomeOf(
   plan: Plan,
   result: ApplyResult | undefined,
@@ -122,7 +201,13 @@ function outcomeOf(
     const id = result?.created.sessions.get(s.key) ?? owned.get(s.key)?.trafficMirrorSessionId;
     if (id) sessionIds.set(s.key, id);
   }
-  return { dryRun, failedKeys, otherFailures: other, sessionIds };
+  return {
+    dryRun,
+    failedKeys,
+    otherFailures: other,
+    sessionIds,
+    pendingKeys: pendingSessionKeys(plan, result),
+  };
 }
 
 async function ensureFinalizers(rest: KubeRest, s: ClusterSnapshot): Promise<void> {
@@ -151,14 +236,31 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
   const tightener = new AutoTightener(d.autoTighten ?? { quietMs: 60_000, perCycle: 10 });
   // Replans only what changed since the last cycle; a full plan when it cannot tell (ADR 0016).
   const planner = new IncrementalPlanner();
-  return async (snapshot, { log }): Promise<CycleResult> => {
+  // The EC2 inventory, kept between cycles and updated by the writes made through `kept.api`.
+  const kept = new KeptInventory({
+    api: d.api,
+    cluster: d.cluster,
+    resyncMs: d.resyncMs ?? 300_000,
+    observe: (reason) => d.metrics.inventoryDescribes.inc({ reason }),
+  });
+  const budgetMs = d.cycleBudgetMs ?? 5_000;
+  const progress = new ProgressWrites(d.progressIntervalMs ?? 3_000);
+  // Units left at the end of the last cycle (their content), to put newer work first among equals.
+  let waiting = new Set<string>();
+  return async (snapshot, { log, reasons }): Promise<CycleResult> => {
+    const started = Date.now();
     const { policies, targets } = toInputs(snapshot, log);
     await ensureFinalizers(d.rest, snapshot);
     const extraTargetIds = targets.flatMap((t) =>
       t.spec.trafficMirrorTargetId ? [t.spec.trafficMirrorTargetId] : [],
     );
-    const inventory = await loadInventory(d.api, { nodes: snapshot.nodes, extraTargetIds });
-    const started = performance.now();
+    const inventory = await kept.read({
+      nodes: snapshot.nodes,
+      pods: snapshot.pods,
+      extraTargetIds,
+      resync: reasons.has("resync"),
+    });
+    const planStarted = performance.now();
     const plan = planner.plan({
       clusterName: d.cluster,
       policies,
@@ -171,14 +273,10 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
       collectorKernelMode: d.collectorKernelMode,
       tightenEnis: tightener.tighten,
     });
-    d.metrics.planDuration.observe({ kind: planner.last.kind }, (performance.now() - started) / 1000);
+    d.metrics.planDuration.observe({ kind: planner.last.kind }, (performance.now() - planStarted) / 1000);
     // One index for planning and applying: the planner's, kept current.
     const idx = planner.index!;
-    d.metrics.planSize.set({ kind: "sessions" }, plan.desired.sessions.length);
-    d.metrics.planSize.set({ kind: "filters" }, plan.desired.filters.length);
-    d.metrics.planSize.set({ kind: "targets" }, plan.desired.targets.length);
-    for (const [action, list] of Object.entries(plan.diff))
-      d.metrics.planChanges.set({ action }, (list as unknown[]).length);
+    recordPlan(d.metrics, plan);
     const changes = diffSize(plan.diff);
     // A session copies packets from the moment it is made: collectors learn its VNI first, so no
     // copy arrives unnamed. (Made sessions' ids are added once they exist, below.)
@@ -189,31 +287,68 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     const result =
       d.dryRun || changes === 0
         ? undefined
-        : await applyPlanDiff(plan.diff, { api: d.api, idx, concurrency: d.concurrency, log });
-    if (changes > 0)
-      log.info({ changes, failures: result?.failures.length ?? 0, dryRun: d.dryRun }, "Applied plan");
+        : await applyPlanDiff(plan.diff, {
+            api: kept.api,
+            idx,
+            concurrency: d.concurrency,
+            log,
+            deadline: started + budgetMs,
+            order: unitOrder(plan, policies, waiting),
+          });
+    waiting = new Set((result?.pendingUnits ?? []).map(unitSignature));
+    const pending = result !== undefined && !result.complete;
+    if (changes > 0) logApplied(log, changes, result, d.dryRun);
     const outcome = outcomeOf(plan, result, d.dryRun, idx.ownedSessions);
     d.metrics.sessions.set({ state: "desired" }, plan.desired.sessions.length);
     d.metrics.sessions.set({ state: "programmed" }, outcome.sessionIds.size);
     // The map before status: a policy reads Ready only once collectors can name its sessions.
     await publishVniMap(d, plan, outcome.sessionIds);
     const at = now();
-    const ready = await report({ d, snapshot, plan, outcome, idx, result, now: at.toISOString() });
+    const ready = await report({ d, snapshot, plan, outcome, idx, result, now: at.toISOString(), progress });
     const kinds = new Map(targets.map((t) => [t.name, targetKind(t)]));
     const targetOf = new Map(policies.map((p) => [`${p.namespace}/${p.name}`, p.spec.targetRef.name]));
     coverage.record({
       plan,
       pods: snapshot.pods,
-      programmed: d.dryRun ? new Set() : outcome.sessionIds,
+      programmed: d.dryRun ? new Set() : programmedNow(outcome),
       targetKind: (p) => kinds.get(targetOf.get(p) ?? "") ?? "unknown",
       ready,
       nowMs: at.getTime(),
     });
     const failed = (result?.failures.length ?? 0) > 0;
     const recheck = tightener.observe(plan.auto, at.getTime());
-    const requeue = Math.min(failed ? 5_000 : Infinity, recheck ?? Infinity);
+    // Work left for lack of time goes on at once (after the events that came meanwhile are planned).
+    const requeue = Math.min(pending ? 0 : Infinity, failed ? 5_000 : Infinity, recheck ?? Infinity);
     return requeue === Infinity ? {} : { requeueAfterMs: requeue };
   };
+}
+
+function recordPlan(m: OperatorMetrics, plan: Plan): void {
+  m.planSize.set({ kind: "sessions" }, plan.desired.sessions.length);
+  m.planSize.set({ kind: "filters" }, plan.desired.filters.length);
+  m.planSize.set({ kind: "targets" }, plan.desired.targets.length);
+  for (const [action, list] of Object.entries(plan.diff))
+    m.planChanges.set({ action }, (list as unknown[]).length);
+}
+
+function logApplied(log: Logger, changes: number, result: ApplyResult | undefined, dryRun: boolean): void {
+  const pending = result !== undefined && !result.complete;
+  log.info(
+    {
+      changes,
+      failures: result?.failures.length ?? 0,
+      pendingUnits: result?.pendingUnits.length ?? 0,
+      pendingDeletes: result?.pendingDeletes ?? 0,
+      dryRun,
+    },
+    pending ? "Applied part of the plan; the rest next cycle" : "Applied plan",
+  );
+}
+
+/** Sessions in place as planned: made or kept, and not waiting on a change of a later cycle. */
+function programmedNow(o: ProgrammingOutcome): ReadonlyMap<string, string> {
+  if (!o.pendingKeys || o.pendingKeys.size === 0) return o.sessionIds;
+  return new Map([...o.sessionIds].filter(([k]) => !o.pendingKeys!.has(k)));
 }
 
 async function report(c: {
@@ -224,11 +359,13 @@ async function report(c: {
   idx: InventoryIndex;
   result: ApplyResult | undefined;
   now: string;
+  progress: ProgressWrites;
 }): Promise<Set<string>> {
   const { d, snapshot, plan, outcome } = c;
   const ready = new Set<string>();
   const sessions = new Map(plan.desired.sessions.map((s) => [s.key, s]));
-  const clean = (c.result?.failures.length ?? 0) === 0 && !d.dryRun;
+  // Clean: every change ran and none failed (a deletion's finalizer goes only then).
+  const clean = (c.result?.failures.length ?? 0) === 0 && (c.result?.complete ?? true) && !d.dryRun;
   for (const p of snapshot.policies) {
     const key = `${p.namespace}/${p.name}`;
     const r = plan.policies.get(key);
@@ -258,8 +395,7 @@ async function report(c: {
       now: c.now,
     });
     if (status.conditions?.some((x) => x.type === "Ready" && x.status === "True")) ready.add(key);
-    if (await writeStatus({ rest: d.rest, ref: policyRef(p), current: p.status, desired: status }))
-      await noteReadyChange(d, p, stored, status.conditions ?? []);
+    await writePolicyStatus(c, p, stored, status);
   }
   await reportTargets(c, clean);
   return ready;
@@ -277,6 +413,20 @@ function targetKind(t: TargetInput): string {
 
 type ReportCtx = Parameters<typeof report>[0];
 
+async function writePolicyStatus(
+  c: ReportCtx,
+  p: LeanCustom,
+  stored: Condition[],
+  status: PolicyStatus,
+): Promise<void> {
+  // Progress alone ("120 of 600 sessions") is written at most every few seconds per policy.
+  if (c.progress.skip(p.uid, stored, status.conditions ?? [])) return;
+  if (await writeStatus({ rest: c.d.rest, ref: policyRef(p), current: p.status, desired: status })) {
+    c.progress.wrote(p.uid);
+    await noteReadyChange(c.d, p, stored, status.conditions ?? []);
+  }
+}
+
 function deletingBlock(
   dryRun: boolean,
   result: ApplyResult | undefined,
@@ -286,8 +436,42 @@ function deletingBlock(
     reason: Reason.Deleting,
     message: dryRun
       ? "being deleted; in dry-run mode the operator removes nothing in AWS, so the finalizer stays"
-      : `being deleted; ${failed} AWS changes failed, retrying before the finalizer is removed`,
+      : failed > 0 || result?.complete !== false
+        ? `being deleted; ${failed} AWS changes failed, retrying before the finalizer is removed`
+        : "being deleted; its AWS resources are being removed",
   };
+}
+
+/**
+ * Coalesces status writes while sessions are being programmed: a write whose only news is progress
+ * (`SessionsProgrammed=False`, reason `Programming`, before and after) waits until `intervalMs` has
+ * passed since the object's last write. Any other change is written at once.
+ */
+export class ProgressWrites {
+  readonly #intervalMs: number;
+  readonly #last = new Map<string, number>();
+
+  constructor(intervalMs: number) {
+    this.#intervalMs = intervalMs;
+  }
+
+  skip(uid: string, before: readonly Condition[], after: readonly Condition[]): boolean {
+    const programming = (cs: readonly Condition[]): boolean =>
+      cs.some((x) => x.type === ConditionType.SessionsProgrammed && x.reason === Reason.Programming);
+    if (!programming(before) || !programming(after)) return false;
+    const others = (cs: readonly Condition[]): string =>
+      JSON.stringify(
+        cs
+          .filter((x) => x.type !== ConditionType.SessionsProgrammed && x.type !== ConditionType.Ready)
+          .map((x) => [x.type, x.status, x.reason, x.message]),
+      );
+    if (others(before) !== others(after)) return false;
+    return Date.now() - (this.#last.get(uid) ?? 0) < this.#intervalMs;
+  }
+
+  wrote(uid: string): void {
+    this.#last.set(uid, Date.now());
+  }
 }
 
 async function reportTargets(c: ReportCtx, clean: boolean): Promise<void> {
@@ -336,7 +520,11 @@ async function noteReadyChange(
   if (!now || (was && was.status === now.status && was.reason === now.reason)) return;
   await d.events?.record({
     ref: policyRef(p),
-    type: now.status === "True" ? "Normal" : "Warning",
+    // Work under way (sessions being made, pods starting) is no warning.
+    type:
+      now.status === "True" || now.reason === Reason.Programming || now.reason === Reason.Pending
+        ? "Normal"
+        : "Warning",
     reason: now.reason,
     note: now.message,
     action: "Reconcile",

@@ -23,11 +23,11 @@ const notRunning = (name: string): SourceReport => ({
   message: "pod is Pending",
 });
 
-function statusOf(sources: SourceReport[]) {
+function statusOf(sources: SourceReport[], o: Partial<ProgrammingOutcome> = {}, keys?: string[]) {
   const report: PolicyReport = {
     policy: "shop/web",
     sources,
-    sessionKeys: sources.some((s) => s.sessionKey) ? ["session-eni-1-aaaaaaaaaaaa"] : [],
+    sessionKeys: keys ?? (sources.some((s) => s.sessionKey) ? ["session-eni-1-aaaaaaaaaaaa"] : []),
     shadowedBy: [],
   };
   const status = policyStatus({
@@ -35,11 +35,16 @@ function statusOf(sources: SourceReport[]) {
     generation: 1,
     stored: [],
     sessions: new Map(),
-    outcome,
+    outcome: { ...outcome, ...o },
     now: "2026-11-25T00:00:00Z",
   });
   const cond = (type: string) => status.conditions?.find((c) => c.type === type);
-  return { status, ready: cond("Ready"), resolved: cond("SourcesResolved") };
+  return {
+    status,
+    ready: cond("Ready"),
+    resolved: cond("SourcesResolved"),
+    programmed: cond("SessionsProgrammed"),
+  };
 }
 
 describe("policy status", () => {
@@ -65,5 +70,27 @@ describe("policy status", () => {
     const { ready, resolved } = statusOf([mirrored("shop/web-1")]);
     expect(resolved).toMatchObject({ status: "True", reason: Reason.Resolved });
     expect(ready).toMatchObject({ status: "True" });
+  });
+
+  it("counts sessions in place while some wait for a later cycle, and says Programming", () => {
+    const keys = ["session-eni-1-aaaaaaaaaaaa", "session-eni-2-aaaaaaaaaaaa", "session-eni-3-aaaaaaaaaaaa"];
+    const { ready, programmed } = statusOf(
+      [mirrored("shop/web-1")],
+      { pendingKeys: new Set([keys[2]!]) },
+      keys,
+    );
+    expect(programmed).toMatchObject({
+      status: "False",
+      reason: Reason.Programming,
+      message: "2 of 3 sessions in place",
+    });
+    expect(ready).toMatchObject({ status: "False", reason: Reason.Programming });
+    // A failure says Retrying rather than progress.
+    const failed = statusOf(
+      [mirrored("shop/web-1")],
+      { pendingKeys: new Set([keys[2]!]), failedKeys: new Set([keys[0]!]) },
+      keys,
+    );
+    expect(failed.programmed).toMatchObject({ status: "False", reason: Reason.Retrying });
   });
 });

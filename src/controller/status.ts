@@ -14,6 +14,8 @@ export interface ProgrammingOutcome {
   otherFailures: number;
   /** Session ids by key, after apply. */
   sessionIds: ReadonlyMap<string, string>;
+  /** Keys of sessions whose changes wait for a later cycle (the cycle's time ran out). */
+  pendingKeys?: ReadonlySet<string>;
 }
 
 const LIST_LIMIT = 50;
@@ -46,6 +48,16 @@ function programmed(report: PolicyReport, o: ProgrammingOutcome, generation: num
       status: "False",
       reason: Reason.Retrying,
       message: `${failed || "some"} session changes failed; retrying`,
+    };
+  }
+  const pending = o.pendingKeys ? report.sessionKeys.filter((k) => o.pendingKeys!.has(k)).length : 0;
+  if (pending > 0) {
+    const total = report.sessionKeys.length;
+    return {
+      ...base,
+      status: "False",
+      reason: Reason.Programming,
+      message: `${total - pending} of ${total} sessions in place`,
     };
   }
   return {

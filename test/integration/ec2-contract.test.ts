@@ -8,8 +8,10 @@ import { makeEc2Client } from "../../src/aws/client.ts";
 import { causeCode, Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
 import { isDryRunOk, isUnauthorized } from "../../src/aws/errors.ts";
 import { loadInventory } from "../../src/aws/inventory.ts";
+import { KeptInventory } from "../../src/aws/kept-inventory.ts";
+import type { MirrorApi } from "../../src/aws/port.ts";
 import { applyPlanDiff } from "../../src/controller/apply.ts";
-import type { FilterRule } from "../../src/api/inventory.ts";
+import type { FilterRule, MirrorFilter } from "../../src/api/inventory.ts";
 import { canonicalRule, type DesiredRule } from "../../src/plan/filters.ts";
 import { isEmptyDiff } from "../../src/plan/diff.ts";
 import { indexInventory } from "../../src/plan/inventory-index.ts";
@@ -53,7 +55,7 @@ beforeEach(() => {
 
 const eni = (i: number) => world.inventory.networkInterfaces[i]!.networkInterfaceId;
 
-async function basics(api: Ec2MirrorApi, sourceEni = eni(2), suffix = "") {
+async function basics(api: MirrorApi, sourceEni = eni(2), suffix = "") {
   const target = await api.createTarget({
     key: `t1${suffix}`,
     owners: ["collector"],
@@ -436,6 +438,48 @@ describe("editing a filter's rules in place", () => {
     action: "accept",
     sourceCidrBlock: direction === "ingress" ? "0.0.0.0/0" : local,
     destinationCidrBlock: direction === "ingress" ? local : "0.0.0.0/0",
+  });
+
+  it("kept inventory: after creates, edits, modifies and deletes it equals a fresh read, without a Describe", async () => {
+    const api = adapter();
+    const kept = new KeptInventory({ api, cluster, resyncMs: 300_000 });
+    await kept.read({ nodes: world.nodes, pods: [] });
+    const { target, filter, session } = await basics(kept.api);
+    const s1 = await session(1);
+    await session(2);
+    await kept.api.modifySession(s1.trafficMirrorSessionId, { packetLength: 128, virtualNetworkId: 77 });
+    await kept.api.modifySession(s1.trafficMirrorSessionId, { packetLength: null });
+    const current = await rulesNow(api, filter.trafficMirrorFilterId);
+    await kept.api.editFilter({
+      filterId: filter.trafficMirrorFilterId,
+      key: "f1",
+      rules: planRuleEdits(current, [
+        rule("ingress", 1234, "10.0.64.70/32"),
+        rule("egress", 1234, "10.0.64.70/32"),
+        rule("egress", 1300, "10.0.64.71/32"),
+      ]),
+      addNetworkServices: [],
+      removeNetworkServices: ["amazon-dns"],
+      state: "s",
+    });
+    const other = await kept.api.createFilter({ key: "f2", rules: [], networkServices: [], description: "" });
+    await kept.api.deleteFilter(other.trafficMirrorFilterId);
+    sim.calls.length = 0;
+    const held = await kept.read({ nodes: world.nodes, pods: [] });
+    expect(sim.calls.filter((c) => c.action.startsWith("Describe"))).toEqual([]);
+    const fresh = await loadInventory(api, { nodes: world.nodes });
+    const byId = <T>(xs: T[], id: (x: T) => string) => [...xs].sort((a, b) => id(a).localeCompare(id(b)));
+    const sessionId = (x: { trafficMirrorSessionId: string }) => x.trafficMirrorSessionId;
+    expect(byId(held.sessions, sessionId)).toEqual(byId(fresh.sessions, sessionId));
+    const canonical = (f: MirrorFilter) => ({
+      ...f,
+      ingressRules: byId(f.ingressRules, (r) => r.trafficMirrorFilterRuleId!),
+      egressRules: byId(f.egressRules, (r) => r.trafficMirrorFilterRuleId!),
+    });
+    expect(held.filters.map(canonical)).toEqual(fresh.filters.map(canonical));
+    expect(held.targets.find((t) => t.trafficMirrorTargetId === target.trafficMirrorTargetId)).toEqual(
+      fresh.targets.find((t) => t.trafficMirrorTargetId === target.trafficMirrorTargetId),
+    );
   });
 
   it("a pod replacing another is two ModifyTrafficMirrorFilterRule calls, and nothing is read", async () => {
