@@ -2,7 +2,9 @@
 # happens to be on PATH.
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
-export PATH := $(CURDIR)/.tools/bin:$(PATH)
+# The system's sbin directories too: a plain user PATH (CI's) lacks them, and the real node's
+# harness and tools need iptables, sysctl and the CNI plugins' helpers from there.
+export PATH := $(CURDIR)/.tools/bin:$(PATH):/usr/local/sbin:/usr/sbin:/sbin
 export NODE_OPTIONS ?=
 NPM := npm --no-audit --no-fund --loglevel=error
 
