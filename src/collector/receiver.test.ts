@@ -258,6 +258,23 @@ describe("the batch receive path", () => {
     expect(packet!.timestampMicros).toBeLessThanOrEqual(after);
   });
 
+  it.each(["batch", "dgram"] as const)(
+    "%s: warns when the kernel grants less receive buffer than asked, and only then",
+    async (receive) => {
+      const warnings = async (recvBufferBytes: number): Promise<string[]> => {
+        const lines: string[] = [];
+        const log = pino({ level: "warn" }, { write: (l: string) => void lines.push(l) });
+        const r = new Receiver({ ...options(), receive, recvBufferBytes, log });
+        await r.start();
+        await r.stop();
+        return lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+      };
+      // Far above any net.core.rmem_max, and far below one.
+      expect(await warnings(1 << 30)).toEqual([expect.stringContaining("net.core.rmem_max caps it")]);
+      expect(await warnings(64 << 10)).toEqual([]);
+    },
+  );
+
   it("refuses to start in batch mode when the addon cannot load, and falls back in auto mode", async () => {
     const missing = join(root, "no-such-addon.node");
     const strict = new Receiver({ ...options(), receive: "batch", addonPath: missing });

@@ -149,6 +149,12 @@ export class Receiver {
   /** Binds the socket and starts the flush/rotation timer; resolves to the bound port. */
   async start(): Promise<number> {
     const port = this.#startBatch() ?? (await this.#startDgram());
+    // Linux reports twice what it keeps for data: less than twice the request means a cap.
+    if (this.#recvBuffer < 2 * this.#o.recvBufferBytes)
+      this.#o.log.warn(
+        { requested: this.#o.recvBufferBytes, granted: this.#recvBuffer / 2 },
+        "The kernel granted a smaller receive buffer than asked: net.core.rmem_max caps it, and bursts may be dropped",
+      );
     this.#timer = setInterval(() => this.tick(), 1000);
     this.#timer.unref();
     return port;
