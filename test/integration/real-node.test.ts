@@ -478,7 +478,11 @@ describe.skipIf(why !== undefined)("the chart on a real node", () => {
     );
     const failover = Date.now() - t0;
     figures["failover (leader pod deleted → other replica holds the Lease)"] = `${failover} ms`;
-    expect(next).toBe(other);
+    // The standing replica, or the pod the Deployment made in the deleted one's place if it was
+    // quicker (both are a live replica taking over; which wins is a race).
+    const candidates = [other, ...(await pods("operator")).map((p) => p.metadata.name)];
+    expect(candidates).toContain(next);
+    expect(next).not.toBe(leader);
     expect(failover).toBeLessThanOrEqual((duration + 5) * 1000);
     await until(
       "every workload ENI mirrored",
