@@ -2,7 +2,7 @@
 // ownership tags and ClientTokens, AWS's limits and error codes, retries, throttling, and the whole
 // plan → apply → plan loop.
 import pino from "pino";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import { ownershipTags } from "../../src/api/tags.ts";
 import { makeEc2Client } from "../../src/aws/client.ts";
 import { causeCode, Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
@@ -25,10 +25,14 @@ const log = pino({ level: "silent" });
 let sim: Ec2Sim;
 
 function adapter(
-  opts: { limits?: ConstructorParameters<typeof Ec2MirrorApi>[0]["limits"]; backoffMs?: number } = {},
+  opts: {
+    limits?: ConstructorParameters<typeof Ec2MirrorApi>[0]["limits"];
+    backoffMs?: number;
+    endpoint?: string;
+  } = {},
 ): Ec2MirrorApi {
   const client = makeEc2Client({
-    endpoint: sim.url,
+    endpoint: opts.endpoint ?? sim.url,
     credentials: { accessKeyId: "test", secretAccessKey: "test" },
   });
   return new Ec2MirrorApi({
@@ -350,11 +354,17 @@ describe("MirrorApi on the EC2 emulator", () => {
       },
       shares: { shared: 1, mirror: 1 },
     };
-    sim.knobs.throttle = {
-      mutating: { burst: 50, ratePerSecond: 50 },
-      describe: { burst: 100, ratePerSecond: 200 },
-    };
-    const api = adapter({ limits });
+    // An emulator of its own: no call left in flight by another test may take from its bucket.
+    const sim = await startEc2Sim({
+      knobs: {
+        throttle: {
+          mutating: { burst: 50, ratePerSecond: 50 },
+          describe: { burst: 100, ratePerSecond: 200 },
+        },
+      },
+    });
+    onTestFinished(() => sim.stop());
+    const api = adapter({ limits, endpoint: sim.url });
     const t = await api.createTarget({
       key: "nlb",
       owners: [],
@@ -382,7 +392,7 @@ describe("MirrorApi on the EC2 emulator", () => {
       ),
     );
     const seconds = (performance.now() - started) / 1000;
-    expect(sim.calls.filter((c) => c.code === "RequestLimitExceeded")).toHaveLength(0);
+    expect(sim.calls.filter((c) => c.code === "RequestLimitExceeded")).toEqual([]);
     expect(sim.state.sessions.size).toBe(200);
     // The adapter keeps 5% headroom (47 burst, 47.5/s) so network jitter never empties the
     // account's bucket; two creates above used 2 tokens. Lower bound: its own pacing; upper
