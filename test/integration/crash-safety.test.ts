@@ -127,8 +127,12 @@ describe("crash safety", () => {
         );
       }
       const op = startOperator(await freePorts(2));
-      // Kill after a random 0.5–3.5 s: sometimes before the caches sync, mostly mid-apply.
-      await sleep(500 + rand() * 3000);
+      // Kill after a random 0.5–3.5 s (sometimes before the caches sync), or, every other run,
+      // as soon as this run has made a session: a converge applied in units can finish inside
+      // the window, and a kill that always came after it would hit nothing in flight.
+      const at = ownedCounts().sessions;
+      const due = Date.now() + 500 + rand() * 3000;
+      while (Date.now() < due && !(k % 2 === 0 && ownedCounts().sessions > at)) await sleep(5);
       op.kill("SIGKILL");
       await new Promise((r) =>
         op.exitCode !== null || op.signalCode !== null ? r(null) : op.once("exit", r),
