@@ -130,8 +130,11 @@ describe("crash safety", () => {
       // Kill after a random 0.5–3.5 s (sometimes before the caches sync), or, every other run,
       // as soon as this run has made a session: a converge applied in units can finish inside
       // the window, and a kill that always came after it would hit nothing in flight.
+      // (On a loaded machine the operator may take longer than the window to start: that run
+      // waits for its first session however long it takes, up to 30 s.)
       const at = ownedCounts().sessions;
-      const due = Date.now() + 500 + rand() * 3000;
+      const early = k % 2 === 0 && at < 300;
+      const due = Date.now() + (early ? 30_000 : 500 + rand() * 3000);
       while (Date.now() < due && !(k % 2 === 0 && ownedCounts().sessions > at)) await sleep(5);
       op.kill("SIGKILL");
       await new Promise((r) =>
