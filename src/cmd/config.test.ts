@@ -9,6 +9,7 @@ describe("loadOperatorConfig", () => {
       identity: "host-1",
       resyncMs: 300_000,
       cycleBudgetMs: 5_000,
+      departureGraceMs: 10_000,
       dryRun: false,
       leaderElection: true,
       metrics: { host: "0.0.0.0", port: 8080 },
@@ -37,6 +38,7 @@ describe("loadOperatorConfig", () => {
         TMO_APPLY_CONCURRENCY: "8",
         TMO_RESYNC_SECONDS: "30",
         TMO_CYCLE_BUDGET_SECONDS: "2",
+        TMO_DEPARTURE_GRACE_SECONDS: "0",
         TMO_SESSION_BUDGET: "2500",
       },
       "x",
@@ -51,6 +53,7 @@ describe("loadOperatorConfig", () => {
       applyConcurrency: 8,
       resyncMs: 30_000,
       cycleBudgetMs: 2_000,
+      departureGraceMs: 0,
       sessionBudget: 2500,
     });
   });
@@ -62,6 +65,8 @@ describe("loadOperatorConfig", () => {
       AWS_REGION: "mars",
       TMO_APPLY_CONCURRENCY: "0",
       TMO_SESSION_BUDGET: "20000",
+      // At or past the VPC CNI's 30 s cooldown a departed address may already be another pod's.
+      TMO_DEPARTURE_GRACE_SECONDS: "30",
     };
     let error: Error | undefined;
     try {

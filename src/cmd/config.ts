@@ -60,6 +60,8 @@ export const OperatorEnvSchema = z.object({
   TMO_POD_NAME: z.string().optional(),
   TMO_RESYNC_SECONDS: positive.default(300),
   TMO_CYCLE_BUDGET_SECONDS: positive.default(5),
+  /** A filter edit that only stops mirroring departed pods waits this long for an arrival (ADR 23). */
+  TMO_DEPARTURE_GRACE_SECONDS: z.coerce.number().min(0).max(25).default(10),
   TMO_DRY_RUN: bool.default(false),
   TMO_METRICS_ADDR: listenAddr.prefault(":8080"),
   TMO_HEALTH_ADDR: listenAddr.prefault(":8081"),
@@ -95,6 +97,8 @@ export interface OperatorConfig {
   resyncMs: number;
   /** How long a cycle starts AWS changes before it reports and plans again (ADR 15). */
   cycleBudgetMs: number;
+  /** How long an edit that only lets departed pods go may wait for an arrival (ADR 23). */
+  departureGraceMs: number;
   dryRun: boolean;
   metrics: { host: string; port: number };
   health: { host: string; port: number };
@@ -128,6 +132,7 @@ export function loadOperatorConfig(
     identity: e.TMO_POD_NAME ?? fallbackIdentity,
     resyncMs: e.TMO_RESYNC_SECONDS * 1000,
     cycleBudgetMs: e.TMO_CYCLE_BUDGET_SECONDS * 1000,
+    departureGraceMs: e.TMO_DEPARTURE_GRACE_SECONDS * 1000,
     dryRun: e.TMO_DRY_RUN,
     metrics: e.TMO_METRICS_ADDR,
     health: e.TMO_HEALTH_ADDR,

@@ -63,6 +63,7 @@ export async function run(_argv: string[]): Promise<number> {
       autoTighten: config.autoTighten,
       resyncMs: config.resyncMs,
       cycleBudgetMs: config.cycleBudgetMs,
+      departureGraceMs: config.departureGraceMs,
       metrics,
       events,
     }),

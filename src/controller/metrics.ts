@@ -7,6 +7,7 @@ export interface OperatorMetrics {
   cycleDuration: Histogram<"outcome">;
   cycles: Counter<"outcome">;
   planDuration: Histogram<"kind">;
+  heldFilterEdits: Gauge;
   planSize: Gauge<"kind">;
   planChanges: Gauge<"action">;
   ec2Calls: Counter<"action" | "outcome">;
@@ -109,6 +110,11 @@ export function makeOperatorMetrics(opts: { defaultMetrics?: boolean } = {}): Op
       name: "tmo_sessions",
       help: "Mirror sessions by state",
       labelNames: ["state"],
+      registers,
+    }),
+    heldFilterEdits: new Gauge({
+      name: "tmo_filter_edits_held",
+      help: "Filter edits that only stop mirroring departed pods, waiting for an arrival on their ENI",
       registers,
     }),
     queueDepth: new Gauge({

@@ -36,6 +36,7 @@ import { IncrementalPlanner } from "../plan/incremental.ts";
 import type { InventoryIndex } from "../plan/inventory-index.ts";
 import type { Plan, PolicyInput, TargetInput } from "../plan/types.ts";
 import { applyPlanDiff, type ApplyResult, type ApplyUnit } from "./apply.ts";
+import { DepartureHold } from "./departures.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import type { ClusterSnapshot, Cycle } from "./runtime.ts";
 import { policyStatus, targetStatus, type ProgrammingOutcome } from "./status.ts";
@@ -70,6 +71,11 @@ export interface ReconcileDeps {
   cycleBudgetMs?: number;
   /** While sessions are being programmed, a policy's progress is written at most this often (3 s). */
   progressIntervalMs?: number;
+  /**
+   * How long a filter edit that only stops mirroring departed pods' addresses may wait for an
+   * arrival on the same ENI (TMO_DEPARTURE_GRACE_SECONDS; default 10 s; 0 applies at once; ADR 23).
+   */
+  departureGraceMs?: number;
 }
 
 const policyRef = (p: LeanCustom): ObjectRef => ({
@@ -245,6 +251,7 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
   });
   const budgetMs = d.cycleBudgetMs ?? 5_000;
   const progress = new ProgressWrites(d.progressIntervalMs ?? 3_000);
+  const departures = new DepartureHold(d.departureGraceMs ?? 10_000);
   // Units left at the end of the last cycle (their content), to put newer work first among equals.
   let waiting = new Set<string>();
   return async (snapshot, { log, reasons }): Promise<CycleResult> => {
@@ -277,7 +284,10 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     // One index for planning and applying: the planner's, kept current.
     const idx = planner.index!;
     recordPlan(d.metrics, plan);
-    const changes = diffSize(plan.diff);
+    // Edits that only let departed pods go wait a little for an arrival to share their calls.
+    const hold = departures.split(plan, idx, snapshot.pods, Date.now());
+    d.metrics.heldFilterEdits.set(hold.held.length);
+    const changes = diffSize(hold.diff);
     // A session copies packets from the moment it is made: collectors learn its VNI first, so no
     // copy arrives unnamed. (Made sessions' ids are added once they exist, below.)
     const vnisChange =
@@ -287,7 +297,7 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     const result =
       d.dryRun || changes === 0
         ? undefined
-        : await applyPlanDiff(plan.diff, {
+        : await applyPlanDiff(hold.diff, {
             api: kept.api,
             idx,
             concurrency: d.concurrency,
@@ -318,7 +328,12 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     const failed = (result?.failures.length ?? 0) > 0;
     const recheck = tightener.observe(plan.auto, at.getTime());
     // Work left for lack of time goes on at once (after the events that came meanwhile are planned).
-    const requeue = Math.min(pending ? 0 : Infinity, failed ? 5_000 : Infinity, recheck ?? Infinity);
+    const requeue = Math.min(
+      pending ? 0 : Infinity,
+      failed ? 5_000 : Infinity,
+      recheck ?? Infinity,
+      hold.dueInMs ?? Infinity,
+    );
     return requeue === Infinity ? {} : { requeueAfterMs: requeue };
   };
 }

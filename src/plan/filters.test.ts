@@ -4,31 +4,19 @@ import type { MirrorFilter } from "../api/inventory.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
 import { mirrorFilterAccepts } from "../../test/ec2-sim/dataplane.ts";
 import type { SyntheticPacket } from "../../test/ec2-sim/packets.ts";
-import { addressesOf, layoutArb, requestOf, scaleRunLayout } from "../../test/fixtures/eni-layouts.ts";
+import {
+  addressesOf,
+  layoutArb,
+  packetArb,
+  packetsAt,
+  requestOf,
+  scaleRunLayout,
+  overlappingRuleArb,
+  userRuleArb,
+} from "../../test/fixtures/eni-layouts.ts";
 import { buildFilterRules, canonicalRule, MAX_RULES_PER_FILTER } from "./filters.ts";
 import { hash53 } from "./hash.ts";
 import { contains, formatIp, minimalPrefixTable, normalizeRanges, parseCidr, parseIp } from "./ipv4.ts";
-
-const ports = fc.option(
-  fc.integer({ min: 0, max: 65535 }).map((from) => ({ from, to: Math.min(65535, from + 10) })),
-  { nil: undefined },
-);
-const userRule: fc.Arbitrary<PolicyFilterRule> = fc
-  .record({
-    direction: fc.constantFrom("ingress", "egress", "both"),
-    action: fc.constantFrom("accept", "reject"),
-    protocol: fc.constantFrom("All", "TCP", "UDP", "ICMP", "ICMPv6"),
-    remoteCidr: fc.option(fc.constantFrom("0.0.0.0/0", "192.168.0.0/16", "10.1.2.3/32"), { nil: undefined }),
-    remotePorts: ports,
-    localPorts: ports,
-  })
-  .map((r) => {
-    const rule: PolicyFilterRule = { direction: r.direction, action: r.action, protocol: r.protocol };
-    if (r.remoteCidr) rule.remoteCidr = r.remoteCidr;
-    if (r.remotePorts) rule.remotePorts = r.remotePorts;
-    if (r.localPorts) rule.localPorts = r.localPorts;
-    return rule;
-  });
 
 describe("buildFilterRules numbering", () => {
   // The numbers come from a hash of each rule's canonical text, which the builder hashes in pieces
@@ -37,7 +25,7 @@ describe("buildFilterRules numbering", () => {
     const base = parseIp("10.0.0.0")!;
     fc.assert(
       fc.property(
-        fc.array(userRule, { maxLength: 4 }),
+        fc.array(userRuleArb, { maxLength: 4 }),
         fc.uniqueArray(fc.integer({ min: 0, max: 15 }), { minLength: 1, maxLength: 16 }),
         fc.boolean(),
         (userRules, picked, allowRejectForm) => {
@@ -88,29 +76,6 @@ function policyMirrors(
   return first?.action === "accept";
 }
 
-/** User rules that overlap often, so that their order decides (few values of each field). */
-const overlappingRule: fc.Arbitrary<PolicyFilterRule> = fc
-  .record({
-    direction: fc.constantFrom("ingress", "egress", "both"),
-    action: fc.constantFrom("accept", "reject"),
-    protocol: fc.constantFrom("All", "TCP", "UDP"),
-    remoteCidr: fc.option(fc.constant("10.9.0.0/16"), { nil: undefined }),
-    localPorts: fc.option(fc.constantFrom({ from: 80, to: 80 }, { from: 80, to: 90 }), { nil: undefined }),
-  })
-  .map((r) => {
-    const rule: PolicyFilterRule = { direction: r.direction, action: r.action, protocol: r.protocol };
-    if (r.remoteCidr) rule.remoteCidr = r.remoteCidr;
-    if (r.localPorts && r.protocol !== "All") rule.localPorts = r.localPorts;
-    return rule;
-  });
-
-const packetArb = fc.record({
-  remote: fc.constantFrom("10.9.0.1", "10.1.2.3", "192.168.1.1"),
-  protocol: fc.constantFrom(6, 17, 1),
-  localPort: fc.constantFrom(0, 80, 85, 443, 40000),
-  remotePort: fc.constantFrom(0, 80, 85, 443, 40000),
-});
-
 describe("buildFilterRules on an ENI's addresses", () => {
   const base = parseIp("10.0.64.0")!;
 
@@ -118,7 +83,7 @@ describe("buildFilterRules on an ENI's addresses", () => {
     fc.assert(
       fc.property(
         layoutArb,
-        fc.oneof(fc.array(userRule, { maxLength: 3 }), fc.array(overlappingRule, { maxLength: 3 })),
+        fc.oneof(fc.array(userRuleArb, { maxLength: 3 }), fc.array(overlappingRuleArb, { maxLength: 3 })),
         fc.boolean(),
         fc.array(packetArb, { minLength: 1, maxLength: 4 }),
         (l, userRules, allowRejectForm, packets) => {
@@ -156,18 +121,7 @@ describe("buildFilterRules on an ENI's addresses", () => {
           for (const a of addressesOf(l.held, base)) {
             const local = formatIp(a);
             for (const x of packets) {
-              const ports = x.protocol === 1 ? {} : { srcPort: x.remotePort, dstPort: x.localPort };
-              const inbound: SyntheticPacket = { src: x.remote, dst: local, protocol: x.protocol, ...ports };
-              const out: SyntheticPacket =
-                x.protocol === 1
-                  ? { src: local, dst: x.remote, protocol: 1 }
-                  : {
-                      src: local,
-                      dst: x.remote,
-                      protocol: x.protocol,
-                      srcPort: x.localPort,
-                      dstPort: x.remotePort,
-                    };
+              const { inbound, out } = packetsAt(local, x);
               const isSelected = selected.includes(a);
               expect(mirrorFilterAccepts(filter, inbound, "ingress")).toBe(
                 isSelected && policyMirrors(userRules, inbound, "ingress"),
