@@ -479,9 +479,10 @@ figure(
   restart.mutating / (2 * victims.length),
   "×",
 );
-// The least any operator could call to go from the filters and sessions before the restart to
-// those after it: per filter, the fewest rule edits between its rules then and now (ADR 12); one
-// call per filter or session made or removed, and a made filter's rules.
+// The least any operator could call to go from the owned filters and sessions before the restart
+// to those after it, knowing the end from the start and making no step between: per filter, the
+// fewest rule edits between its rules then and now (ADR 12); one call per filter or session made
+// or removed, and a made filter's rules. A lower bound for any order of work.
 const direct = directCalls(ownedBefore, ownedState());
 figure("restart calls of the direct edit (before → after)", direct, "calls");
 figure("restart mutating calls / the direct edit", restart.mutating / direct, "×");
@@ -506,7 +507,6 @@ figure("planning per pod event", ((inc1.sum - inc0.sum) / (2 * victims.length)) 
 figure("planning per full plan", full && full.count > 0 ? (full.sum / full.count) * 1000 : NaN, "ms");
 
 clearInterval(sampler);
-
 /** Copies of the owned filters (by id) and session ids, as the emulator holds them now. */
 function ownedState(): { filters: Map<string, MirrorFilter>; sessions: Set<string> } {
   const filters = new Map<string, MirrorFilter>();
@@ -530,6 +530,7 @@ function directCalls(a: ReturnType<typeof ownedState>, b: ReturnType<typeof owne
   for (const id of a.sessions) if (!b.sessions.has(id)) n++;
   return n;
 }
+
 if (process.env["SCALE_OUT"])
   writeFileSync(process.env["SCALE_OUT"], JSON.stringify({ figures, series }, null, 1));
 op.kill("SIGTERM");

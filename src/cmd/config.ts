@@ -60,7 +60,7 @@ export const OperatorEnvSchema = z.object({
   TMO_POD_NAME: z.string().optional(),
   TMO_RESYNC_SECONDS: positive.default(300),
   TMO_CYCLE_BUDGET_SECONDS: positive.default(5),
-  /** A filter edit that only stops mirroring departed pods waits this long for an arrival (ADR 23). */
+  /** A filter edit that only stops mirroring departed pods waits until none left for this long (ADR 23). */
   TMO_DEPARTURE_GRACE_SECONDS: z.coerce.number().min(0).max(25).default(10),
   TMO_DRY_RUN: bool.default(false),
   TMO_METRICS_ADDR: listenAddr.prefault(":8080"),

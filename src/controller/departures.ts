@@ -4,7 +4,8 @@
  * deletes the old pod's rules and the arrival a second later creates the new pod's, four calls
  * where rewriting the rules in place takes two. Held, the departure is made in the same edit as the
  * arrival. Nothing selected waits: an edit that mirrors any address not mirrored yet is never held,
- * and a held edit goes out when its grace ends even if no arrival came.
+ * and a held edit goes out once no pod has left its ENI for the grace (at most three graces after
+ * the first one left), even if no arrival came.
  *
  * Only addresses no pod holds may stay mirrored while an edit waits: an edit is held only if every
  * pod on the ENI (selected or not, other than pods being deleted) is mirrored alike before and
@@ -32,8 +33,11 @@ export interface HeldDiff {
 
 export class DepartureHold {
   readonly #graceMs: number;
-  /** Filter key → when its edit was first seen only narrowing (kept while it stays so). */
-  #since = new Map<string, number>();
+  /**
+   * Filter key → when its edit was first seen only narrowing, when it last changed (another pod
+   * left) and what it was then; kept while it stays only narrowing.
+   */
+  #since = new Map<string, { first: number; last: number; edit: string }>();
 
   constructor(graceMs: number) {
     this.#graceMs = graceMs;
@@ -47,13 +51,18 @@ export class DepartureHold {
     }
     const candidates = this.#candidates(diff, idx);
     const narrowing = candidates.size > 0 ? narrowingEdits(plan, idx, pods, candidates) : new Set<string>();
-    const since = new Map<string, number>();
+    const since = new Map<string, { first: number; last: number; edit: string }>();
     const held: string[] = [];
     let due = Infinity;
     for (const key of narrowing) {
-      const first = this.#since.get(key) ?? nowMs;
-      since.set(key, first);
-      const left = first + this.#graceMs - nowMs;
+      const edit = JSON.stringify(candidates.get(key)!.rules);
+      const was = this.#since.get(key);
+      const at = was
+        ? { first: was.first, last: was.edit === edit ? was.last : nowMs, edit }
+        : { first: nowMs, last: nowMs, edit };
+      since.set(key, at);
+      // Out once no pod has left the ENI for the grace, or three graces after the first left.
+      const left = Math.min(at.last + this.#graceMs, at.first + 3 * this.#graceMs) - nowMs;
       if (left > 0) {
         held.push(key);
         due = Math.min(due, left);

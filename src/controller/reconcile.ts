@@ -72,8 +72,9 @@ export interface ReconcileDeps {
   /** While sessions are being programmed, a policy's progress is written at most this often (3 s). */
   progressIntervalMs?: number;
   /**
-   * How long a filter edit that only stops mirroring departed pods' addresses may wait for an
-   * arrival on the same ENI (TMO_DEPARTURE_GRACE_SECONDS; default 10 s; 0 applies at once; ADR 23).
+   * A filter edit that only stops mirroring departed pods' addresses waits until no pod has left
+   * its ENI for this long, at most three times it (TMO_DEPARTURE_GRACE_SECONDS; default 10 s; 0
+   * applies at once; ADR 23).
    */
   departureGraceMs?: number;
 }

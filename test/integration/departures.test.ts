@@ -4,6 +4,7 @@
 // rule; a pod that leaves without a successor stops being mirrored once the grace ends, and the
 // policy stays Ready throughout. The counts are the emulator's: calls it answered, by action.
 import { KubeConfig } from "@kubernetes/client-node";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { FilterRule, MirrorFilter } from "../../src/api/inventory.ts";
 import { API_VERSION } from "../../src/api/resources.ts";
@@ -149,25 +150,32 @@ describe("departures wait for arrivals on their ENI", () => {
     expect(await ready()).toBe(true);
   }, 60_000);
 
-  it("lets a pod that leaves without a successor go once the grace ends, Ready all along", async () => {
+  it("lets pods that leave without successors go in one edit once none has left for the grace, Ready all along", async () => {
     const before = ownedFilter()!;
-    const gone = await runningPodIp(rest, NS, "web-5");
+    const gone = [await runningPodIp(rest, NS, "web-5"), await runningPodIp(rest, NS, "web-7")];
     const from = sim.calls.length;
-    const t0 = Date.now();
     await deletePod(rest, NS, "web-5");
     await until("the departure held", async () => ((await held()) === 1 ? true : undefined), 10_000);
-    // Held: the rules still name the pod, nothing was called, and the policy says Ready.
-    expect(named(ownedFilter())).toContain(`${gone}/32`);
+    // Half a grace later another pod leaves the ENI: the wait runs from this departure.
+    await sleep(GRACE_MS / 2);
+    const t1 = Date.now();
+    await deletePod(rest, NS, "web-7");
+    await sleep(1_000);
+    // Held: the rules still name both pods, nothing was called, and the policy says Ready.
+    expect(named(ownedFilter())).toEqual(expect.arrayContaining(gone.map((ip) => `${ip}/32`)));
     expect(ruleCalls(from)).toEqual([]);
+    expect(await held()).toBe(1);
     expect(await ready()).toBe(true);
     const after = await until(
-      "the filter without web-5",
-      () => Promise.resolve(named(ownedFilter()).includes(`${gone}/32`) ? undefined : ownedFilter()),
+      "the filter without web-5 and web-7",
+      () => Promise.resolve(named(ownedFilter()).length === 2 ? ownedFilter() : undefined),
       GRACE_MS + 20_000,
     );
-    const waited = Date.now() - t0;
-    expect(waited).toBeGreaterThanOrEqual(GRACE_MS - 1_000);
+    expect(Date.now() - t1).toBeGreaterThanOrEqual(GRACE_MS - 1_000);
+    expect(named(after)).not.toEqual(expect.arrayContaining([`${gone[0]}/32`]));
+    // Both departures in one edit: the calls of the direct edit (a delete per rule), no more.
     expect(ruleCalls(from).length).toBe(planRuleEdits(ruleList(before), rulesOf(after)).length);
+    expect(ruleCalls(from).length).toBe(4);
     expect(await held()).toBe(0);
     expect(await ready()).toBe(true);
   }, 60_000);
