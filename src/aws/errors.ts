@@ -55,13 +55,33 @@ export const isIdempotencyMismatch = (err: unknown): boolean =>
 export const isUnauthorized = (err: unknown): boolean => UNAUTHORIZED.has(errorCode(err) ?? "");
 /** A DryRun call that would have succeeded. */
 export const isDryRunOk = (err: unknown): boolean => errorCode(err) === "DryRunOperation";
-/** Worth retrying: throttling or a server-side failure. */
+/**
+ * A request that may not have reached EC2 or whose answer was lost: the connection reset, refused
+ * or timed out, or the name did not resolve (Node's socket error codes; the SDK's `TimeoutError`).
+ * The operator's writes are safe to repeat (creates carry a ClientToken, a delete of what is gone
+ * is done, a rule modify sets absolute values).
+ */
+const NETWORK = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "TimeoutError",
+]);
+/** The request failed on the way, not at EC2. */
+export const isNetworkError = (err: unknown): boolean => NETWORK.has(errorCode(err) ?? "");
+
+/** Worth retrying: throttling, a server-side failure, or a connection that failed on the way. */
 export const isRetryable = (err: unknown): boolean => {
   const status = httpStatus(err) ?? 0;
   return (
     isThrottled(err) ||
     status >= 500 ||
     errorCode(err) === "InternalError" ||
-    errorCode(err) === "ServiceUnavailable"
+    errorCode(err) === "ServiceUnavailable" ||
+    isNetworkError(err)
   );
 };

@@ -64,6 +64,8 @@ export interface SimKnobs {
     code?: string;
     status?: number;
     afterApply?: boolean;
+    /** Close the connection without an answer (the caller sees ECONNRESET), before or after the change. */
+    reset?: boolean;
   }[];
   /** Actions the caller's credentials may not call (answered UnauthorizedOperation, 403). */
   deny?: string[];
@@ -547,6 +549,14 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
       send(status, errorResponse(code, message, requestId));
     };
     const f = fault(action);
+    // A fault that resets the connection, at this point (before or after the change): hang up.
+    const hangUp = (after: boolean): boolean => {
+      if (!f?.reset || (f.afterApply ?? false) !== after) return false;
+      calls.push({ action, code: "ConnectionReset" });
+      req.socket.destroy();
+      return true;
+    };
+    if (hangUp(false)) return;
     const roll = (share: number | undefined): boolean =>
       share !== undefined && (rng = (rng * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 < share;
     if (roll(knobs.randomServerError)) return answer("ServiceUnavailable", 503, "Injected server error");
@@ -565,6 +575,7 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
       const visible = (id: string): boolean => now - (state.createdAt.get(id) ?? 0) >= consistency;
       const xml = okResponse(action, requestId, h(p, { now, visible }));
       // A lost response: the change is made, the caller hears a server error.
+      if (hangUp(true)) return;
       if (f?.afterApply)
         return answer(f.code ?? "InternalError", f.status ?? 500, "Injected fault after the change was made");
       calls.push({ action, code: "OK" });

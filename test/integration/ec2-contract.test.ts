@@ -175,6 +175,24 @@ describe("MirrorApi on the EC2 emulator", () => {
   });
 
   it.each([
+    ["before", false],
+    ["after", true],
+  ])(
+    "retries a call whose connection is reset %s the change is made, and makes exactly one session",
+    async (_when, afterApply) => {
+      const api = adapter();
+      const { session } = await basics(api);
+      sim.knobs.faults = [{ action: "CreateTrafficMirrorSession", times: 1, reset: true, afterApply }];
+      await session(1);
+      expect(sim.calls.filter((c) => c.action === "CreateTrafficMirrorSession").map((c) => c.code)).toEqual([
+        "ConnectionReset",
+        "OK",
+      ]);
+      expect(sim.state.sessions.size).toBe(1);
+    },
+  );
+
+  it.each([
     ["a fourth session on one ENI", "TrafficMirrorSessionsPerInterfaceLimitExceeded"],
     ["a reused session number", "InvalidParameterValue"],
   ])("refuses %s with AWS's code", async (what, code) => {
