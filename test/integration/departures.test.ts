@@ -7,7 +7,6 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { FilterRule, MirrorFilter } from "../../src/api/inventory.ts";
-import { API_VERSION } from "../../src/api/resources.ts";
 import { isOwnedBy } from "../../src/api/tags.ts";
 import type { OperatorMetrics } from "../../src/controller/metrics.ts";
 import type { OperatorRuntime } from "../../src/controller/runtime.ts";
@@ -26,7 +25,7 @@ import {
   stopScenario,
 } from "../fixtures/mirroring.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
-import { createEksNodes, createNamespaces, createPolicy, until } from "../fixtures/scenario.ts";
+import { createPolicy, createSuiteCorner, until } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
 
 const kc = new KubeConfig();
@@ -77,31 +76,12 @@ describe("departures wait for arrivals on their ENI", () => {
     await installCrds(rest);
     sim = await startEc2Sim();
     seed(sim.state, world.inventory);
-    await createEksNodes(rest, {
+    await createSuiteCorner(rest, {
       first: FIRST,
       count: 2,
-      collectors: [FIRST],
-      pool: PREFIX,
       prefix: PREFIX,
-      collectorLabels: { "depart.test/collector": "true" },
-    });
-    await createNamespaces(rest, [SYSTEM, NS]);
-    await until(`default SA in ${NS}`, () =>
-      rest.get(`/api/v1/namespaces/${NS}/serviceaccounts/default`, "reading SA"),
-    );
-    await rest.request({
-      method: "POST",
-      path: `/apis/${API_VERSION}/trafficmirrortargets`,
-      what: "creating target",
-      body: {
-        apiVersion: API_VERSION,
-        kind: "TrafficMirrorTarget",
-        metadata: { name: NS },
-        spec: {
-          collector: { nodeSelector: { "depart.test/collector": "true" } },
-          allowedNamespaces: { from: "List", names: [NS] },
-        },
-      },
+      system: SYSTEM,
+      ns: NS,
     });
     // Every other address of the node's range runs an unselected pod, so each web pod is a /32.
     for (let k = 1; k <= 8; k++) {

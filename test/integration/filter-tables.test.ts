@@ -11,7 +11,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { NetworkInterface } from "../../src/api/inventory.ts";
-import { API_VERSION } from "../../src/api/resources.ts";
 import { VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
 import type { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
@@ -31,7 +30,7 @@ import {
   stopScenario,
 } from "../fixtures/mirroring.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
-import { createEksNodes, createNamespaces, createPolicy, until } from "../fixtures/scenario.ts";
+import { createPolicy, createSuiteCorner, until } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
 
 const kubeconfigPath = inject("kubeconfigPath");
@@ -105,31 +104,13 @@ describe("filters with reject entries on crowded ENIs", () => {
     await installCrds(rest);
     sim = await startEc2Sim();
     seed(sim.state, inventory);
-    await createEksNodes(rest, {
+    await createSuiteCorner(rest, {
       first: FIRST,
       count: 3,
-      collectors: [FIRST],
-      pool: PREFIX,
       prefix: PREFIX,
-      collectorLabels: { "ftable.test/collector": "true" },
-    });
-    await createNamespaces(rest, [SYSTEM, NS]);
-    await until(`default SA in ${NS}`, () =>
-      rest.get(`/api/v1/namespaces/${NS}/serviceaccounts/default`, "reading SA"),
-    );
-    await rest.request({
-      method: "POST",
-      path: `/apis/${API_VERSION}/trafficmirrortargets`,
-      what: "creating target",
-      body: {
-        apiVersion: API_VERSION,
-        kind: "TrafficMirrorTarget",
-        metadata: { name: NS },
-        spec: {
-          collector: { nodeSelector: { "ftable.test/collector": "true" }, selectionMode: "Pod" },
-          allowedNamespaces: { from: "List", names: [NS] },
-        },
-      },
+      system: SYSTEM,
+      ns: NS,
+      collector: { selectionMode: "Pod" },
     });
     for (const l of layouts) {
       const nodeName = eksNodeSpec(l.node, { prefix: PREFIX }).name;

@@ -5,7 +5,6 @@
 // emulator through the SDK; Describe calls are the emulator's count.
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { API_VERSION } from "../../src/api/resources.ts";
 import { isOwnedBy } from "../../src/api/tags.ts";
 import type { OperatorMetrics } from "../../src/controller/metrics.ts";
 import type { OperatorRuntime } from "../../src/controller/runtime.ts";
@@ -15,7 +14,7 @@ import { installCrds } from "../harness/crds.ts";
 import { eksNodeSpec } from "../fixtures/eks.ts";
 import { condition, createPod, policyStatus, runningPodIp, stopScenario } from "../fixtures/mirroring.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
-import { createEksNodes, createNamespaces, createPolicy, until } from "../fixtures/scenario.ts";
+import { createEksNodes, createPolicy, createSuiteCorner, until } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
 
 const kc = new KubeConfig();
@@ -58,31 +57,12 @@ describe("a node that joins after the operator started", () => {
       instances: world.inventory.instances.filter((i) => i.instanceId !== late),
       networkInterfaces: world.inventory.networkInterfaces.filter((e) => e.instanceId !== late),
     });
-    await createEksNodes(rest, {
+    await createSuiteCorner(rest, {
       first: FIRST,
       count: 2,
-      collectors: [FIRST],
-      pool: PREFIX,
       prefix: PREFIX,
-      collectorLabels: { "join.test/collector": "true" },
-    });
-    await createNamespaces(rest, [SYSTEM, NS]);
-    await until(`default SA in ${NS}`, () =>
-      rest.get(`/api/v1/namespaces/${NS}/serviceaccounts/default`, "reading SA"),
-    );
-    await rest.request({
-      method: "POST",
-      path: `/apis/${API_VERSION}/trafficmirrortargets`,
-      what: "creating target",
-      body: {
-        apiVersion: API_VERSION,
-        kind: "TrafficMirrorTarget",
-        metadata: { name: NS },
-        spec: {
-          collector: { nodeSelector: { "join.test/collector": "true" } },
-          allowedNamespaces: { from: "List", names: [NS] },
-        },
-      },
+      system: SYSTEM,
+      ns: NS,
     });
     await createPod(rest, {
       namespace: NS,
