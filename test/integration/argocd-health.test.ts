@@ -1,8 +1,9 @@
 // The Argo CD health check (config/argocd/health.lua) run by a real Lua 5.4 interpreter on status
 // objects the operator itself wrote: a real reconcile loop against the EC2 emulator and the
 // control plane makes a healthy target and policy, a policy whose target is missing, one in a
-// namespace the target does not allow, and a suspended one. Reasons the loop does not reach here
-// (AWS limits, retries, dry-run) are checked on status built with the real condition reasons.
+// namespace the target does not allow, a suspended one and a time-boxed one whose time is up.
+// Reasons the loop does not reach here (AWS limits, retries, dry-run) are checked on status built
+// with the real condition reasons.
 // Every case runs under Lua 5.4 and 5.1 (what Argo CD's gopher-lua implements).
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -149,6 +150,11 @@ describe("Argo CD health check", () => {
       spec: { ...nodes, targetRef: { name: TARGET }, suspend: true },
     });
     await createPolicy(rest, {
+      namespace: NS,
+      name: "timeboxed",
+      spec: { ...nodes, targetRef: { name: TARGET }, duration: "3s" },
+    });
+    await createPolicy(rest, {
       namespace: OTHER_NS,
       name: "elsewhere",
       spec: { ...nodes, targetRef: { name: TARGET } },
@@ -164,6 +170,7 @@ describe("Argo CD health check", () => {
       [NS, "starting"],
       [NS, "no-target"],
       [NS, "paused"],
+      [NS, "timeboxed"],
       [OTHER_NS, "elsewhere"],
     ] as const)
       await rest
@@ -323,6 +330,12 @@ describe("Argo CD health check", () => {
     expect(await health(await policyWithReady(NS, "paused", Reason.Suspended))).toMatchObject({
       status: "Suspended",
     });
+  });
+
+  it("is Healthy, saying it ended, for a time-boxed policy whose time is up", async () => {
+    const h = await health(await policyWithReady(NS, "timeboxed", Reason.Expired));
+    expect(h.status).toBe("Healthy");
+    expect(h.message).toMatch(/^Expired: SourcesResolved: mirroring ended at \S+Z \(spec\.duration\)$/);
   });
 
   it("maps the other reasons of src/api/reasons.ts: retries progress, limits and bad sources degrade", async () => {

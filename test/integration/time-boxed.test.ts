@@ -1,0 +1,215 @@
+// Time-boxed policies on a real apiserver and the EC2 emulator: a policy with spec.duration
+// mirrors until its end, then the operator removes every session and filter it made and reports
+// Ready=False, reason Expired, with the time; the next cycle is timed at the end (the resync is a
+// minute here, so a cleanup within seconds shows it), and an operator that was stopped across the
+// end cleans up on start. Bad durations and times are refused by the apiserver.
+import { KubeConfig } from "@kubernetes/client-node";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { ConditionType, Reason } from "../../src/api/reasons.ts";
+import { API_VERSION, type PolicyStatus } from "../../src/api/resources.ts";
+import { isOwnedBy } from "../../src/api/tags.ts";
+import type { OperatorRuntime } from "../../src/controller/runtime.ts";
+import { KubeRest } from "../../src/k8s/rest.ts";
+import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
+import { startTestOperator } from "../fixtures/operator.ts";
+import {
+  createCollectorTarget,
+  createEksNodes,
+  createNamespaces,
+  createPolicy,
+  deleteNodes,
+  until,
+} from "../fixtures/scenario.ts";
+import { makeWorld } from "../fixtures/world.ts";
+import { installCrds } from "../harness/crds.ts";
+
+const kc = new KubeConfig();
+kc.loadFromFile(inject("kubeconfigPath"));
+const rest = new KubeRest(kc);
+const FIRST = 812; // 812 runs the collector; 813–814 are mirrored as whole nodes
+const CLUSTER = "it-timeboxed";
+const NS = "timeboxed";
+const TARGET = "timeboxed-collector";
+const NODE_LABEL = { "timeboxed.twtech.io/collector": "true" };
+const nodes = { nodeSelector: { matchLabels: { "example.com/pool": "timeboxed" } } };
+
+const policyPath = (name: string): string =>
+  `/apis/${API_VERSION}/namespaces/${NS}/trafficmirrorpolicies/${name}`;
+type Policy = { metadata: { creationTimestamp: string }; status?: PolicyStatus };
+const read = (name: string): Promise<Policy> => rest.get<Policy>(policyPath(name), "reading policy");
+const ready = (p: Policy) => p.status?.conditions?.find((c) => c.type === ConditionType.Ready);
+
+describe("time-boxed policies", () => {
+  let sim: Ec2Sim;
+  let runtime: OperatorRuntime | undefined;
+  const owned = (kind: "sessions" | "filters") =>
+    [...sim.state[kind].values()].filter((x) => isOwnedBy(x.tags, CLUSTER));
+  const start = async (): Promise<void> => {
+    ({ runtime } = await startTestOperator({
+      kc,
+      rest,
+      ec2Url: sim.url,
+      cluster: CLUSTER,
+      namespace: "timeboxed-system",
+      resyncMs: 60_000,
+    }));
+  };
+
+  beforeAll(async () => {
+    await installCrds(rest);
+    sim = await startEc2Sim();
+    seed(
+      sim.state,
+      makeWorld({ nodes: 3, podsPerNode: 0, firstIndex: FIRST, collectors: [FIRST] }).inventory,
+    );
+    await createEksNodes(rest, {
+      first: FIRST,
+      count: 3,
+      collectors: [FIRST],
+      pool: "timeboxed",
+      prefix: "timeboxed",
+      collectorLabels: NODE_LABEL,
+    });
+    await createNamespaces(rest, ["timeboxed-system", NS]);
+    await createCollectorTarget(rest, TARGET, {
+      collector: { nodeSelector: NODE_LABEL, selectionMode: "Pod" },
+      allowNodeSources: true,
+      allowedNamespaces: { from: "List", names: [NS] },
+    });
+  });
+
+  afterAll(async () => {
+    for (const name of ["short", "restart", "fixed"])
+      await rest
+        .request({ method: "DELETE", path: policyPath(name), what: "deleting" })
+        .catch(() => undefined);
+    await until("policies gone", () =>
+      rest.get(policyPath("restart"), "probing").then(
+        () => undefined,
+        () => true,
+      ),
+    ).catch(() => undefined);
+    await rest
+      .request({
+        method: "DELETE",
+        path: `/apis/${API_VERSION}/trafficmirrortargets/${TARGET}`,
+        what: "deleting",
+      })
+      .catch(() => undefined);
+    await until("target gone", () =>
+      rest.get(`/apis/${API_VERSION}/trafficmirrortargets/${TARGET}`, "probing").then(
+        () => undefined,
+        () => true,
+      ),
+    ).catch(() => undefined);
+    await runtime?.stop();
+    await sim?.stop();
+    await deleteNodes(rest, "timeboxed-");
+  });
+
+  it("mirrors until the end of spec.duration, then leaves nothing in EC2 and says Expired", async () => {
+    await start();
+    await createPolicy(rest, {
+      namespace: NS,
+      name: "short",
+      spec: { ...nodes, targetRef: { name: TARGET }, duration: "8s" },
+    });
+    const running = await until("short Ready", async () => {
+      const p = await read("short");
+      return ready(p)?.status === "True" ? p : undefined;
+    });
+    const end = Date.parse(running.metadata.creationTimestamp) + 8_000;
+    expect(running.status?.expiresAt).toBe(new Date(end).toISOString());
+    expect(Date.now()).toBeLessThan(end);
+    expect(owned("sessions").length).toBeGreaterThan(0);
+    const expired = await until(
+      "short Expired",
+      async () => {
+        const p = await read("short");
+        return ready(p)?.reason === Reason.Expired ? p : undefined;
+      },
+      30_000,
+    );
+    // Timed at the end, not found by the minute's resync.
+    expect(Date.now() - end).toBeLessThan(10_000);
+    expect(ready(expired)).toMatchObject({
+      status: "False",
+      message: `SourcesResolved: mirroring ended at ${new Date(end).toISOString()} (spec.duration)`,
+    });
+    expect(Date.parse(ready(expired)!.lastTransitionTime)).toBeGreaterThanOrEqual(end - 1_000);
+    expect(owned("sessions")).toEqual([]);
+    expect(owned("filters")).toEqual([]);
+    expect(expired.status?.sessionCount).toBe(0);
+  });
+
+  it("cleans up on start when the operator was down across the end", async () => {
+    if (!runtime) await start();
+    await createPolicy(rest, {
+      namespace: NS,
+      name: "restart",
+      spec: { ...nodes, targetRef: { name: TARGET }, duration: "6s" },
+    });
+    const p = await until("restart Ready", async () => {
+      const x = await read("restart");
+      return ready(x)?.status === "True" ? x : undefined;
+    });
+    const end = Date.parse(p.metadata.creationTimestamp) + 6_000;
+    await runtime!.stop();
+    runtime = undefined;
+    expect(owned("sessions").length).toBeGreaterThan(0);
+    await sleep(Math.max(0, end - Date.now()) + 1_500);
+    // Nobody removed them while the operator was away.
+    expect(owned("sessions").length).toBeGreaterThan(0);
+    await start();
+    await until("restart Expired", async () => {
+      const x = await read("restart");
+      return ready(x)?.reason === Reason.Expired ? x : undefined;
+    });
+    expect(owned("sessions")).toEqual([]);
+    expect(owned("filters")).toEqual([]);
+  });
+
+  it("ends at spec.expiresAt, and a time already past never makes a session", async () => {
+    if (!runtime) await start();
+    const past = new Date(Date.now() - 60_000).toISOString().replace(/\.\d+Z$/, "Z");
+    await createPolicy(rest, {
+      namespace: NS,
+      name: "fixed",
+      spec: { ...nodes, targetRef: { name: TARGET }, expiresAt: past },
+    });
+    const p = await until("fixed Expired", async () => {
+      const x = await read("fixed");
+      return ready(x)?.reason === Reason.Expired ? x : undefined;
+    });
+    expect(ready(p)?.message).toContain("(spec.expiresAt)");
+    expect(p.status?.expiresAt).toBe(new Date(past).toISOString());
+    expect(owned("sessions")).toEqual([]);
+  });
+
+  it("refuses durations and times the apiserver cannot read", async () => {
+    for (const [field, value] of [
+      ["duration", "10"],
+      ["duration", "1.5h"],
+      ["duration", "0s"],
+      ["duration", "9000h"],
+      ["duration", ""],
+      ["expiresAt", "tomorrow"],
+      ["expiresAt", "2026-13-01T00:00:00Z"],
+    ] as const) {
+      const err = await createPolicy(rest, {
+        namespace: NS,
+        name: "bad",
+        spec: { ...nodes, targetRef: { name: TARGET }, [field]: value },
+      }).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(err, `${field}: ${value}`).toBeDefined();
+      expect(
+        String(err?.message) + String((err?.cause as Error | undefined)?.message),
+        `${field}: ${value}`,
+      ).toMatch(new RegExp(`spec\\.${field}`));
+    }
+  });
+});
