@@ -63,7 +63,8 @@ export interface CaptureDeps {
   pollMs?: number;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
+// Not unref()d: these waits are what keeps the command alive while it polls the policy.
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Reasons that will not clear while the capture waits: give up, saying why. */
 const FATAL = new Set([
@@ -261,7 +262,10 @@ export async function capture(
     let interrupted = false;
     void d.interrupted.then(() => (interrupted = true));
     await waitReady(r, name, d, { poll, stop: () => interrupted });
-    if (!interrupted) d.say(`streaming from ${endpoints.length} collector workers; Ctrl-C stops`);
+    if (!interrupted)
+      d.say(
+        `streaming from ${endpoints.length} collector worker${endpoints.length === 1 ? "" : "s"}; Ctrl-C stops`,
+      );
     const createdAt = (await readPolicy(d.rest, r.namespace, name))?.metadata.creationTimestamp;
     const endAt = (createdAt ? Date.parse(createdAt) : Date.now()) + r.duration.ms;
     while (!interrupted && !outputClosed && open > 0 && Date.now() < endAt)
