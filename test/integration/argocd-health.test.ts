@@ -16,17 +16,8 @@ import { ConditionType, Reason } from "../../src/api/reasons.ts";
 import { API_VERSION } from "../../src/api/resources.ts";
 import type { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
-import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
-import {
-  createCollectorTarget,
-  createEksNodes,
-  createNamespaces,
-  createPolicy,
-  deleteNodes,
-  until,
-} from "../fixtures/scenario.ts";
-import { makeWorld } from "../fixtures/world.ts";
-import { installCrds } from "../harness/crds.ts";
+import type { Ec2Sim } from "../ec2-sim/server.ts";
+import { createPolicy, deleteNodes, startCollectorScenario, until } from "../fixtures/scenario.ts";
 import { REPO_ROOT, TOOLS_BIN } from "../harness/controlplane.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
 
@@ -106,25 +97,14 @@ describe("Argo CD health check", () => {
   let runtime: OperatorRuntime;
 
   beforeAll(async () => {
-    await installCrds(rest);
-    sim = await startEc2Sim();
-    seed(
-      sim.state,
-      makeWorld({ nodes: 3, podsPerNode: 0, firstIndex: FIRST, collectors: [FIRST] }).inventory,
-    );
-    await createEksNodes(rest, {
+    sim = await startCollectorScenario(rest, {
       first: FIRST,
       count: 3,
-      collectors: [FIRST],
-      pool: "argohealth",
       prefix: "argohealth",
       collectorLabels: NODE_LABEL,
-    });
-    await createNamespaces(rest, ["argohealth-system", NS, OTHER_NS]);
-    await createCollectorTarget(rest, TARGET, {
-      collector: { nodeSelector: NODE_LABEL, selectionMode: "Pod" },
-      allowNodeSources: true,
-      allowedNamespaces: { from: "List", names: [NS] },
+      namespaces: ["argohealth-system", NS, OTHER_NS],
+      target: TARGET,
+      allowed: [NS],
     });
     ({ runtime } = await startTestOperator({
       kc,

@@ -11,18 +11,9 @@ import { API_VERSION, type PolicyStatus } from "../../src/api/resources.ts";
 import { isOwnedBy } from "../../src/api/tags.ts";
 import type { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
-import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
+import type { Ec2Sim } from "../ec2-sim/server.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
-import {
-  createCollectorTarget,
-  createEksNodes,
-  createNamespaces,
-  createPolicy,
-  deleteNodes,
-  until,
-} from "../fixtures/scenario.ts";
-import { makeWorld } from "../fixtures/world.ts";
-import { installCrds } from "../harness/crds.ts";
+import { createPolicy, deleteNodes, startCollectorScenario, until } from "../fixtures/scenario.ts";
 
 const kc = new KubeConfig();
 kc.loadFromFile(inject("kubeconfigPath"));
@@ -57,25 +48,14 @@ describe("time-boxed policies", () => {
   };
 
   beforeAll(async () => {
-    await installCrds(rest);
-    sim = await startEc2Sim();
-    seed(
-      sim.state,
-      makeWorld({ nodes: 3, podsPerNode: 0, firstIndex: FIRST, collectors: [FIRST] }).inventory,
-    );
-    await createEksNodes(rest, {
+    sim = await startCollectorScenario(rest, {
       first: FIRST,
       count: 3,
-      collectors: [FIRST],
-      pool: "timeboxed",
       prefix: "timeboxed",
       collectorLabels: NODE_LABEL,
-    });
-    await createNamespaces(rest, ["timeboxed-system", NS]);
-    await createCollectorTarget(rest, TARGET, {
-      collector: { nodeSelector: NODE_LABEL, selectionMode: "Pod" },
-      allowNodeSources: true,
-      allowedNamespaces: { from: "List", names: [NS] },
+      namespaces: ["timeboxed-system", NS],
+      target: TARGET,
+      allowed: [NS],
     });
   });
 
