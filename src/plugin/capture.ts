@@ -75,13 +75,31 @@ const FATAL = new Set([
   "Expired",
 ]);
 
+/** A named target, where the user may read it: it must exist and be the in-cluster collector. */
+async function checkTarget(rest: KubeRest, name: string): Promise<void> {
+  let t: TargetObject;
+  try {
+    t = await rest.get<TargetObject>(paths.target(name), "reading target");
+  } catch (err) {
+    if (isNotFound(err)) throw new UserError(`there is no TrafficMirrorTarget named ${name}`);
+    return; // Not readable by this user: the operator's status will say what is wrong with it.
+  }
+  if (!t.spec.collector)
+    throw new UserError(
+      `TrafficMirrorTarget ${name} sends copies outside the cluster, not to the collector capture reads`,
+    );
+}
+
 /** Chooses the collector target: the one named, else the only collector target that allows the namespace. */
 export async function chooseTarget(
   rest: KubeRest,
   namespace: string,
   named: string | undefined,
 ): Promise<string> {
-  if (named) return named;
+  if (named) {
+    await checkTarget(rest, named);
+    return named;
+  }
   const list = await asUser("list TrafficMirrorTargets (pass --target NAME to skip this)", () =>
     rest.get<{ items: TargetObject[] }>(paths.targets(), "listing targets"),
   );
@@ -258,6 +276,8 @@ export async function capture(
       }),
     );
     created = true;
+    // From now on a second Ctrl-C leaves something behind: say what and how to remove it.
+    d.onSecondInterrupt(() => leave(r, name, d));
     d.say(`created TrafficMirrorPolicy ${policy} (target ${target}, for ${r.duration.text})`);
     let interrupted = false;
     void d.interrupted.then(() => (interrupted = true));
@@ -303,15 +323,20 @@ async function waitReady(
   }
 }
 
+/** What a user who leaves early is told: the policy ends by itself, and how to remove it now. */
+function leave(r: CaptureRequest, name: string, d: CaptureDeps): void {
+  d.say(
+    `left without waiting; ${r.namespace}/${name} ends by itself at the end of --for ${r.duration.text}; to remove it now: kubectl delete trafficmirrorpolicy -n ${r.namespace} ${name}`,
+  );
+}
+
 /** Deletes the policy and waits until the operator has removed its AWS side (its finalizer). */
 async function cleanUp(r: CaptureRequest, name: string, d: CaptureDeps): Promise<void> {
   const how = `kubectl delete trafficmirrorpolicy -n ${r.namespace} ${name}`;
   let left = false;
   d.onSecondInterrupt(() => {
     left = true;
-    d.say(
-      `left without waiting; the policy ends by itself at the end of --for ${r.duration.text}; to remove it now: ${how}`,
-    );
+    leave(r, name, d);
   });
   try {
     await d.rest.request({

@@ -371,9 +371,7 @@ describe("kubectl trafficmirror", () => {
     expect(await attempt({ namespace: BANK, target: TARGET })).toMatch(
       /^the operator will not mirror this capture: NamespaceNotAllowed: .*does not allow namespace kplugin-bank$/,
     );
-    expect(await attempt({ target: "absent" })).toMatch(
-      /^the operator will not mirror this capture: TargetNotFound: /,
-    );
+    expect(await attempt({ target: "absent" })).toBe("there is no TrafficMirrorTarget named absent");
     expect(await attempt({ collectorNamespace: BANK })).toBe(
       `no collector pod runs in namespace ${BANK} (pass --collector-namespace if it is elsewhere)`,
     );
