@@ -153,7 +153,11 @@ export async function collectorStreams(rest: KubeRest, namespace: string): Promi
   return out;
 }
 
-function policyBody(r: CaptureRequest, name: string, target: string): unknown {
+function policyBody(
+  r: CaptureRequest,
+  name: string,
+  o: { target: string; user: string | undefined },
+): unknown {
   return {
     apiVersion: API_VERSION,
     kind: "TrafficMirrorPolicy",
@@ -161,11 +165,14 @@ function policyBody(r: CaptureRequest, name: string, target: string): unknown {
       name,
       namespace: r.namespace,
       labels: { [CAPTURE_LABEL]: "true" },
-      annotations: { "trafficmirror.twtech.io/capture-selector": r.selectorText },
+      annotations: {
+        "trafficmirror.twtech.io/capture-selector": r.selectorText,
+        ...(o.user ? { "trafficmirror.twtech.io/captured-by": o.user } : {}),
+      },
     },
     spec: {
       podSelector: r.selector,
-      targetRef: { name: target },
+      targetRef: { name: o.target },
       duration: r.duration.text,
       ...(r.filters.length ? { filter: { rules: r.filters } } : {}),
     },
@@ -200,6 +207,21 @@ function progress(p: PolicyObject, seen: Set<string>, say: (l: string) => void):
   if (ready?.status === "True") return "go";
   // Mirroring some pods (others left out by a limit) is worth streaming.
   return (p.status?.mirroredSources ?? 0) > 0 && ready?.reason !== "Programming" ? "go" : "wait";
+}
+
+/** The user's name as the apiserver knows it (a SelfSubjectReview), or undefined where it cannot say. */
+async function whoAmI(rest: KubeRest): Promise<string | undefined> {
+  try {
+    const review = await rest.request<{ status?: { userInfo?: { username?: string } } }>({
+      method: "POST",
+      path: "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+      body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" },
+      what: "asking who I am",
+    });
+    return review.status?.userInfo?.username;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The rights a capture needs, each missing one as the sentence that names it. */
@@ -265,13 +287,14 @@ export async function capture(
     stopping = true;
     for (const s of sockets) s.destroy();
   };
+  const user = await whoAmI(d.rest);
   let created = false;
   try {
     await asUser(`create TrafficMirrorPolicies in namespace ${r.namespace}`, () =>
       d.rest.request({
         method: "POST",
         path: paths.policies(r.namespace),
-        body: policyBody(r, name, target),
+        body: policyBody(r, name, { target, user }),
         what: "creating policy",
       }),
     );

@@ -312,6 +312,13 @@ describe("kubectl trafficmirror", () => {
       await sim.dataPlane.send(traffic(everyone, round));
       await new Promise((r) => setTimeout(r, 300));
     }
+    // Whose capture it is, as the apiserver knows the caller.
+    const [pns, pname] = policy.split("/") as [string, string];
+    const made = await rest.get<{
+      metadata: { annotations: Record<string, string>; labels: Record<string, string> };
+    }>(paths.policy(pns, pname), "reading the capture's policy");
+    expect(made.metadata.annotations["trafficmirror.twtech.io/captured-by"]).toMatch(/\S/);
+    expect(made.metadata.labels["trafficmirror.twtech.io/capture"]).toBe("true");
     const result = await running;
     expect(result.policy).toBe(policy);
     // Over the 15 s, then deleted and cleaned up: nothing of it in EC2, the object gone.
