@@ -17,7 +17,7 @@ import { API_VERSION } from "../../src/api/resources.ts";
 import type { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import type { Ec2Sim } from "../ec2-sim/server.ts";
-import { createPolicy, deleteNodes, startCollectorScenario, until } from "../fixtures/scenario.ts";
+import { createPolicy, startCollectorScenario, stopCollectorScenario, until } from "../fixtures/scenario.ts";
 import { REPO_ROOT, TOOLS_BIN } from "../harness/controlplane.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
 
@@ -145,41 +145,20 @@ describe("Argo CD health check", () => {
     await rest
       .request({ method: "DELETE", path: `/api/v1/namespaces/${NS}/pods/starting`, what: "deleting pod" })
       .catch(() => undefined);
-    for (const [ns, name] of [
-      [NS, "healthy"],
-      [NS, "starting"],
-      [NS, "no-target"],
-      [NS, "paused"],
-      [NS, "timeboxed"],
-      [OTHER_NS, "elsewhere"],
-    ] as const)
-      await rest
-        .request({ method: "DELETE", path: policyPath(ns, name), what: "deleting" })
-        .catch(() => undefined);
-    // Let the operator remove what it made and release its finalizers before it stops.
-    await until("policies gone", async () => {
-      const gone = await rest.get(policyPath(NS, "healthy"), "probing").then(
-        () => false,
-        () => true,
-      );
-      return gone ? true : undefined;
-    }).catch(() => undefined);
-    await rest
-      .request({
-        method: "DELETE",
-        path: `/apis/${API_VERSION}/trafficmirrortargets/${TARGET}`,
-        what: "deleting",
-      })
-      .catch(() => undefined);
-    await until("target gone", async () =>
-      rest.get(`/apis/${API_VERSION}/trafficmirrortargets/${TARGET}`, "probing").then(
-        () => undefined,
-        () => true,
-      ),
-    ).catch(() => undefined);
-    await runtime?.stop();
-    await sim?.stop();
-    await deleteNodes(rest, "argohealth-");
+    await stopCollectorScenario(rest, {
+      policies: [
+        [NS, "healthy"],
+        [NS, "starting"],
+        [NS, "no-target"],
+        [NS, "paused"],
+        [NS, "timeboxed"],
+        [OTHER_NS, "elsewhere"],
+      ],
+      target: TARGET,
+      prefix: "argohealth",
+      runtime,
+      sim,
+    });
   });
 
   it("runs under both interpreters (installed by make tools)", async () => {

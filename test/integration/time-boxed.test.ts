@@ -13,7 +13,7 @@ import type { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import type { Ec2Sim } from "../ec2-sim/server.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
-import { createPolicy, deleteNodes, startCollectorScenario, until } from "../fixtures/scenario.ts";
+import { createPolicy, startCollectorScenario, stopCollectorScenario, until } from "../fixtures/scenario.ts";
 
 const kc = new KubeConfig();
 kc.loadFromFile(inject("kubeconfigPath"));
@@ -59,34 +59,15 @@ describe("time-boxed policies", () => {
     });
   });
 
-  afterAll(async () => {
-    for (const name of ["short", "restart", "fixed"])
-      await rest
-        .request({ method: "DELETE", path: policyPath(name), what: "deleting" })
-        .catch(() => undefined);
-    await until("policies gone", () =>
-      rest.get(policyPath("restart"), "probing").then(
-        () => undefined,
-        () => true,
-      ),
-    ).catch(() => undefined);
-    await rest
-      .request({
-        method: "DELETE",
-        path: `/apis/${API_VERSION}/trafficmirrortargets/${TARGET}`,
-        what: "deleting",
-      })
-      .catch(() => undefined);
-    await until("target gone", () =>
-      rest.get(`/apis/${API_VERSION}/trafficmirrortargets/${TARGET}`, "probing").then(
-        () => undefined,
-        () => true,
-      ),
-    ).catch(() => undefined);
-    await runtime?.stop();
-    await sim?.stop();
-    await deleteNodes(rest, "timeboxed-");
-  });
+  afterAll(() =>
+    stopCollectorScenario(rest, {
+      policies: ["short", "restart", "fixed"].map((name) => [NS, name] as const),
+      target: TARGET,
+      prefix: "timeboxed",
+      runtime,
+      sim,
+    }),
+  );
 
   it("mirrors until the end of spec.duration, then leaves nothing in EC2 and says Expired", async () => {
     await start();
