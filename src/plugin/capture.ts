@@ -190,12 +190,18 @@ function stateLine(p: PolicyObject): string {
     : `not ready: ${ready.reason} ${counts}: ${ready.message}`;
 }
 
-/** Prints what changed in the policy's status; returns whether it can stream now. */
-function progress(p: PolicyObject, seen: Set<string>, say: (l: string) => void): "wait" | "go" {
-  const lines = [
-    stateLine(p),
+/** What the user should know beside the state: no pod selected, each pod left out and why. */
+function notes(p: PolicyObject): string[] {
+  const none = readyOf(p)?.status === "True" && (p.status?.selectedPods ?? 0) === 0;
+  return [
+    ...(none ? ["  no pod matches the selector (yet): pods that appear while it runs are mirrored"] : []),
     ...(p.status?.unmirrored ?? []).map((u) => `  ${u.name} is not mirrored: ${u.reason}: ${u.message}`),
   ];
+}
+
+/** Prints what changed in the policy's status; returns whether it can stream now. */
+function progress(p: PolicyObject, seen: Set<string>, say: (l: string) => void): "wait" | "go" {
+  const lines = [stateLine(p), ...notes(p)];
   for (const l of lines.filter((x) => !seen.has(x))) {
     seen.add(l);
     say(l);

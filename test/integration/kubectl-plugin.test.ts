@@ -363,6 +363,21 @@ describe("kubectl trafficmirror", () => {
     expect(said).toContain("mirror sessions removed; nothing is left in AWS");
   }, 120_000);
 
+  it("says when the selector matches no pod, and still cleans up at Ctrl-C", async () => {
+    const { d, said, stop } = deps();
+    const running = capture(request(join(home, "none.pcapng"), "app=nothing"), d);
+    await until("the note", () =>
+      Promise.resolve(
+        said.includes("  no pod matches the selector (yet): pods that appear while it runs are mirrored")
+          ? true
+          : undefined,
+      ),
+    );
+    stop();
+    expect((await running).packets).toBe(0);
+    expect(said.at(-1)).toBe("mirror sessions removed; nothing is left in AWS");
+  }, 60_000);
+
   it("says in one sentence why it cannot capture, and leaves no policy behind", async () => {
     const attempt = async (o: Partial<CaptureRequest>): Promise<string> => {
       const err = await capture(request(join(home, "x.pcapng"), "app=ledger", o), deps().d).then(
