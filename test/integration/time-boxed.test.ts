@@ -30,6 +30,16 @@ const policyPath = (name: string): string =>
 type Policy = { metadata: { creationTimestamp: string }; status?: PolicyStatus };
 const read = (name: string): Promise<Policy> => rest.get<Policy>(policyPath(name), "reading policy");
 const ready = (p: Policy) => p.status?.conditions?.find((c) => c.type === ConditionType.Ready);
+/** The policy once its Ready condition has `reason` ("Ready" when True). */
+const readyWith = (name: string, reason: string, timeoutMs?: number): Promise<Policy> =>
+  until(
+    `${name} ${reason}`,
+    async () => {
+      const p = await read(name);
+      return ready(p)?.reason === reason ? p : undefined;
+    },
+    timeoutMs,
+  );
 
 describe("time-boxed policies", () => {
   let sim: Ec2Sim;
@@ -76,22 +86,12 @@ describe("time-boxed policies", () => {
       name: "short",
       spec: { ...nodes, targetRef: { name: TARGET }, duration: "8s" },
     });
-    const running = await until("short Ready", async () => {
-      const p = await read("short");
-      return ready(p)?.status === "True" ? p : undefined;
-    });
+    const running = await readyWith("short", "Ready");
     const end = Date.parse(running.metadata.creationTimestamp) + 8_000;
     expect(running.status?.expiresAt).toBe(new Date(end).toISOString());
     expect(Date.now()).toBeLessThan(end);
     expect(owned("sessions").length).toBeGreaterThan(0);
-    const expired = await until(
-      "short Expired",
-      async () => {
-        const p = await read("short");
-        return ready(p)?.reason === Reason.Expired ? p : undefined;
-      },
-      30_000,
-    );
+    const expired = await readyWith("short", Reason.Expired, 30_000);
     // Timed at the end, not found by the minute's resync.
     expect(Date.now() - end).toBeLessThan(10_000);
     expect(ready(expired)).toMatchObject({
@@ -111,10 +111,7 @@ describe("time-boxed policies", () => {
       name: "restart",
       spec: { ...nodes, targetRef: { name: TARGET }, duration: "6s" },
     });
-    const p = await until("restart Ready", async () => {
-      const x = await read("restart");
-      return ready(x)?.status === "True" ? x : undefined;
-    });
+    const p = await readyWith("restart", "Ready");
     const end = Date.parse(p.metadata.creationTimestamp) + 6_000;
     await runtime!.stop();
     runtime = undefined;
@@ -123,10 +120,7 @@ describe("time-boxed policies", () => {
     // Nobody removed them while the operator was away.
     expect(owned("sessions").length).toBeGreaterThan(0);
     await start();
-    await until("restart Expired", async () => {
-      const x = await read("restart");
-      return ready(x)?.reason === Reason.Expired ? x : undefined;
-    });
+    await readyWith("restart", Reason.Expired);
     expect(owned("sessions")).toEqual([]);
     expect(owned("filters")).toEqual([]);
   });
@@ -139,10 +133,7 @@ describe("time-boxed policies", () => {
       name: "fixed",
       spec: { ...nodes, targetRef: { name: TARGET }, expiresAt: past },
     });
-    const p = await until("fixed Expired", async () => {
-      const x = await read("fixed");
-      return ready(x)?.reason === Reason.Expired ? x : undefined;
-    });
+    const p = await readyWith("fixed", Reason.Expired);
     expect(ready(p)?.message).toContain("(spec.expiresAt)");
     expect(p.status?.expiresAt).toBe(new Date(past).toISOString());
     expect(owned("sessions")).toEqual([]);
