@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH):/usr/local/sbin:/usr/sbin:/sbin
 export NODE_OPTIONS ?=
 NPM := npm --no-audit --no-fund --loglevel=error
 
-.PHONY: help tools deps lint format typecheck test test-unit test-integration manifests \
+.PHONY: help tools deps lint format typecheck test test-unit test-integration manifests plugin \
 	sandbox-up sandbox-down demo clean ec2-sim bench kustomize e2e-kind native image e2e-node
 
 help: ## List the targets
@@ -84,6 +84,9 @@ clean: ## Remove build and test state (not the tool cache)
 
 manifests: deps ## Generate the CRDs from src/api (crds/ and the chart's copy)
 	node src/api/crd-gen.ts
+
+plugin: deps ## The kubectl plugin as one file, dist/kubectl-trafficmirror (copy it onto PATH), and its krew archive and manifest
+	node test/tools/build-plugin.ts
 
 kustomize: deps ## Render the chart into the kustomize bases under config/ (rbac, manager, collector)
 	node test/tools/render-config.ts

@@ -22,6 +22,12 @@ local suspended = {
   DryRun = true,
 }
 
+-- Reasons that mean "done as asked": a time-boxed policy whose time is up has removed its sessions,
+-- which is what its owner wanted, so Argo CD shows it Healthy (the message says it ended).
+local done = {
+  Expired = true,
+}
+
 -- Everything else that makes Ready False needs a person: a wrong spec or reference, a namespace
 -- or node source the target does not allow, sources that cannot be mirrored, or AWS limits
 -- (EniFull, TargetFull, FilterTooLarge). Unknown reasons count as errors too, so a new reason
@@ -73,7 +79,7 @@ local function assess()
     return hs
   end
   hs.message = describe(ready)
-  if ready.status == "True" then
+  if ready.status == "True" or (ready.status == "False" and done[ready.reason]) then
     hs.status = "Healthy"
   elseif suspended[ready.reason] then
     hs.status = "Suspended"

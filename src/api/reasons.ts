@@ -12,6 +12,8 @@ export const ConditionType = {
 export const Reason = {
   // Policy-level
   Suspended: "Suspended",
+  /** The policy's time (spec.duration or spec.expiresAt) is up: its sessions are removed. */
+  Expired: "Expired",
   TargetNotFound: "TargetNotFound",
   TargetNotReady: "TargetNotReady",
   NamespaceNotAllowed: "NamespaceNotAllowed",

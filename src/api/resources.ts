@@ -128,6 +128,30 @@ export const PolicySpecSchema = cel(
       .optional()
       .describe("Bytes of each packet to keep; default whole"),
     suspend: z.boolean().default(false).describe("Stop mirroring and remove this policy's sessions"),
+    duration: cel(
+      z
+        .string()
+        .max(32)
+        .regex(/^([0-9]+h)?([0-9]+m)?([0-9]+s)?$/)
+        .describe(
+          "Mirror for this long after the policy was created (metadata.creationTimestamp), e.g. 10m or 1h30m; then the sessions are removed and Ready is False with reason Expired",
+        ),
+      [
+        {
+          // Only on what the pattern admits, so a wrong format gives one message, not two.
+          rule: "!self.matches('^([0-9]+h)?([0-9]+m)?([0-9]+s)?$') || (self != '' && duration(self) >= duration('1s') && duration(self) <= duration('8760h'))",
+          message: "must be a duration from 1s to 8760h in hours, minutes and seconds, such as 10m or 1h30m",
+        },
+      ],
+    ).optional(),
+    expiresAt: z
+      .string()
+      .max(64)
+      .meta({ format: "date-time" })
+      .optional()
+      .describe(
+        "Mirror until this time (RFC 3339, e.g. 2026-12-01T18:00:00Z); with duration too, the earlier one ends mirroring",
+      ),
   }),
   [
     {
@@ -241,6 +265,10 @@ export const PolicyStatusSchema = z.object({
   sessionCount: z.number().int().optional(),
   sessions: z.array(SessionStatusSchema).max(50).optional().describe("Up to 50 sessions"),
   unmirrored: z.array(UnmirroredSchema).max(50).optional().describe("Up to 50 sources that are not mirrored"),
+  expiresAt: z
+    .string()
+    .optional()
+    .describe("When mirroring ends (from spec.duration or spec.expiresAt); absent when it does not"),
 });
 
 /** TrafficMirrorTarget status. */

@@ -86,7 +86,7 @@ function isMapMessage(m: unknown): m is MapMessage {
 
 /** One worker's receive path: socket, map (watched, or from the primary), optional stream. */
 async function startWorker(config: CollectorConfig, log: Logger, index: number) {
-  const stream = config.stream ? new PcapStream() : undefined;
+  const stream = config.stream ? new PcapStream({ allowAllPolicies: config.streamAllPolicies }) : undefined;
   const receiver = new Receiver({
     host: config.listen.host,
     port: config.listen.port,

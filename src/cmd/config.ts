@@ -186,6 +186,7 @@ export const CollectorEnvSchema = z.object({
   TMO_COLLECTOR_DISK_RETRY_SECONDS: positive.default(10),
   TMO_COLLECTOR_CAPTURE_UNKNOWN: bool.default(false),
   TMO_COLLECTOR_STREAM_ADDR: listenAddr.optional(),
+  TMO_COLLECTOR_STREAM_ALL_POLICIES: bool.default(false),
   TMO_COLLECTOR_METRICS_ADDR: listenAddr.prefault(":9102"),
   TMO_COLLECTOR_MODE: z.enum(["userspace", "kernel"]).default("userspace"),
   TMO_NODE_NAME: z.string().optional(),
@@ -207,6 +208,8 @@ export interface CollectorConfig {
   retention: { maxAgeMs: number; maxTotalBytes: number };
   captureUnknown: boolean;
   stream: { host: string; port: number } | undefined;
+  /** Plain PCAP-over-IP clients (no request line) get every policy's packets. */
+  streamAllPolicies: boolean;
   metrics: { host: string; port: number };
   mode: "userspace" | "kernel";
   nodeName: string | undefined;
@@ -252,6 +255,7 @@ export function loadCollectorConfig(env: Record<string, string | undefined>): Co
     },
     captureUnknown: e.TMO_COLLECTOR_CAPTURE_UNKNOWN,
     stream: e.TMO_COLLECTOR_STREAM_ADDR,
+    streamAllPolicies: e.TMO_COLLECTOR_STREAM_ALL_POLICIES,
     metrics: e.TMO_COLLECTOR_METRICS_ADDR,
     mode: e.TMO_COLLECTOR_MODE,
     nodeName: e.TMO_NODE_NAME,

@@ -6,10 +6,11 @@ import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { KubeConfig, Watch } from "@kubernetes/client-node";
 import pino from "pino";
-import { PolicySpecSchema, TargetSpecSchema } from "../api/resources.ts";
+import { TargetSpecSchema } from "../api/resources.ts";
 import { makeEc2Client } from "../aws/client.ts";
 import { Ec2MirrorApi } from "../aws/ec2-adapter.ts";
 import { loadInventory } from "../aws/inventory.ts";
+import { policyInputOf } from "../controller/reconcile.ts";
 import { API_GROUP, API_VERSION } from "../controller/runtime.ts";
 import { leanCustom, leanNamespace, leanNode, leanPod } from "../k8s/lean.ts";
 import { Reflector, type RawObject } from "../k8s/reflector.ts";
@@ -79,18 +80,8 @@ export async function run(argv: string[]): Promise<number> {
   const plan = planMirroring({
     clusterName: config.clusterName,
     policies: policies.flatMap((p) => {
-      const spec = PolicySpecSchema.safeParse(p.spec);
-      return spec.success
-        ? [
-            {
-              namespace: p.namespace ?? "",
-              name: p.name,
-              generation: p.generation,
-              deleting: p.deleting,
-              spec: spec.data,
-            },
-          ]
-        : [];
+      const r = policyInputOf(p, Date.now());
+      return r ? [r.input] : [];
     }),
     targets: targets.flatMap((t) => {
       const spec = TargetSpecSchema.safeParse(t.spec);

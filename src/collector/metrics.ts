@@ -197,6 +197,14 @@ export function registerReceiverMetrics(registry: Registry, r: Receiver, stream?
       },
       () => [[{}, stream.stats.slowClientsDropped]],
     );
+    readCounter(
+      registry,
+      {
+        name: "tmo_collector_stream_refused_total",
+        help: "Stream connections closed without streaming (a bad request line, or none where one is required)",
+      },
+      () => [[{}, stream.stats.refused]],
+    );
   }
 }
 

@@ -271,7 +271,14 @@ export class Receiver {
       }
       return;
     }
-    if (this.#o.stream?.active) this.#o.stream.send(p);
+    const stream = this.#o.stream;
+    if (stream?.active) {
+      // Only while someone streams: which policies kept it, so each client gets only its own.
+      const kept: string[] = [];
+      for (let i = 0; i < attributions.length; i++)
+        if (selects(attributions[i]!.selection, h)) kept.push(attributions[i]!.policy);
+      stream.send(p, kept);
+    }
   }
 
   /** The reusable packet record, filled for the inner frame at `start` (reads the clock if no time). */

@@ -15,6 +15,7 @@ import {
   type PolicyStatus,
   type TargetStatus,
 } from "../api/resources.ts";
+import { policyEnd } from "../api/expiry.ts";
 import { VNI_MAP_CONFIGMAP_KEY, type VniMap } from "../api/vni-map.ts";
 import { AutoTightener, type AutoTightenOptions } from "./auto.ts";
 import { CoverageTracker } from "./coverage.ts";
@@ -97,19 +98,44 @@ const targetRef = (t: LeanCustom): ObjectRef => ({
   uid: t.uid,
 });
 
-function toInputs(s: ClusterSnapshot, log: Logger): { policies: PolicyInput[]; targets: TargetInput[] } {
+/**
+ * A policy as the planner sees it, with its end (a time-boxed policy) and whether that has passed
+ * at `nowMs`; undefined when its spec does not validate.
+ */
+export function policyInputOf(
+  p: LeanCustom,
+  nowMs: number,
+): { input: PolicyInput; endMs: number | undefined } | undefined {
+  const spec = PolicySpecSchema.safeParse(p.spec);
+  if (!spec.success) return undefined;
+  const end = policyEnd(spec.data, p.createdAt);
+  const input: PolicyInput = {
+    namespace: p.namespace ?? "",
+    name: p.name,
+    generation: p.generation,
+    deleting: p.deleting,
+    spec: spec.data,
+    ...(end && end.atMs <= nowMs ? { ended: { at: new Date(end.atMs).toISOString(), by: end.by } } : {}),
+  };
+  return { input, endMs: end?.atMs };
+}
+
+/** The planner's inputs, and each time-boxed policy's end by `namespace/name`. */
+function toInputs(
+  s: ClusterSnapshot,
+  log: Logger,
+  nowMs: number,
+): { policies: PolicyInput[]; targets: TargetInput[]; ends: Map<string, number> } {
   const policies: PolicyInput[] = [];
+  const ends = new Map<string, number>();
   for (const p of s.policies) {
-    const spec = PolicySpecSchema.safeParse(p.spec);
-    if (spec.success)
-      policies.push({
-        namespace: p.namespace ?? "",
-        name: p.name,
-        generation: p.generation,
-        deleting: p.deleting,
-        spec: spec.data,
-      });
-    else log.warn({ policy: `${p.namespace}/${p.name}` }, "Skipped a policy whose spec does not validate");
+    const r = policyInputOf(p, nowMs);
+    if (!r) {
+      log.warn({ policy: `${p.namespace}/${p.name}` }, "Skipped a policy whose spec does not validate");
+      continue;
+    }
+    policies.push(r.input);
+    if (r.endMs !== undefined) ends.set(`${r.input.namespace}/${r.input.name}`, r.endMs);
   }
   const targets: TargetInput[] = [];
   for (const t of s.targets) {
@@ -118,7 +144,14 @@ function toInputs(s: ClusterSnapshot, log: Logger): { policies: PolicyInput[]; t
       targets.push({ name: t.name, generation: t.generation, deleting: t.deleting, spec: spec.data });
     else log.warn({ target: t.name }, "Skipped a target whose spec does not validate");
   }
-  return { policies, targets };
+  return { policies, targets, ends };
+}
+
+/** Milliseconds until the next end of a policy still running, or undefined when none is due. */
+function untilNextEnd(ends: ReadonlyMap<string, number>, nowMs: number): number | undefined {
+  let next: number | undefined;
+  for (const at of ends.values()) if (at > nowMs && (next === undefined || at < next)) next = at;
+  return next === undefined ? undefined : next - nowMs;
 }
 
 /** The desired sessions whose changes wait in `pending` units (not started for lack of time). */
@@ -257,7 +290,7 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
   let waiting = new Set<string>();
   return async (snapshot, { log, reasons }): Promise<CycleResult> => {
     const started = Date.now();
-    const { policies, targets } = toInputs(snapshot, log);
+    const { policies, targets, ends } = toInputs(snapshot, log, now().getTime());
     await ensureFinalizers(d.rest, snapshot);
     const extraTargetIds = targets.flatMap((t) =>
       t.spec.trafficMirrorTargetId ? [t.spec.trafficMirrorTargetId] : [],
@@ -315,7 +348,17 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     // The map before status: a policy reads Ready only once collectors can name its sessions.
     await publishVniMap(d, plan, outcome.sessionIds);
     const at = now();
-    const ready = await report({ d, snapshot, plan, outcome, idx, result, now: at.toISOString(), progress });
+    const ready = await report({
+      d,
+      snapshot,
+      plan,
+      outcome,
+      idx,
+      result,
+      now: at.toISOString(),
+      progress,
+      ends,
+    });
     const kinds = new Map(targets.map((t) => [t.name, targetKind(t)]));
     const targetOf = new Map(policies.map((p) => [`${p.namespace}/${p.name}`, p.spec.targetRef.name]));
     coverage.record({
@@ -329,11 +372,14 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     const failed = (result?.failures.length ?? 0) > 0;
     const recheck = tightener.observe(plan.auto, at.getTime());
     // Work left for lack of time goes on at once (after the events that came meanwhile are planned).
+    // A time-boxed policy ends on time without a poll: the next cycle is due at the earliest end.
+    const nextEnd = untilNextEnd(ends, at.getTime());
     const requeue = Math.min(
       pending ? 0 : Infinity,
       failed ? 5_000 : Infinity,
       recheck ?? Infinity,
       hold.dueInMs ?? Infinity,
+      nextEnd ?? Infinity,
     );
     return requeue === Infinity ? {} : { requeueAfterMs: requeue };
   };
@@ -376,6 +422,8 @@ async function report(c: {
   result: ApplyResult | undefined;
   now: string;
   progress: ProgressWrites;
+  /** Each time-boxed policy's end (ms since the epoch), by `namespace/name`. */
+  ends: ReadonlyMap<string, number>;
 }): Promise<Set<string>> {
   const { d, snapshot, plan, outcome } = c;
   const ready = new Set<string>();
@@ -409,6 +457,7 @@ async function report(c: {
       sessions,
       outcome,
       now: c.now,
+      endMs: c.ends.get(key),
     });
     if (status.conditions?.some((x) => x.type === "Ready" && x.status === "True")) ready.add(key);
     await writePolicyStatus(c, p, stored, status);

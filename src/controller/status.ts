@@ -136,6 +136,8 @@ export function policyStatus(input: {
   sessions: ReadonlyMap<string, DesiredSession>;
   outcome: ProgrammingOutcome;
   now: string;
+  /** When a time-boxed policy's mirroring ends (ms since the epoch). */
+  endMs?: number;
 }): PolicyStatus {
   const { report, generation, outcome } = input;
   const computed = conditionsFor(report, outcome, generation);
@@ -181,6 +183,7 @@ export function policyStatus(input: {
       .filter((s) => s.reason)
       .slice(0, LIST_LIMIT)
       .map((s) => ({ kind: s.kind, name: s.name, reason: s.reason!, message: s.message ?? "" })),
+    ...(input.endMs !== undefined ? { expiresAt: new Date(input.endMs).toISOString() } : {}),
   };
 }
 

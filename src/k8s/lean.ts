@@ -47,6 +47,8 @@ export interface LeanCustom<Spec = unknown, Status = unknown> {
   resourceVersion: string;
   finalizers: string[];
   deleting: boolean;
+  /** metadata.creationTimestamp (a time-boxed policy's duration counts from it). */
+  createdAt: string | undefined;
   labels: Record<string, string>;
   spec: Spec;
   status: Status | undefined;
@@ -61,6 +63,7 @@ interface Meta {
   resourceVersion?: string;
   finalizers?: string[];
   deletionTimestamp?: string;
+  creationTimestamp?: string;
 }
 
 function meta(o: RawObject): Meta {
@@ -134,6 +137,7 @@ export function leanCustom<Spec, Status>(o: RawObject): LeanCustom<Spec, Status>
     resourceVersion: m.resourceVersion ?? "",
     finalizers: [...(m.finalizers ?? [])],
     deleting: m.deletionTimestamp !== undefined,
+    createdAt: m.creationTimestamp,
     labels: copyLabels(m.labels),
     spec: o.spec as Spec,
     status: o.status as Status | undefined,

@@ -86,4 +86,31 @@ describe("CoalescingTrigger", () => {
     await vi.advanceTimersByTimeAsync(30_000);
     expect(reasons).toHaveLength(3);
   });
+
+  it("keeps one requeue timer, the earliest, and waits days in steps rather than firing at once", async () => {
+    const at: number[] = [];
+    const start = Date.now();
+    const end = start + 3 * 24 * 3_600_000;
+    const t = new CoalescingTrigger({
+      log,
+      run: () => {
+        at.push(Date.now() - start);
+        // Every cycle asks for the same far-off end, as a converging operator with a 3-day policy does.
+        return Promise.resolve(Date.now() < end ? { requeueAfterMs: end - Date.now() } : {});
+      },
+    });
+    t.start();
+    t.kick("start");
+    await vi.advanceTimersByTimeAsync(100);
+    for (let i = 0; i < 5; i++) {
+      t.kick("event", 0);
+      await vi.advanceTimersByTimeAsync(100);
+    }
+    expect(at).toHaveLength(6);
+    expect(vi.getTimerCount()).toBe(1);
+    await vi.advanceTimersByTimeAsync(3 * 24 * 3_600_000);
+    // Woken after 24 h, 48 h and at the end: no timer fired early, none twice.
+    expect(at.slice(6).map((ms) => Math.round(ms / 3_600_000))).toEqual([24, 48, 72]);
+    await t.stop();
+  });
 });

@@ -5,6 +5,9 @@
  */
 import type { Logger } from "pino";
 
+/** Longest single timer (Node fires a longer one at once); a later requeue waits in steps of it. */
+const MAX_TIMER_MS = 24 * 3_600_000;
+
 /** What a cycle reports back. */
 export interface CycleResult {
   /** Run again after this long even if nothing kicks (e.g. AWS work still in progress). */
@@ -30,6 +33,8 @@ export class CoalescingTrigger {
   #pending = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #resync: NodeJS.Timeout | undefined;
+  #requeueTimer: NodeJS.Timeout | undefined;
+  #requeueDue = 0;
   #running: Promise<void> | undefined;
   #stopped = false;
   #backoff: number;
@@ -66,6 +71,7 @@ export class CoalescingTrigger {
     this.#stopped = true;
     clearTimeout(this.#timer);
     clearInterval(this.#resync);
+    clearTimeout(this.#requeueTimer);
     await this.#running;
   }
 
@@ -98,8 +104,22 @@ export class CoalescingTrigger {
     }
   }
 
+  /**
+   * One requeue timer at a time, the earliest asked for: a cycle asks again for what is still due,
+   * so a later request dropped here is made again after the earlier one has run. (Every cycle of
+   * a long converge asks for the same far-off end of a time-boxed policy; this keeps that to one
+   * timer rather than one per cycle.)
+   */
   #requeue(reason: string, afterMs: number): void {
-    const t = setTimeout(() => this.kick(reason, 0), afterMs);
-    t.unref();
+    const delay = Math.min(afterMs, MAX_TIMER_MS);
+    const due = Date.now() + delay;
+    if (this.#requeueTimer && this.#requeueDue <= due) return;
+    clearTimeout(this.#requeueTimer);
+    this.#requeueDue = due;
+    this.#requeueTimer = setTimeout(() => {
+      this.#requeueTimer = undefined;
+      this.kick(reason, 0);
+    }, delay);
+    this.#requeueTimer.unref();
   }
 }

@@ -93,7 +93,7 @@ describe("onlyFreeAddressesChange", () => {
       { numRuns: 1500 },
     );
     // Not vacuous: departures alone are nearly always recognised.
-    expect(yes).toBeGreaterThan(100);
+    expect(subsets).toBeGreaterThan(40);
     expect(subsetYes / subsets).toBeGreaterThan(0.9);
   }, 30_000);
 

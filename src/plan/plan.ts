@@ -66,6 +66,8 @@ function policyBlock(
   input: PlanInput,
 ): { reason: string; message: string } | undefined {
   if (p.deleting) return { reason: Reason.Suspended, message: "the policy is being deleted" };
+  if (p.ended)
+    return { reason: Reason.Expired, message: `mirroring ended at ${p.ended.at} (spec.${p.ended.by})` };
   if (p.spec.suspend) return { reason: Reason.Suspended, message: "spec.suspend is true" };
   const t = targets.get(p.spec.targetRef.name);
   if (!t)

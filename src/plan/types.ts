@@ -14,6 +14,8 @@ export interface PolicyInput {
   generation: number;
   deleting: boolean;
   spec: PolicySpec;
+  /** Set once a time-boxed policy's end has passed (the controller reads the clock, not the plan). */
+  ended?: { at: string; by: "duration" | "expiresAt" };
 }
 
 /** A TrafficMirrorTarget as the planner sees it (spec already validated). */

@@ -110,11 +110,21 @@ function macOf(ip: string): string {
   );
 }
 
+/** A hash of a packet's flow, the same for both directions (addresses, protocol, ports). */
+function flowHash(p: SyntheticPacket): number {
+  const ends = [`${p.src}:${p.srcPort ?? 0}`, `${p.dst}:${p.dstPort ?? 0}`].sort().join("|");
+  let h = 2166136261;
+  for (const ch of `${ends}|${p.protocol}`) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+  return h;
+}
+
 /** Applies sessions and sends copies; owns one UDP socket for its lifetime. */
 export class DataPlane {
   readonly endpoints = new Map<string, LoopbackEndpoint>();
   readonly #state: Ec2State;
   #socket: Socket | undefined;
+  /** With `spreadFlows`: one socket per outer source port, chosen by the inner flow. */
+  #flowSockets: Socket[] = [];
 
   constructor(state: Ec2State) {
     this.#state = state;
@@ -158,7 +168,11 @@ export class DataPlane {
     const inner = full.subarray(0, Math.min(keep, full.length));
     const endpoint = target ? this.#endpointOf(target) : undefined;
     if (endpoint)
-      await this.#sendDatagram(Buffer.concat([vxlanHeader(c.session.virtualNetworkId), inner]), endpoint);
+      await this.#sendDatagram(
+        Buffer.concat([vxlanHeader(c.session.virtualNetworkId), inner]),
+        endpoint,
+        flowHash(c.packet),
+      );
     return {
       packet: c.index,
       trafficMirrorSessionId: c.session.trafficMirrorSessionId,
@@ -183,16 +197,31 @@ export class DataPlane {
     return undefined;
   }
 
-  #sendDatagram(buf: Buffer, e: LoopbackEndpoint): Promise<void> {
+  /**
+   * Sends each inner flow's copies from one of `n` outer source ports, as AWS does (it derives the
+   * outer source port from the inner flow), so a collector's `SO_REUSEPORT` workers share the
+   * flows. By default every copy leaves from one socket.
+   */
+  spreadFlows(n: number): void {
+    for (const s of this.#flowSockets) s.close();
+    this.#flowSockets = Array.from({ length: n }, () => createSocket("udp4"));
+  }
+
+  #sendDatagram(buf: Buffer, e: LoopbackEndpoint, flow: number): Promise<void> {
     this.#socket ??= createSocket("udp4");
+    const socket = this.#flowSockets.length
+      ? this.#flowSockets[flow % this.#flowSockets.length]!
+      : this.#socket;
     return new Promise((resolve, reject) =>
-      this.#socket!.send(buf, e.port, e.host ?? "127.0.0.1", (err) => (err ? reject(err) : resolve())),
+      socket.send(buf, e.port, e.host ?? "127.0.0.1", (err) => (err ? reject(err) : resolve())),
     );
   }
 
-  /** Closes the socket. */
+  /** Closes the sockets. */
   close(): void {
     this.#socket?.close();
     this.#socket = undefined;
+    for (const s of this.#flowSockets) s.close();
+    this.#flowSockets = [];
   }
 }

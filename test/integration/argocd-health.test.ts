@@ -1,8 +1,9 @@
 // The Argo CD health check (config/argocd/health.lua) run by a real Lua 5.4 interpreter on status
 // objects the operator itself wrote: a real reconcile loop against the EC2 emulator and the
 // control plane makes a healthy target and policy, a policy whose target is missing, one in a
-// namespace the target does not allow, and a suspended one. Reasons the loop does not reach here
-// (AWS limits, retries, dry-run) are checked on status built with the real condition reasons.
+// namespace the target does not allow, a suspended one and a time-boxed one whose time is up.
+// Reasons the loop does not reach here (AWS limits, retries, dry-run) are checked on status built
+// with the real condition reasons.
 // Every case runs under Lua 5.4 and 5.1 (what Argo CD's gopher-lua implements).
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -15,17 +16,8 @@ import { ConditionType, Reason } from "../../src/api/reasons.ts";
 import { API_VERSION } from "../../src/api/resources.ts";
 import type { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
-import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
-import {
-  createCollectorTarget,
-  createEksNodes,
-  createNamespaces,
-  createPolicy,
-  deleteNodes,
-  until,
-} from "../fixtures/scenario.ts";
-import { makeWorld } from "../fixtures/world.ts";
-import { installCrds } from "../harness/crds.ts";
+import type { Ec2Sim } from "../ec2-sim/server.ts";
+import { createPolicy, startCollectorScenario, stopCollectorScenario, until } from "../fixtures/scenario.ts";
 import { REPO_ROOT, TOOLS_BIN } from "../harness/controlplane.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
 
@@ -105,25 +97,14 @@ describe("Argo CD health check", () => {
   let runtime: OperatorRuntime;
 
   beforeAll(async () => {
-    await installCrds(rest);
-    sim = await startEc2Sim();
-    seed(
-      sim.state,
-      makeWorld({ nodes: 3, podsPerNode: 0, firstIndex: FIRST, collectors: [FIRST] }).inventory,
-    );
-    await createEksNodes(rest, {
+    sim = await startCollectorScenario(rest, {
       first: FIRST,
       count: 3,
-      collectors: [FIRST],
-      pool: "argohealth",
       prefix: "argohealth",
       collectorLabels: NODE_LABEL,
-    });
-    await createNamespaces(rest, ["argohealth-system", NS, OTHER_NS]);
-    await createCollectorTarget(rest, TARGET, {
-      collector: { nodeSelector: NODE_LABEL, selectionMode: "Pod" },
-      allowNodeSources: true,
-      allowedNamespaces: { from: "List", names: [NS] },
+      namespaces: ["argohealth-system", NS, OTHER_NS],
+      target: TARGET,
+      allowed: [NS],
     });
     ({ runtime } = await startTestOperator({
       kc,
@@ -149,6 +130,11 @@ describe("Argo CD health check", () => {
       spec: { ...nodes, targetRef: { name: TARGET }, suspend: true },
     });
     await createPolicy(rest, {
+      namespace: NS,
+      name: "timeboxed",
+      spec: { ...nodes, targetRef: { name: TARGET }, duration: "3s" },
+    });
+    await createPolicy(rest, {
       namespace: OTHER_NS,
       name: "elsewhere",
       spec: { ...nodes, targetRef: { name: TARGET } },
@@ -159,40 +145,20 @@ describe("Argo CD health check", () => {
     await rest
       .request({ method: "DELETE", path: `/api/v1/namespaces/${NS}/pods/starting`, what: "deleting pod" })
       .catch(() => undefined);
-    for (const [ns, name] of [
-      [NS, "healthy"],
-      [NS, "starting"],
-      [NS, "no-target"],
-      [NS, "paused"],
-      [OTHER_NS, "elsewhere"],
-    ] as const)
-      await rest
-        .request({ method: "DELETE", path: policyPath(ns, name), what: "deleting" })
-        .catch(() => undefined);
-    // Let the operator remove what it made and release its finalizers before it stops.
-    await until("policies gone", async () => {
-      const gone = await rest.get(policyPath(NS, "healthy"), "probing").then(
-        () => false,
-        () => true,
-      );
-      return gone ? true : undefined;
-    }).catch(() => undefined);
-    await rest
-      .request({
-        method: "DELETE",
-        path: `/apis/${API_VERSION}/trafficmirrortargets/${TARGET}`,
-        what: "deleting",
-      })
-      .catch(() => undefined);
-    await until("target gone", async () =>
-      rest.get(`/apis/${API_VERSION}/trafficmirrortargets/${TARGET}`, "probing").then(
-        () => undefined,
-        () => true,
-      ),
-    ).catch(() => undefined);
-    await runtime?.stop();
-    await sim?.stop();
-    await deleteNodes(rest, "argohealth-");
+    await stopCollectorScenario(rest, {
+      policies: [
+        [NS, "healthy"],
+        [NS, "starting"],
+        [NS, "no-target"],
+        [NS, "paused"],
+        [NS, "timeboxed"],
+        [OTHER_NS, "elsewhere"],
+      ],
+      target: TARGET,
+      prefix: "argohealth",
+      runtime,
+      sim,
+    });
   });
 
   it("runs under both interpreters (installed by make tools)", async () => {
@@ -323,6 +289,12 @@ describe("Argo CD health check", () => {
     expect(await health(await policyWithReady(NS, "paused", Reason.Suspended))).toMatchObject({
       status: "Suspended",
     });
+  });
+
+  it("is Healthy, saying it ended, for a time-boxed policy whose time is up", async () => {
+    const h = await health(await policyWithReady(NS, "timeboxed", Reason.Expired));
+    expect(h.status).toBe("Healthy");
+    expect(h.message).toMatch(/^Expired: SourcesResolved: mirroring ended at \S+Z \(spec\.duration\)$/);
   });
 
   it("maps the other reasons of src/api/reasons.ts: retries progress, limits and bad sources degrade", async () => {

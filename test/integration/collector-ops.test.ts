@@ -6,6 +6,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { streamRequest } from "../../src/collector/stream.ts";
 import type { VniMap } from "../../src/api/vni-map.ts";
 import { buildFrame, vxlanHeader } from "../ec2-sim/packets.ts";
 import { sendDatagrams, startCollectorProcess } from "../fixtures/collector.ts";
@@ -104,10 +105,18 @@ describe("a full disk", () => {
 });
 
 describe("the live stream", () => {
-  it("sends PCAP-over-IP that tshark reads, packet for packet", async () => {
+  it("sends PCAP-over-IP that tshark reads, packet for packet, to a client that asked for the policy", async () => {
     const c = await startCollectorProcess({ stateDir, name: "collector-stream", map, stream: true });
     try {
+      // A plain client, which asks for nothing, is refused: the chart does not allow every policy.
+      const plain = connect(c.streamPort!, "127.0.0.1");
+      plain.on("error", () => undefined);
+      await until("plain client refused", async () =>
+        (await c.sample("tmo_collector_stream_refused_total")) === 1 ? true : undefined,
+      );
+      plain.destroy();
       const socket = connect(c.streamPort!, "127.0.0.1");
+      socket.write(streamRequest("ops/app"));
       const chunks: Buffer[] = [];
       socket.on("data", (d: Buffer) => chunks.push(d));
       await until("client seen", async () =>

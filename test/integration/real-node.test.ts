@@ -6,9 +6,11 @@
 // the other replica takes over, and AWS ends with no duplicate and no orphan. An upgrade rolls the
 // pods and keeps the files; an uninstall with policies present removes what the operator made in
 // AWS (docs/adr/0013). The hardening admission policies check is read from the running processes.
+// `kubectl trafficmirror capture` streams from the collector pod's two workers through the
+// apiserver's port-forward and leaves no policy and no session behind.
 // Needs root, cgroups and the tools of `bash test/tools/install.sh real-node`; skips, saying
 // why, where the machine cannot.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -227,6 +229,8 @@ function values(): string {
       // Only the real node (null drops the chart's default collector label from the selector).
       nodeSelector: { ...REAL_NODE_LABEL, "traffic-mirror.twtech.io/collector": null },
       rotation: { maxFileSeconds: 1 },
+      // Two receive workers: the plugin's capture merges their streams.
+      workers: 2,
       storage: { type: "hostPath", hostPath: { path: captures } },
     },
   });
@@ -253,6 +257,8 @@ describe.skipIf(why !== undefined)("the chart on a real node", () => {
     // collector pod (host network) listens there.
     for (let i = 0; i < COLLECTORS; i++)
       sim.dataPlane.setEndpoint(world.inventory.networkInterfaces[2 * i]!.networkInterfaceId, { port: 4789 });
+    // Each flow from its own outer source port, as AWS sends them: the collector's two workers share them.
+    sim.dataPlane.spreadFlows(16);
     node = await startRealNode({
       server: inject("apiServer"),
       kubeconfigPath,
@@ -425,6 +431,88 @@ describe.skipIf(why !== undefined)("the chart on a real node", () => {
     // Written by the collector's user, not root.
     expect(files.map((f) => statSync(f).uid)).toEqual(files.map(() => 65532));
     figures["capture files written by the collector pod (round 1)"] = String(files.length);
+  }, 240_000);
+
+  it("captures with the kubectl plugin through port-forward: both workers merged in time order, no other policy's packets, nothing left after", async () => {
+    // Another policy's pod on the same node, mirrored to the same collector.
+    const nodeName = (
+      await rest.get<{ spec: { nodeName: string } }>(`/api/v1/namespaces/${APPS}/pods/web-0`, "pod")
+    ).spec.nodeName;
+    await createPod(rest, { namespace: APPS, name: "api-0", nodeName, labels: { app: "api" } });
+    const apiIp = await runningPodIp(rest, APPS, "api-0");
+    await createPolicy(rest, {
+      namespace: APPS,
+      name: "api",
+      spec: { podSelector: { matchLabels: { app: "api" } }, targetRef: { name: "realnode" } },
+    });
+    await policyReady("api", 1);
+    execFileSync(process.execPath, [join(REPO_ROOT, "test/tools/build-plugin.ts")], { stdio: "ignore" });
+    const out = join(home, "out.pcapng");
+    const t0 = Date.now();
+    // As a user runs it: kubectl finds the bundled plugin on PATH and it port-forwards through the apiserver.
+    const plugin = spawn(
+      join(TOOLS_BIN, "kubectl"),
+      ["trafficmirror", "capture", "-n", APPS, "-l", "app=web", "--for", "20s", "-w", out].concat([
+        "--target",
+        "realnode",
+        "--collector-namespace",
+        NS,
+      ]),
+      {
+        env: {
+          ...process.env,
+          KUBECONFIG: kubeconfigPath,
+          PATH: `${join(REPO_ROOT, "dist")}:${process.env["PATH"]}`,
+        },
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
+    let said = "";
+    plugin.stderr.on("data", (d: Buffer) => (said += d.toString()));
+    const exited = new Promise<number | null>((resolve) => plugin.on("exit", (code) => resolve(code)));
+    await until(
+      "the plugin streaming",
+      () => Promise.resolve(/streaming from 2 collector workers/.test(said) ? true : undefined),
+      60_000,
+    );
+    figures["plugin: command → streaming from both workers"] = `${Date.now() - t0} ms`;
+    const policy = /created TrafficMirrorPolicy (\S+)/.exec(said)![1]!;
+    // Many flows, to the capture's pods and the other policy's, until the capture ends.
+    for (let round = 10; Date.now() - t0 < 17_000; round++) {
+      await traffic([...webIps, apiIp], round);
+      await sleep(500);
+    }
+    expect(await exited, said).toBe(0);
+    figures["plugin: --for 20s → exited after the AWS cleanup"] = `${Date.now() - t0} ms`;
+    expect(said).toContain("mirror sessions removed; nothing is left in AWS");
+    const rows = tsharkFields(out, ["frame.interface_name", "frame.time_epoch", "ip.src", "ip.dst"], {
+      home,
+    });
+    expect(rows.length).toBeGreaterThan(20);
+    const ends = new Set(rows.map(([, , src, dst]) => (src === CLIENT ? `${dst} in` : `${src} out`)));
+    expect([...ends].sort()).toEqual(webIps.flatMap((ip) => [`${ip} in`, `${ip} out`]).sort());
+    expect(rows.filter(([, , src, dst]) => src === apiIp || dst === apiIp)).toEqual([]);
+    const interfaces = new Set(rows.map((r) => r[0]!.replace(/^.* (w\d)$/, "$1")));
+    expect([...interfaces].sort()).toEqual(["w0", "w1"]);
+    const times = rows.map((r) => Number(r[1]));
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+    figures["plugin: packets in out.pcapng (w0, w1)"] =
+      `${rows.length} (${rows.filter((r) => r[0]!.endsWith("w0")).length}, ${rows.filter((r) => r[0]!.endsWith("w1")).length})`;
+    // No policy of the plugin's left, and no session serving it.
+    const left = await rest.get<{ items: unknown[] }>(
+      `/apis/${API_VERSION}/namespaces/${APPS}/trafficmirrorpolicies?labelSelector=trafficmirror.twtech.io%2Fcapture`,
+      "listing capture policies",
+    );
+    expect(left.items).toEqual([]);
+    const serving = [...sim.state.sessions.values()].filter((x) =>
+      (x.tags["traffic-mirror.twtech.io/owners"] ?? "").split(",").includes(policy),
+    );
+    expect(serving).toEqual([]);
+    await rest.request({
+      method: "DELETE",
+      path: `/apis/${API_VERSION}/namespaces/${APPS}/trafficmirrorpolicies/api`,
+      what: "deleting policy api",
+    });
   }, 240_000);
 
   it("fails over when the leader is deleted during a converge: no duplicate, no orphan in AWS", async () => {

@@ -11,6 +11,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { streamRequest } from "../../src/collector/stream.ts";
 import { API_VERSION } from "../../src/api/resources.ts";
 import { VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
 import type { OperatorMetrics } from "../../src/controller/metrics.ts";
@@ -265,6 +266,7 @@ describe("selection modes on a shared ENI", () => {
     // The stream's records: classic pcap, 24-byte header, then a 16-byte header per packet.
     const streamed: string[] = [];
     const socket = connect(collector.streamPort!, "127.0.0.1");
+    socket.write(streamRequest(`${ns("Eni")}/web`));
     let buf = Buffer.alloc(0);
     let header = false;
     socket.on("data", (chunk: Buffer) => {
