@@ -427,7 +427,10 @@ export function vniEntry(
     let sel = selections.find((x) => x.policy === m.owner.id);
     if (!sel) selections.push((sel = { policy: m.owner.id, ips: [] }));
     if (m.ip === "all") sel.whole = true;
-    else sel.ips.push(m.ipText!);
+    else {
+      sel.ips.push(m.ipText!);
+      if (m.ip6Text !== undefined && m.ip6Text !== m.ipText) sel.ips.push(m.ip6Text);
+    }
   }
   const entry: VniEntry = {
     vni: s.virtualNetworkId,
