@@ -443,7 +443,13 @@ export function vniEntry(
     pods: s.pods,
     selections,
   };
-  if (g.whole && eni) entry.localAddresses = [...eni.privateIps, ...eni.ipv4Prefixes];
+  if (g.whole && eni)
+    entry.localAddresses = [
+      ...eni.privateIps,
+      ...eni.ipv4Prefixes,
+      ...(eni.ipv6Addresses ?? []),
+      ...(eni.ipv6Prefixes ?? []),
+    ];
   if (g.eniWide && !g.whole) entry.selectionAtCollector = true;
   return entry;
 }
