@@ -103,44 +103,55 @@ const port = fc.integer({ min: 0, max: 65535 });
 const portRange = fc
   .tuple(fc.constantFrom(0, 53, 80, 443, 8080, 40000, 65535), fc.integer({ min: 0, max: 2000 }))
   .map(([from, span]) => ({ from, to: Math.min(65535, from + span) }));
-const ruleArb: fc.Arbitrary<PolicyFilterRule> = fc
-  .record({
-    direction: fc.constantFrom("ingress", "egress", "both"),
-    action: fc.constantFrom("accept", "reject"),
-    protocol: fc.constantFrom("All", "TCP", "UDP", "ICMP"),
-    remoteCidr: fc.option(fc.constantFrom("10.9.0.0/16", "10.9.0.1/32", "0.0.0.0/0", "169.254.0.0/16"), {
-      nil: undefined,
-    }),
-    localPorts: fc.option(portRange, { nil: undefined }),
-    remotePorts: fc.option(portRange, { nil: undefined }),
-  })
-  .map((r) => {
-    const ports = r.protocol === "TCP" || r.protocol === "UDP";
-    const out: PolicyFilterRule = { direction: r.direction, action: r.action, protocol: r.protocol };
-    if (r.remoteCidr) out.remoteCidr = r.remoteCidr;
-    if (ports && r.localPorts) out.localPorts = r.localPorts;
-    if (ports && r.remotePorts) out.remotePorts = r.remotePorts;
-    return out;
-  });
-const packetArb = fc
-  .record({
-    inbound: fc.boolean(),
-    remote: fc.constantFrom("10.9.0.1", "10.9.3.4", "192.168.1.1", "169.254.169.253"),
-    protocol: fc.constantFrom(6, 17, 1),
-    localPort: fc.oneof(port, fc.constantFrom(53, 80, 443)),
-    remotePort: fc.oneof(port, fc.constantFrom(53, 80, 443)),
-  })
-  .map((x) => {
-    const ports = x.protocol === 1 ? {} : undefined;
-    const p: SyntheticPacket = x.inbound
-      ? { src: x.remote, dst: POD, protocol: x.protocol, srcPort: x.remotePort, dstPort: x.localPort }
-      : { src: POD, dst: x.remote, protocol: x.protocol, srcPort: x.localPort, dstPort: x.remotePort };
-    if (ports) {
-      delete p.srcPort;
-      delete p.dstPort;
-    }
-    return { p, direction: x.inbound ? ("ingress" as const) : ("egress" as const) };
-  });
+/** Random policy rules of these protocols and remote CIDRs. */
+function rulesArb(
+  protocols: PolicyFilterRule["protocol"][],
+  cidrs: string[],
+): fc.Arbitrary<PolicyFilterRule> {
+  return fc
+    .record({
+      direction: fc.constantFrom("ingress", "egress", "both"),
+      action: fc.constantFrom("accept", "reject"),
+      protocol: fc.constantFrom(...protocols),
+      remoteCidr: fc.option(fc.constantFrom(...cidrs), { nil: undefined }),
+      localPorts: fc.option(portRange, { nil: undefined }),
+      remotePorts: fc.option(portRange, { nil: undefined }),
+    })
+    .map((r) => {
+      const ports = r.protocol === "TCP" || r.protocol === "UDP";
+      const out: PolicyFilterRule = { direction: r.direction, action: r.action, protocol: r.protocol };
+      if (r.remoteCidr) out.remoteCidr = r.remoteCidr;
+      if (ports && r.localPorts) out.localPorts = r.localPorts;
+      if (ports && r.remotePorts) out.remotePorts = r.remotePorts;
+      return out;
+    });
+}
+const ruleArb = rulesArb(
+  ["All", "TCP", "UDP", "ICMP"],
+  ["10.9.0.0/16", "10.9.0.1/32", "0.0.0.0/0", "169.254.0.0/16"],
+);
+/** Random packets between `pod` and these remotes (ICMP and ICMPv6 without ports), with their direction. */
+function packetsArb(pod: string, remotes: string[], protocols: number[]) {
+  return fc
+    .record({
+      inbound: fc.boolean(),
+      remote: fc.constantFrom(...remotes),
+      protocol: fc.constantFrom(...protocols),
+      localPort: fc.oneof(port, fc.constantFrom(53, 80, 443)),
+      remotePort: fc.oneof(port, fc.constantFrom(53, 80, 443)),
+    })
+    .map((x) => {
+      const p: SyntheticPacket = x.inbound
+        ? { src: x.remote, dst: pod, protocol: x.protocol, srcPort: x.remotePort, dstPort: x.localPort }
+        : { src: pod, dst: x.remote, protocol: x.protocol, srcPort: x.localPort, dstPort: x.remotePort };
+      if (x.protocol === 1 || x.protocol === 58) {
+        delete p.srcPort;
+        delete p.dstPort;
+      }
+      return { p, direction: x.inbound ? ("ingress" as const) : ("egress" as const) };
+    });
+}
+const packetArb = packetsArb(POD, ["10.9.0.1", "10.9.3.4", "192.168.1.1", "169.254.169.253"], [6, 17, 1]);
 
 describe("selects, against AWS's filter semantics", () => {
   it("keeps a packet exactly when the pod's own AWS filter would mirror it", () => {
@@ -172,44 +183,15 @@ describe("selects, against AWS's filter semantics", () => {
 });
 
 const POD6 = "2600:1f14:abc:de00:7::14";
-const rule6Arb: fc.Arbitrary<PolicyFilterRule> = fc
-  .record({
-    direction: fc.constantFrom("ingress", "egress", "both"),
-    action: fc.constantFrom("accept", "reject"),
-    protocol: fc.constantFrom("All", "TCP", "UDP", "ICMPv6"),
-    remoteCidr: fc.option(
-      fc.constantFrom("2001:db8::/32", "2001:db8::1/128", "::/0", "fd00:ec2::/64", "10.9.0.0/16"),
-      { nil: undefined },
-    ),
-    localPorts: fc.option(portRange, { nil: undefined }),
-    remotePorts: fc.option(portRange, { nil: undefined }),
-  })
-  .map((r) => {
-    const ports = r.protocol === "TCP" || r.protocol === "UDP";
-    const out: PolicyFilterRule = { direction: r.direction, action: r.action, protocol: r.protocol };
-    if (r.remoteCidr) out.remoteCidr = r.remoteCidr;
-    if (ports && r.localPorts) out.localPorts = r.localPorts;
-    if (ports && r.remotePorts) out.remotePorts = r.remotePorts;
-    return out;
-  });
-const packet6Arb = fc
-  .record({
-    inbound: fc.boolean(),
-    remote: fc.constantFrom("2001:db8::1", "2001:db8:5::9", "2600:1f14:abc:de01::3", "fd00:ec2::253"),
-    protocol: fc.constantFrom(6, 17, 58),
-    localPort: fc.oneof(port, fc.constantFrom(53, 80, 443)),
-    remotePort: fc.oneof(port, fc.constantFrom(53, 80, 443)),
-  })
-  .map((x) => {
-    const p: SyntheticPacket = x.inbound
-      ? { src: x.remote, dst: POD6, protocol: x.protocol, srcPort: x.remotePort, dstPort: x.localPort }
-      : { src: POD6, dst: x.remote, protocol: x.protocol, srcPort: x.localPort, dstPort: x.remotePort };
-    if (x.protocol === 58) {
-      delete p.srcPort;
-      delete p.dstPort;
-    }
-    return { p, direction: x.inbound ? ("ingress" as const) : ("egress" as const) };
-  });
+const rule6Arb = rulesArb(
+  ["All", "TCP", "UDP", "ICMPv6"],
+  ["2001:db8::/32", "2001:db8::1/128", "::/0", "fd00:ec2::/64", "10.9.0.0/16"],
+);
+const packet6Arb = packetsArb(
+  POD6,
+  ["2001:db8::1", "2001:db8:5::9", "2600:1f14:abc:de01::3", "fd00:ec2::253"],
+  [6, 17, 58],
+);
 
 describe("selects IPv6 packets, against AWS's filter semantics", () => {
   it("keeps an IPv6 packet exactly when the pod's own AWS filter (IPv6 rules) would mirror it", () => {
