@@ -1,6 +1,6 @@
 // The collector's per-packet selection (read the inner header, test each attribution), this
-// checkout's against another's, in one process: rounds alternate, so a busy machine slows both
-// alike. Frames: IPv4 TCP copies of a session whose policy selected 8 of 12 pods on the ENI, with
+// checkout's against another's, in one process: rounds alternate (and which goes first), so a busy
+// machine slows both alike. Frames: IPv4 TCP copies of a session whose policy selected 8 of 12 pods on the ENI, with
 // an HTTP rule; and, for this checkout, the same as IPv6. Prints ns per packet, medians.
 // Run: node bench/collector/selection.ts OTHER_CHECKOUT [packets per round] [rounds]
 import { resolve } from "node:path";
@@ -73,8 +73,14 @@ const f4 = frames(v4, "10.9.0.1");
 const f6 = frames(v6, "2001:db8::1");
 const times = { theirs4: [] as number[], mine4: [] as number[], mine6: [] as number[] };
 for (let r = 0; r < ROUNDS; r++) {
-  times.theirs4.push(run(theirs, v4, f4));
-  times.mine4.push(run(mine, v4, f4));
+  // Which goes first alternates: the second of a pair ran measurably slower, whichever it was.
+  if (r % 2 === 0) {
+    times.theirs4.push(run(theirs, v4, f4));
+    times.mine4.push(run(mine, v4, f4));
+  } else {
+    times.mine4.push(run(mine, v4, f4));
+    times.theirs4.push(run(theirs, v4, f4));
+  }
   times.mine6.push(run(mine, v6, f6));
 }
 const [a, b, c] = [median(times.theirs4), median(times.mine4), median(times.mine6)];

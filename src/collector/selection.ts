@@ -235,8 +235,9 @@ export function readInnerHeader(buf: Uint8Array, start: number, length: number, 
   const l3 = innerL3Offset(buf, start, end);
   if (l3 < 0) return false;
   const etherType = (buf[l3 - 2]! << 8) | buf[l3 - 1]!;
-  if (etherType === 0x86dd) return readIpv6Header(buf, l3, end, out);
-  if (etherType !== 0x0800 || l3 + 20 > end || buf[l3]! >> 4 !== 4) return false;
+  // IPv4 first: on most clusters nearly every copy is.
+  if (etherType !== 0x0800) return etherType === 0x86dd && readIpv6Header(buf, l3, end, out);
+  if (l3 + 20 > end || buf[l3]! >> 4 !== 4) return false;
   out.v6 = false;
   const ihl = (buf[l3]! & 15) * 4;
   out.protocol = buf[l3 + 9]!;
@@ -251,13 +252,10 @@ export function readInnerHeader(buf: Uint8Array, start: number, length: number, 
   return true;
 }
 
-/** Whether a rule's remote CIDR, if any, holds the packet's remote address (never across families). */
+/** Whether a rule's remote CIDR (it has one) holds the packet's remote address: never across families. */
 function remoteMatches(r: CompiledRule, h: InnerHeader, ingress: boolean): boolean {
-  if (h.v6)
-    return (
-      r.remote === undefined && (r.remote6 === undefined || inBlock6(r.remote6, h.words, ingress ? 0 : 4))
-    );
-  return r.remote6 === undefined && (r.remote === undefined || inBlock(r.remote, ingress ? h.src : h.dst));
+  if (h.v6) return r.remote6 !== undefined && inBlock6(r.remote6, h.words, ingress ? 0 : 4);
+  return r.remote !== undefined && inBlock(r.remote, ingress ? h.src : h.dst);
 }
 
 /** Whether the rules accept a packet crossing the ENI inbound (`ingress`) or outbound. */
@@ -269,7 +267,8 @@ function rulesAccept(rules: readonly CompiledRule[], h: InnerHeader, ingress: bo
     const r = rules[i]!;
     if (r.direction === (ingress ? 2 : 1)) continue;
     if (r.protocol >= 0 && r.protocol !== h.protocol) continue;
-    if (!remoteMatches(r, h, ingress)) continue;
+    // Most rules name no remote CIDR: they match both families without a look at the addresses.
+    if ((r.remote !== undefined || r.remote6 !== undefined) && !remoteMatches(r, h, ingress)) continue;
     if (r.ports) {
       if (!h.hasPorts) continue;
       if (remotePort < r.remoteFrom || remotePort > r.remoteTo) continue;
