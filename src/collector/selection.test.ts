@@ -5,7 +5,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { MirrorFilter } from "../api/inventory.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
-import { buildFilterRules } from "../plan/filters.ts";
+import { buildFilterRules, type DesiredRule } from "../plan/filters.ts";
 import { formatIp, parseIp } from "../plan/ipv4.ts";
 import { parseIp6 } from "../plan/ipv6.ts";
 import { mirrorFilterAccepts } from "../../test/ec2-sim/dataplane.ts";
@@ -153,6 +153,17 @@ function packetsArb(pod: string, remotes: string[], protocols: number[]) {
 }
 const packetArb = packetsArb(POD, ["10.9.0.1", "10.9.3.4", "192.168.1.1", "169.254.169.253"], [6, 17, 1]);
 
+/** An AWS filter of these rules, with the amazon-dns service when DNS is mirrored. */
+function filterOf(rules: DesiredRule[], mirrorDns: boolean): MirrorFilter {
+  return {
+    trafficMirrorFilterId: "tmf-1",
+    ingressRules: rules.filter((r) => r.direction === "ingress"),
+    egressRules: rules.filter((r) => r.direction === "egress"),
+    networkServices: mirrorDns ? ["amazon-dns"] : [],
+    tags: {},
+  };
+}
+
 describe("selects, against AWS's filter semantics", () => {
   it("keeps a packet exactly when the pod's own AWS filter would mirror it", () => {
     const pod = parseIp(POD)!;
@@ -165,14 +176,7 @@ describe("selects, against AWS's filter semantics", () => {
           allowRejectForm: false,
         });
         fc.pre(aws !== undefined);
-        const filter: MirrorFilter = {
-          trafficMirrorFilterId: "tmf-1",
-          ingressRules: aws.filter((r) => r.direction === "ingress"),
-          egressRules: aws.filter((r) => r.direction === "egress"),
-          networkServices: mirrorDns ? ["amazon-dns"] : [],
-          tags: {},
-        };
-        const awsSays = mirrorFilterAccepts(filter, pkt.p, pkt.direction);
+        const awsSays = mirrorFilterAccepts(filterOf(aws, mirrorDns), pkt.p, pkt.direction);
         const h = header(pkt.p)!;
         expect(formatIp(pkt.direction === "ingress" ? h.dst : h.src)).toBe(POD);
         expect(selects(podSelection(rules, mirrorDns), h)).toBe(awsSays);
@@ -205,14 +209,7 @@ describe("selects IPv6 packets, against AWS's filter semantics", () => {
           ipv6: { selected: [parseIp6(POD6)!], unselected: [] },
         });
         fc.pre(aws !== undefined);
-        const filter: MirrorFilter = {
-          trafficMirrorFilterId: "tmf-1",
-          ingressRules: aws.filter((r) => r.direction === "ingress"),
-          egressRules: aws.filter((r) => r.direction === "egress"),
-          networkServices: mirrorDns ? ["amazon-dns"] : [],
-          tags: {},
-        };
-        const awsSays = mirrorFilterAccepts(filter, pkt.p, pkt.direction);
+        const awsSays = mirrorFilterAccepts(filterOf(aws, mirrorDns), pkt.p, pkt.direction);
         const h = header(pkt.p)!;
         expect(h.v6).toBe(true);
         const s = compileSelection({
