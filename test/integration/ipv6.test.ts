@@ -126,6 +126,9 @@ describe.each(VARIANTS)("an EKS $family cluster", (v) => {
       },
       90_000,
     );
+    // One session on the workload node, counting each pod once (a dual-stack pod's two addresses too).
+    const status = await policyStatus(rest, v.ns, "web");
+    expect(status?.sessions?.map((x) => x.sources)).toEqual([web.length]);
     // Every pod address of the family kwok gave out (and only those of the workload node's /80).
     for (const ipList of ips.values()) {
       expect(ipList.some((ip) => ip.includes(":"))).toBe(true);
