@@ -3,7 +3,9 @@
 // Ready, the emulator holds filters with IPv6 CIDRs that accept exactly the selected pods, and the
 // copies (IPv6 inner packets in IPv4 VXLAN from the emulator's data plane) reach the collector
 // process, whose files tshark reads: the selected pods' packets, none of the others', with the
-// original length of a truncated copy read from its inner IPv6 header.
+// original length of a truncated copy read from its inner IPv6 header. A third variant selects at
+// the collector (`selectionMode: Eni`): AWS copies every pod's packets and the collector drops the
+// unselected pods' IPv6 packets before anything is written.
 import { KubeConfig } from "@kubernetes/client-node";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,7 +33,7 @@ const stateDir = inject("harnessStateDir");
 const kc = new KubeConfig();
 kc.loadFromFile(kubeconfigPath);
 const rest = new KubeRest(kc);
-const FIRST = 680; // per variant a collector node and a workload node: 680–681 IPv6, 682–683 dual-stack
+const FIRST = 680; // per variant a collector node and a workload node: 680–681 IPv6, 682–683 dual-stack, 684–685 IPv6 selecting at the collector
 const PREFIX = "ipv6";
 const SYSTEM = "ipv6-system";
 const CLIENT4 = "10.0.200.20";
@@ -40,9 +42,12 @@ const CLIENT6 = "2001:db8:77::20";
 const PACKET_LENGTH = 96;
 const PAYLOAD = "x".repeat(300);
 
+// The third selects at the collector: AWS copies every pod's packets, the collector keeps the
+// selected pods' IPv6 packets and drops the rest.
 const VARIANTS = [
-  { family: "IPv6", ns: "ipv6-only", first: FIRST, selected: 4, others: 2 },
-  { family: "DualStack", ns: "ipv6-dual", first: FIRST + 2, selected: 3, others: 2 },
+  { family: "IPv6", ns: "ipv6-only", first: FIRST, selected: 4, others: 2, mode: "Pod" },
+  { family: "DualStack", ns: "ipv6-dual", first: FIRST + 2, selected: 3, others: 2, mode: "Pod" },
+  { family: "IPv6", ns: "ipv6-eni", first: FIRST + 4, selected: 4, others: 2, mode: "Eni" },
 ] as const;
 type Variant = (typeof VARIANTS)[number];
 
@@ -110,7 +115,7 @@ function captured(v: Variant): { seen: string[]; lengths: Set<string> } {
   return { seen: seen.sort(), lengths };
 }
 
-describe.each(VARIANTS)("an EKS $family cluster", (v) => {
+describe.each(VARIANTS)("an EKS $family cluster, selectionMode $mode", (v) => {
   it("mirrors exactly the selected pods: Ready, IPv6 filter rules in EC2, and tshark reads only their packets", async () => {
     const { web, other } = names(v);
     const ips = podIps.get(v.ns)!;
@@ -152,7 +157,10 @@ describe.each(VARIANTS)("an EKS $family cluster", (v) => {
       for (const ip of ipList) {
         const client = ip.includes(":") ? CLIENT6 : CLIENT4;
         const p: SyntheticPacket = { src: client, dst: ip, protocol: 6, srcPort: 1, dstPort: 80 };
-        expect(mirrorFilterAccepts(filter, p, "ingress"), `${name} ${ip}`).toBe(web.includes(name));
+        // Selecting at the collector, AWS's filter takes the whole ENI (`::/0`).
+        expect(mirrorFilterAccepts(filter, p, "ingress"), `${name} ${ip}`).toBe(
+          v.mode === "Eni" || web.includes(name),
+        );
       }
     await mapInCollector(rest, {
       namespace: SYSTEM,
@@ -162,9 +170,10 @@ describe.each(VARIANTS)("an EKS $family cluster", (v) => {
         map.sessions.some((e) => e.sessionId && e.selections?.some((s) => s.policy === `${v.ns}/web`)),
     });
     const copies = await sim.dataPlane.send(trafficOf(v));
-    // AWS copied only the selected pods' packets: the filter is pod-precise.
-    const perPacket = web.flatMap((n) => ips.get(n)!).length * 2;
-    expect(copies.filter((c) => c.sent)).toHaveLength(perPacket);
+    // AWS copied only the selected pods' packets where the filter is pod-precise, every pod's
+    // where the collector selects.
+    const copied = (v.mode === "Eni" ? [...web, ...other] : web).flatMap((n) => ips.get(n)!).length * 2;
+    expect(copies.filter((c) => c.sent)).toHaveLength(copied);
     const want = web
       .flatMap((n) =>
         ips
@@ -179,14 +188,16 @@ describe.each(VARIANTS)("an EKS $family cluster", (v) => {
     }).catch(() => undefined); // the comparison below says what is missing
     expect(got.seen).toEqual(want);
     for (const n of other) expect(got.seen.join(" ")).not.toContain(n);
-    // Frame lengths: 14 Ethernet + 40 IPv6 (20 IPv4) + 20 TCP + 300 payload; the IPv6 variant's
+    // Frame lengths: 14 Ethernet + 40 IPv6 (20 IPv4) + 20 TCP + 300 payload; the first variant's
     // policy keeps 96 bytes of each, and the collector writes the original length read from the
     // inner IPv6 header.
     const v6Length = 14 + 40 + 20 + PAYLOAD.length;
     expect([...got.lengths].sort()).toEqual(
-      v.family === "IPv6"
+      v.ns === "ipv6-only"
         ? [`v6 ${v6Length} ${PACKET_LENGTH}`]
-        : [`v4 ${v6Length - 20} ${v6Length - 20}`, `v6 ${v6Length} ${v6Length}`],
+        : v.family === "IPv6"
+          ? [`v6 ${v6Length} ${v6Length}`]
+          : [`v4 ${v6Length - 20} ${v6Length - 20}`, `v6 ${v6Length} ${v6Length}`],
     );
   });
 });
@@ -223,7 +234,7 @@ beforeAll(async () => {
         kind: "TrafficMirrorTarget",
         metadata: { name: v.ns },
         spec: {
-          collector: { nodeSelector: { "ipv6.test/collector": v.ns }, selectionMode: "Pod" },
+          collector: { nodeSelector: { "ipv6.test/collector": v.ns }, selectionMode: v.mode },
           allowedNamespaces: { from: "List", names: [v.ns] },
         },
       },
@@ -246,7 +257,7 @@ beforeAll(async () => {
       spec: {
         podSelector: { matchLabels: { app: "web" } },
         targetRef: { name: v.ns },
-        ...(v.family === "IPv6" ? { packetLength: PACKET_LENGTH } : {}),
+        ...(v.ns === "ipv6-only" ? { packetLength: PACKET_LENGTH } : {}),
       },
     });
   }
