@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import fc from "fast-check";
 import type { PolicyFilterRule } from "../../src/api/resources.ts";
-import { caseArb } from "../../test/fixtures/plan-cases.ts";
+import { caseArb, ipv6CaseArb } from "../../test/fixtures/plan-cases.ts";
 import { applyDiff } from "../../src/plan/diff.ts";
 import { planMirroring } from "../../src/plan/plan.ts";
 import type { Plan, PlanInput } from "../../src/plan/types.ts";
@@ -117,4 +117,11 @@ lifecycle("crowded-40", makeCrowdedInput(40), churn);
 // The property tests' generator (test/fixtures/plan-cases.ts), sampled with a fixed seed.
 fc.sample(caseArb, { seed: 20261125, numRuns: 300 }).forEach(({ input }, n) =>
   lifecycle(`random-${n}`, input, churn),
+);
+
+// IPv6 and dual-stack clusters: the benchmark's cluster in both, and random worlds of both.
+lifecycle("bench-ipv6-300", makeBenchInput(300, "IPv6"), churn);
+lifecycle("bench-dual-300", makeBenchInput(300, "DualStack"), churn);
+fc.sample(ipv6CaseArb, { seed: 20261201, numRuns: 100 }).forEach(({ input }, n) =>
+  lifecycle(`random-ipv6-${n}`, input, churn),
 );

@@ -5,21 +5,26 @@
 // incremental planner's plan after one pod event (a pod of a Deployment replaced: the new one
 // comes, the old one goes), with the ratio to the full plan measured in the same process; then the
 // same for the operator's scale run's crowded layout (200 nodes, 20 selected pods on consecutive
-// addresses of each node's first ENI).
-// Run: node --expose-gc bench/plan/run.ts [nodes] [runs] [warm-up plans] [pod events]
+// addresses of each node's first ENI); then an EKS IPv6 cluster and a dual-stack one of the
+// benchmark's size (the same nodes, pods and policies; on the IPv6 one each node's pods hold IPv6
+// addresses from its primary ENI's /80), in the same process. `families` picks which of IPv4,
+// IPv6 and DualStack run (default all three).
+// Run: node --expose-gc bench/plan/run.ts [nodes] [runs] [warm-up plans] [pod events] [families]
 import { applyDiff, diffSize } from "../../src/plan/diff.ts";
 import { IncrementalPlanner } from "../../src/plan/incremental.ts";
 import { formatIp, parseIp } from "../../src/plan/ipv4.ts";
+import { formatIp6, isIpv6Text, parseIp6 } from "../../src/plan/ipv6.ts";
 import { planMirroring } from "../../src/plan/plan.ts";
 import { Reason } from "../../src/api/reasons.ts";
 import type { Plan, PlanInput } from "../../src/plan/types.ts";
 import { appliedKeepingIdentity } from "../../test/fixtures/world.ts";
-import { asDecoded, makeBenchInput, makeCrowdedInput } from "./world.ts";
+import { asDecoded, makeBenchInput, makeCrowdedInput, type BenchFamily } from "./world.ts";
 
 const NODES = Number(process.argv[2] ?? 5000);
 const RUNS = Number(process.argv[3] ?? 7);
 const WARM_UPS = Number(process.argv[4] ?? 1);
 const EVENTS = Number(process.argv[5] ?? 40);
+const FAMILIES = (process.argv[6] ?? "IPv4,IPv6,DualStack").split(",") as BenchFamily[];
 const gc = (globalThis as { gc?: () => void }).gc;
 
 function median(xs: number[]): number {
@@ -117,7 +122,7 @@ function measureIncremental(steady: PlanInput, fullMedian: number): void {
               ...old,
               name: `${old.name}-r${k}`,
               uid: `${old.uid}-r${k}`,
-              podIPs: [formatIp(parseIp(old.podIPs[0]!)! + 8)],
+              podIPs: old.podIPs.map((ip) => shifted(ip, 8)),
             },
           ]
         : input.pods.filter((p) => p !== old);
@@ -139,29 +144,44 @@ function measureIncremental(steady: PlanInput, fullMedian: number): void {
   );
 }
 
+/** An address `by` past `ip`, in its family. */
+function shifted(ip: string, by: number): string {
+  return isIpv6Text(ip) ? formatIp6(parseIp6(ip)! + BigInt(by)) : formatIp(parseIp(ip)! + by);
+}
+
 function serialisable(plan: Plan): unknown {
   const maps = (v: unknown): unknown =>
     v instanceof Map ? [...v.entries()].sort((a, b) => String(a[0]).localeCompare(String(b[0]))) : v;
   return JSON.parse(JSON.stringify(plan, (_k, v: unknown) => maps(v)));
 }
 
-const input = makeBenchInput(NODES);
-console.log(
-  `cluster: ${input.nodes.length} nodes, ${input.inventory.networkInterfaces.length} ENIs, ${input.pods.length} pods, ${input.policies.length} policies`,
-);
-// AWS allows 10,000 sessions per account and Region: the cluster wants more, so the plan makes the
-// 10,000 of highest priority and reports the rest QuotaFull.
-measure("within AWS's account quota (10,000 sessions)", input);
-// The same cluster as if the quota did not exist: every session the ENIs' slots allow is made.
-measure("without the account quota (every session the ENI slots allow)", {
-  ...input,
-  sessionBudget: Infinity,
-});
+if (FAMILIES.includes("IPv4")) {
+  const input = makeBenchInput(NODES);
+  console.log(
+    `cluster: ${input.nodes.length} nodes, ${input.inventory.networkInterfaces.length} ENIs, ${input.pods.length} pods, ${input.policies.length} policies`,
+  );
+  // AWS allows 10,000 sessions per account and Region: the cluster wants more, so the plan makes the
+  // 10,000 of highest priority and reports the rest QuotaFull.
+  measure("within AWS's account quota (10,000 sessions)", input);
+  // The same cluster as if the quota did not exist: every session the ENIs' slots allow is made.
+  measure("without the account quota (every session the ENI slots allow)", {
+    ...input,
+    sessionBudget: Infinity,
+  });
 
-// 20 consecutive selected pods per ENI over two /28 prefixes: the layout where accept lists alone
-// run out of filter rules.
-const crowded = makeCrowdedInput(200);
-console.log(
-  `crowded cluster: ${crowded.nodes.length} nodes, ${crowded.pods.length} pods, ${crowded.policies.length} policies`,
-);
-measure("crowded ENIs (the operator's scale run)", crowded);
+  // 20 consecutive selected pods per ENI over two /28 prefixes: the layout where accept lists alone
+  // run out of filter rules.
+  const crowded = makeCrowdedInput(200);
+  console.log(
+    `crowded cluster: ${crowded.nodes.length} nodes, ${crowded.pods.length} pods, ${crowded.policies.length} policies`,
+  );
+  measure("crowded ENIs (the operator's scale run)", crowded);
+}
+
+for (const family of FAMILIES.filter((f) => f !== "IPv4")) {
+  const input = makeBenchInput(NODES, family);
+  console.log(
+    `${family} cluster: ${input.nodes.length} nodes, ${input.inventory.networkInterfaces.length} ENIs, ${input.pods.length} pods, ${input.policies.length} policies`,
+  );
+  measure(`${family}, within AWS's account quota`, input);
+}

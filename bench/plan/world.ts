@@ -9,7 +9,23 @@ const PODS_PER_NODE = 20;
 const NAMESPACES = 50;
 const APPS = 4;
 
-function addNode(i: number, acc: { nodes: LeanNode[]; pods: LeanPod[]; inv: Ec2Inventory }): void {
+/** The IP family of a bench cluster (see `makeBenchInput`). */
+export type BenchFamily = "IPv4" | "IPv6" | "DualStack";
+
+/** The IPv6 side of node `i`: its address, and the /80 of its ENI `e` (a zone's /64 each). */
+function ipv6Of(i: number, e: number): { node: string; prefix: string } {
+  const subnet = `2600:1f14:abc:de0${i % 3}`;
+  return {
+    node: `${subnet}::${(i + 4).toString(16)}`,
+    prefix: `${subnet}:${(i * 3 + e + 1).toString(16)}::`,
+  };
+}
+
+function addNode(
+  i: number,
+  acc: { nodes: LeanNode[]; pods: LeanPod[]; inv: Ec2Inventory },
+  family: BenchFamily = "IPv4",
+): void {
   const zone = ["us-east-1a", "us-east-1b", "us-east-1c"][i % 3]!;
   const instanceId = `i-${i.toString(16).padStart(17, "0")}`;
   const nodeIp = 10 * 2 ** 24 + i * 4 + 1;
@@ -27,7 +43,8 @@ function addNode(i: number, acc: { nodes: LeanNode[]; pods: LeanPod[]; inv: Ec2I
     ready: true,
   });
   acc.inv.instances.push({ instanceId, instanceType: "m5.xlarge", availabilityZone: zone });
-  for (let e = 0; e < 3; e++) {
+  // The VPC CNI uses the primary ENI alone on an IPv6 cluster.
+  for (let e = 0; e < (family === "IPv6" ? 1 : 3); e++) {
     const eni: NetworkInterface = {
       networkInterfaceId: `eni-${(i * 3 + e).toString(16).padStart(17, "0")}`,
       instanceId,
@@ -39,21 +56,27 @@ function addNode(i: number, acc: { nodes: LeanNode[]; pods: LeanPod[]; inv: Ec2I
       description: e === 0 ? "" : "aws-K8S-secondary",
       primaryIp: formatIp(nodeIp + e),
       privateIps: [formatIp(nodeIp + e)],
-      ipv4Prefixes: [`${formatIp(podBase + e * 16)}/28`],
+      ipv4Prefixes: family === "IPv6" ? [] : [`${formatIp(podBase + e * 16)}/28`],
       tags: {},
     };
+    if (family !== "IPv4") {
+      eni.ipv6Addresses = e === 0 ? [ipv6Of(i, 0).node] : [];
+      eni.ipv6Prefixes = [`${ipv6Of(i, e).prefix}/80`];
+    }
     acc.inv.networkInterfaces.push(eni);
   }
   for (let j = 0; j < PODS_PER_NODE; j++) {
     const k = i * PODS_PER_NODE + j;
-    const onEni = j % 3;
+    const onEni = family === "IPv6" ? 0 : j % 3;
+    const v4 = formatIp(podBase + onEni * 16 + 1 + Math.floor(j / 3));
+    const v6 = `${ipv6Of(i, onEni).prefix}${(1 + (family === "IPv6" ? j : Math.floor(j / 3))).toString(16)}`;
     acc.pods.push({
       namespace: `team-${k % NAMESPACES}`,
       name: `pod-${k}`,
       uid: `p${k}`,
       labels: { app: `app-${Math.floor(k / NAMESPACES) % APPS}` },
       nodeName: `node-${i}`,
-      podIPs: [formatIp(podBase + onEni * 16 + 1 + Math.floor(j / 3))],
+      podIPs: family === "IPv4" ? [v4] : family === "IPv6" ? [v6] : [v4, v6],
       hostNetwork: false,
       phase: "Running",
       deleting: false,
@@ -63,15 +86,18 @@ function addNode(i: number, acc: { nodes: LeanNode[]; pods: LeanPod[]; inv: Ec2I
 
 /**
  * A cluster of `nodes` m5.xlarge nodes (three ENIs each, 20 pods each in 50 namespaces), 4 NLB
- * targets and 200 policies (4 per namespace), with an empty EC2 account.
+ * targets and 200 policies (4 per namespace), with an empty EC2 account. `IPv6`: an EKS IPv6
+ * cluster of the same size, each node's primary ENI alone with a /80 and its 20 pods' IPv6
+ * addresses; `DualStack`: the IPv4 cluster with a /80 on each ENI and an IPv6 address for each pod
+ * on the ENI of its IPv4 one.
  */
-export function makeBenchInput(nodes: number): PlanInput {
+export function makeBenchInput(nodes: number, family: BenchFamily = "IPv4"): PlanInput {
   const acc = {
     nodes: [] as LeanNode[],
     pods: [] as LeanPod[],
     inv: { instances: [], networkInterfaces: [], targets: [], filters: [], sessions: [] } as Ec2Inventory,
   };
-  for (let i = 0; i < nodes; i++) addNode(i, acc);
+  for (let i = 0; i < nodes; i++) addNode(i, acc, family);
   const targets: TargetInput[] = [0, 1, 2, 3].map((t) => ({
     name: `ids-${t}`,
     generation: 1,

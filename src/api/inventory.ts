@@ -33,6 +33,13 @@ export interface NetworkInterface {
   privateIps: string[];
   /** IPv4 prefixes delegated to the ENI (prefix delegation), e.g. `10.0.1.16/28`. */
   ipv4Prefixes: string[];
+  /** IPv6 addresses of the ENI (EC2's `Ipv6Addresses`); absent or empty when it has none. */
+  ipv6Addresses?: string[];
+  /**
+   * IPv6 prefixes delegated to the ENI (EC2's `Ipv6Prefixes`, always /80), e.g.
+   * `2600:1f14:abc:de00:1234::/80`: on an EKS IPv6 cluster the pods' addresses come from these.
+   */
+  ipv6Prefixes?: string[];
   tags: Record<string, string>;
 }
 

@@ -380,6 +380,8 @@ export class Ec2MirrorApi implements MirrorApi {
           primaryIp: e.PrivateIpAddress ?? "",
           privateIps: (e.PrivateIpAddresses ?? []).map((a) => a.PrivateIpAddress ?? ""),
           ipv4Prefixes: (e.Ipv4Prefixes ?? []).map((p) => p.Ipv4Prefix ?? ""),
+          ipv6Addresses: (e.Ipv6Addresses ?? []).map((a) => a.Ipv6Address ?? ""),
+          ipv6Prefixes: (e.Ipv6Prefixes ?? []).map((p) => p.Ipv6Prefix ?? ""),
           tags: tagMap(e.TagSet),
         });
       }

@@ -359,6 +359,32 @@ describe("KeptInventory", () => {
     expect(account.describes).toEqual([]);
   });
 
+  it("on an IPv6 cluster, knows a pod by its node's /80 or IPv6 addresses, and reads the ENIs for one outside them", async () => {
+    const { account, kept } = setup();
+    const n1 = account.addNode(1);
+    const n2 = account.addNode(2);
+    const eni1 = account.enis.get("eni-00000001")!;
+    eni1.ipv6Addresses = ["2600:1f14:abc:de00::4"];
+    eni1.ipv6Prefixes = ["2600:1f14:abc:de00:3::/80"];
+    account.enis.get("eni-00000002")!.ipv6Prefixes = ["2600:1f14:abc:de00:5::/80"];
+    await kept.read({ nodes: [n1, n2], pods: [] });
+    account.describes = [];
+    // In the /80 (written another way than EC2 writes it), and the node's own address: nothing to read.
+    await kept.read({
+      nodes: [n1, n2],
+      pods: [pod("a", n1, "2600:1f14:abc:de00:3:0:0:9"), pod("b", n1, "2600:1f14:abc:de00::4")],
+    });
+    expect(account.describes).toEqual([]);
+    // The CNI gave node 1 a second /80 (and node 2's went away): one read of node 1's ENIs, which
+    // also releases the /80 from node 2's ENI in the kept copy.
+    eni1.ipv6Prefixes = [...eni1.ipv6Prefixes, "2600:1f14:abc:de00:5::/80"];
+    account.enis.get("eni-00000002")!.ipv6Prefixes = [];
+    const inv = await kept.read({ nodes: [n1, n2], pods: [pod("c", n1, "2600:1f14:abc:de00:5::1")] });
+    expect(account.describes).toEqual(["DescribeNetworkInterfaces"]);
+    expect(inv.networkInterfaces[0]!.ipv6Prefixes).toContain("2600:1f14:abc:de00:5::/80");
+    expect(inv.networkInterfaces[1]!.ipv6Prefixes).toEqual([]);
+  });
+
   it("reads everything again after a write fails other than by throttling, and on the resync period", async () => {
     const { account, kept, reasons, advance } = setup({ resyncMs: 60_000 });
     const nodes = [account.addNode(1)];

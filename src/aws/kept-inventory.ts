@@ -33,6 +33,7 @@ import type {
 import { isOwnedBy } from "../api/tags.ts";
 import type { LeanNode, LeanPod } from "../k8s/lean.ts";
 import { parseCidr, parseIp, size } from "../plan/ipv4.ts";
+import { contains6, isIpv6Text, parseCidr6, parseIp6 } from "../plan/ipv6.ts";
 import { instanceIdFromProviderId } from "../plan/inventory-index.ts";
 import type { FilterEdit } from "../plan/types.ts";
 import { ruleWithId } from "./ec2-adapter.ts";
@@ -95,14 +96,26 @@ function reuse<T>(old: ReadonlyMap<string, T>, fresh: readonly T[], id: (t: T) =
   return out;
 }
 
-/** Whether an IPv4 address is one of the ENI's, or in one of its delegated prefixes. */
+/** Whether an address (IPv4 or IPv6) is one of the ENI's, or in one of its delegated prefixes. */
 function holds(eni: NetworkInterface, ip: string): boolean {
+  if (isIpv6Text(ip)) return holds6(eni, ip);
   if (eni.privateIps.includes(ip)) return true;
   const n = parseIp(ip);
   if (n === undefined) return false;
   return eni.ipv4Prefixes.some((p) => {
     const b = parseCidr(p);
     return b !== undefined && n >= b.base && n < b.base + size(b.len);
+  });
+}
+
+/** `holds` for an IPv6 address: compared as numbers, since one address has many spellings. */
+function holds6(eni: NetworkInterface, ip: string): boolean {
+  const n = parseIp6(ip);
+  if (n === undefined) return false;
+  if ((eni.ipv6Addresses ?? []).some((a) => parseIp6(a) === n)) return true;
+  return (eni.ipv6Prefixes ?? []).some((p) => {
+    const b = parseCidr6(p);
+    return b !== undefined && contains6(b, n);
   });
 }
 
@@ -276,7 +289,7 @@ export class KeptInventory {
       const instance = pod.nodeName ? instanceOfNode.get(pod.nodeName) : undefined;
       // A new node's ENIs are read anyway, and a node not known yet may come: check them later.
       if (instance ? added.has(instance) : pod.nodeName !== undefined && !pod.hostNetwork) continue;
-      const ips = pod.hostNetwork || !instance ? [] : pod.podIPs.filter((ip) => !ip.includes(":"));
+      const ips = pod.hostNetwork || !instance ? [] : pod.podIPs;
       const enis = instance ? this.#enisOf(instance) : [];
       const probed = instance ? this.#probed.get(instance) : undefined;
       const missing = ips.filter((ip) => !enis.some((e) => holds(e, ip)) && !probed?.has(ip));
@@ -320,14 +333,24 @@ export class KeptInventory {
    */
   #releaseElsewhere(fresh: readonly NetworkInterface[]): void {
     const ids = new Set(fresh.map((e) => e.networkInterfaceId));
-    const ips = new Set(fresh.flatMap((e) => e.privateIps));
-    const prefixes = new Set(fresh.flatMap((e) => e.ipv4Prefixes));
+    const ips = new Set(fresh.flatMap((e) => [...e.privateIps, ...(e.ipv6Addresses ?? [])]));
+    const prefixes = new Set(fresh.flatMap((e) => [...e.ipv4Prefixes, ...(e.ipv6Prefixes ?? [])]));
+    const kept = (list: readonly string[] | undefined, gone: Set<string>): string[] | undefined =>
+      list?.some((x) => gone.has(x)) ? list.filter((x) => !gone.has(x)) : undefined;
     for (const [id, e] of this.#enis) {
       if (ids.has(id)) continue;
-      const keepIps = e.privateIps.filter((ip) => !ips.has(ip));
-      const keepPrefixes = e.ipv4Prefixes.filter((p) => !prefixes.has(p));
-      if (keepIps.length < e.privateIps.length || keepPrefixes.length < e.ipv4Prefixes.length)
-        this.#enis.set(id, { ...e, privateIps: keepIps, ipv4Prefixes: keepPrefixes });
+      const privateIps = kept(e.privateIps, ips);
+      const ipv4Prefixes = kept(e.ipv4Prefixes, prefixes);
+      const ipv6Addresses = kept(e.ipv6Addresses, ips);
+      const ipv6Prefixes = kept(e.ipv6Prefixes, prefixes);
+      if (privateIps || ipv4Prefixes || ipv6Addresses || ipv6Prefixes)
+        this.#enis.set(id, {
+          ...e,
+          privateIps: privateIps ?? e.privateIps,
+          ipv4Prefixes: ipv4Prefixes ?? e.ipv4Prefixes,
+          ...(ipv6Addresses ? { ipv6Addresses } : {}),
+          ...(ipv6Prefixes ? { ipv6Prefixes } : {}),
+        });
     }
   }
 

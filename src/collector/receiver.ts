@@ -13,7 +13,7 @@ import type { VniMap } from "../api/vni-map.ts";
 import { CaptureFileSet, UNKNOWN_DIR, type InterfaceLabel, type RotationPolicy } from "./files.ts";
 import type { PacketView } from "./pcapng.ts";
 import { buildRoutes, policyDir, unknownLabel, type PolicyCounters, type Route } from "./routes.ts";
-import { readInnerHeader, selects, type InnerHeader } from "./selection.ts";
+import { newInnerHeader, readInnerHeader, selects, type InnerHeader } from "./selection.ts";
 import type { PcapStream } from "./stream.ts";
 import { MALFORMED_REASONS, VXLAN_HEADER_LENGTH, originalFrameLength, readVni } from "./vxlan.ts";
 
@@ -101,7 +101,7 @@ export class Receiver {
     length: 0,
     originalLength: 0,
   };
-  readonly #header: InnerHeader = { src: 0, dst: 0, protocol: 0, srcPort: 0, dstPort: 0, hasPorts: false };
+  readonly #header: InnerHeader = newInnerHeader();
   readonly #unknownLabel = (vni: number): InterfaceLabel => unknownLabel(vni);
   #routes = new Map<number, LiveRoute>();
   #unknown: CaptureFileSet | undefined;

@@ -63,7 +63,10 @@ export function labelOf(
   forPolicy?: { policy: string; ips: ReadonlySet<string> },
 ): InterfaceLabel {
   const shown = forPolicy ? e.pods.filter((p) => forPolicy.ips.has(p.ip)) : e.pods;
-  const pods = shown.map((p) => `${p.name} ${p.ip}`).join(", ");
+  // A dual-stack pod is listed once, with both its addresses.
+  const byPod = new Map<string, string[]>();
+  for (const p of shown) byPod.set(p.name, [...(byPod.get(p.name) ?? []), p.ip]);
+  const pods = [...byPod].map(([name, ips]) => `${name} ${ips.join(" ")}`).join(", ");
   const own = !forPolicy || e.policies.includes(forPolicy.policy);
   const parts = [
     `policy ${forPolicy ? forPolicy.policy : e.policies.join(", ")}`,
@@ -139,7 +142,7 @@ function attributionsOf(entries: readonly VniEntry[], map: VniMap): ((e: VniEntr
       if (s.whole) {
         acc.whole = true;
         // A map that does not say which addresses are the ENI's: every address may be local.
-        acc.local.push(...(e.localAddresses ?? ["0.0.0.0/0"]));
+        acc.local.push(...(e.localAddresses ?? ["0.0.0.0/0", "::/0"]));
       }
     }
   return [...byPolicy.keys()].sort().map((policy) => {

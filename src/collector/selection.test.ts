@@ -5,18 +5,19 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { MirrorFilter } from "../api/inventory.ts";
 import type { PolicyFilterRule } from "../api/resources.ts";
-import { buildFilterRules } from "../plan/filters.ts";
+import { buildFilterRules, type DesiredRule } from "../plan/filters.ts";
 import { formatIp, parseIp } from "../plan/ipv4.ts";
+import { parseIp6 } from "../plan/ipv6.ts";
 import { mirrorFilterAccepts } from "../../test/ec2-sim/dataplane.ts";
 import { buildFrame, type SyntheticPacket } from "../../test/ec2-sim/packets.ts";
-import { compileSelection, readInnerHeader, selects, type InnerHeader } from "./selection.ts";
+import { compileSelection, newInnerHeader, readInnerHeader, selects, type InnerHeader } from "./selection.ts";
 
 const POD = "10.0.1.20";
 const MACS = { src: "02:00:00:00:00:01", dst: "02:00:00:00:00:02" };
 
 function header(p: SyntheticPacket, cut?: number): InnerHeader | undefined {
   const f = buildFrame(p, MACS);
-  const h: InnerHeader = { src: 0, dst: 0, protocol: 0, srcPort: 0, dstPort: 0, hasPorts: false };
+  const h = newInnerHeader();
   return readInnerHeader(f, 0, cut ?? f.length, h) ? h : undefined;
 }
 
@@ -83,7 +84,7 @@ describe("selects", () => {
   it("reads the addresses behind an 802.1Q tag", () => {
     const f = buildFrame({ src: "10.9.0.1", dst: POD, srcPort: 5, dstPort: 80 }, MACS);
     const tagged = Buffer.concat([f.subarray(0, 12), Buffer.from([0x81, 0x00, 0x00, 0x64]), f.subarray(12)]);
-    const h: InnerHeader = { src: 0, dst: 0, protocol: 0, srcPort: 0, dstPort: 0, hasPorts: false };
+    const h = newInnerHeader();
     expect(readInnerHeader(tagged, 0, tagged.length, h)).toBe(true);
     expect([formatIp(h.src), formatIp(h.dst), h.dstPort]).toEqual(["10.9.0.1", POD, 80]);
   });
@@ -102,44 +103,66 @@ const port = fc.integer({ min: 0, max: 65535 });
 const portRange = fc
   .tuple(fc.constantFrom(0, 53, 80, 443, 8080, 40000, 65535), fc.integer({ min: 0, max: 2000 }))
   .map(([from, span]) => ({ from, to: Math.min(65535, from + span) }));
-const ruleArb: fc.Arbitrary<PolicyFilterRule> = fc
-  .record({
-    direction: fc.constantFrom("ingress", "egress", "both"),
-    action: fc.constantFrom("accept", "reject"),
-    protocol: fc.constantFrom("All", "TCP", "UDP", "ICMP"),
-    remoteCidr: fc.option(fc.constantFrom("10.9.0.0/16", "10.9.0.1/32", "0.0.0.0/0", "169.254.0.0/16"), {
-      nil: undefined,
-    }),
-    localPorts: fc.option(portRange, { nil: undefined }),
-    remotePorts: fc.option(portRange, { nil: undefined }),
-  })
-  .map((r) => {
-    const ports = r.protocol === "TCP" || r.protocol === "UDP";
-    const out: PolicyFilterRule = { direction: r.direction, action: r.action, protocol: r.protocol };
-    if (r.remoteCidr) out.remoteCidr = r.remoteCidr;
-    if (ports && r.localPorts) out.localPorts = r.localPorts;
-    if (ports && r.remotePorts) out.remotePorts = r.remotePorts;
-    return out;
-  });
-const packetArb = fc
-  .record({
-    inbound: fc.boolean(),
-    remote: fc.constantFrom("10.9.0.1", "10.9.3.4", "192.168.1.1", "169.254.169.253"),
-    protocol: fc.constantFrom(6, 17, 1),
-    localPort: fc.oneof(port, fc.constantFrom(53, 80, 443)),
-    remotePort: fc.oneof(port, fc.constantFrom(53, 80, 443)),
-  })
-  .map((x) => {
-    const ports = x.protocol === 1 ? {} : undefined;
-    const p: SyntheticPacket = x.inbound
-      ? { src: x.remote, dst: POD, protocol: x.protocol, srcPort: x.remotePort, dstPort: x.localPort }
-      : { src: POD, dst: x.remote, protocol: x.protocol, srcPort: x.localPort, dstPort: x.remotePort };
-    if (ports) {
-      delete p.srcPort;
-      delete p.dstPort;
-    }
-    return { p, direction: x.inbound ? ("ingress" as const) : ("egress" as const) };
-  });
+/** Random policy rules of these protocols and remote CIDRs. */
+function rulesArb(
+  protocols: PolicyFilterRule["protocol"][],
+  cidrs: string[],
+): fc.Arbitrary<PolicyFilterRule> {
+  return fc
+    .record({
+      direction: fc.constantFrom("ingress", "egress", "both"),
+      action: fc.constantFrom("accept", "reject"),
+      protocol: fc.constantFrom(...protocols),
+      remoteCidr: fc.option(fc.constantFrom(...cidrs), { nil: undefined }),
+      localPorts: fc.option(portRange, { nil: undefined }),
+      remotePorts: fc.option(portRange, { nil: undefined }),
+    })
+    .map((r) => {
+      const ports = r.protocol === "TCP" || r.protocol === "UDP";
+      const out: PolicyFilterRule = { direction: r.direction, action: r.action, protocol: r.protocol };
+      if (r.remoteCidr) out.remoteCidr = r.remoteCidr;
+      if (ports && r.localPorts) out.localPorts = r.localPorts;
+      if (ports && r.remotePorts) out.remotePorts = r.remotePorts;
+      return out;
+    });
+}
+const ruleArb = rulesArb(
+  ["All", "TCP", "UDP", "ICMP"],
+  ["10.9.0.0/16", "10.9.0.1/32", "0.0.0.0/0", "169.254.0.0/16"],
+);
+/** Random packets between `pod` and these remotes (ICMP and ICMPv6 without ports), with their direction. */
+function packetsArb(pod: string, remotes: string[], protocols: number[]) {
+  return fc
+    .record({
+      inbound: fc.boolean(),
+      remote: fc.constantFrom(...remotes),
+      protocol: fc.constantFrom(...protocols),
+      localPort: fc.oneof(port, fc.constantFrom(53, 80, 443)),
+      remotePort: fc.oneof(port, fc.constantFrom(53, 80, 443)),
+    })
+    .map((x) => {
+      const p: SyntheticPacket = x.inbound
+        ? { src: x.remote, dst: pod, protocol: x.protocol, srcPort: x.remotePort, dstPort: x.localPort }
+        : { src: pod, dst: x.remote, protocol: x.protocol, srcPort: x.localPort, dstPort: x.remotePort };
+      if (x.protocol === 1 || x.protocol === 58) {
+        delete p.srcPort;
+        delete p.dstPort;
+      }
+      return { p, direction: x.inbound ? ("ingress" as const) : ("egress" as const) };
+    });
+}
+const packetArb = packetsArb(POD, ["10.9.0.1", "10.9.3.4", "192.168.1.1", "169.254.169.253"], [6, 17, 1]);
+
+/** An AWS filter of these rules, with the amazon-dns service when DNS is mirrored. */
+function filterOf(rules: DesiredRule[], mirrorDns: boolean): MirrorFilter {
+  return {
+    trafficMirrorFilterId: "tmf-1",
+    ingressRules: rules.filter((r) => r.direction === "ingress"),
+    egressRules: rules.filter((r) => r.direction === "egress"),
+    networkServices: mirrorDns ? ["amazon-dns"] : [],
+    tags: {},
+  };
+}
 
 describe("selects, against AWS's filter semantics", () => {
   it("keeps a packet exactly when the pod's own AWS filter would mirror it", () => {
@@ -153,19 +176,100 @@ describe("selects, against AWS's filter semantics", () => {
           allowRejectForm: false,
         });
         fc.pre(aws !== undefined);
-        const filter: MirrorFilter = {
-          trafficMirrorFilterId: "tmf-1",
-          ingressRules: aws.filter((r) => r.direction === "ingress"),
-          egressRules: aws.filter((r) => r.direction === "egress"),
-          networkServices: mirrorDns ? ["amazon-dns"] : [],
-          tags: {},
-        };
-        const awsSays = mirrorFilterAccepts(filter, pkt.p, pkt.direction);
+        const awsSays = mirrorFilterAccepts(filterOf(aws, mirrorDns), pkt.p, pkt.direction);
         const h = header(pkt.p)!;
         expect(formatIp(pkt.direction === "ingress" ? h.dst : h.src)).toBe(POD);
         expect(selects(podSelection(rules, mirrorDns), h)).toBe(awsSays);
       }),
       { numRuns: 3000 },
     );
+  });
+});
+
+const POD6 = "2600:1f14:abc:de00:7::14";
+const rule6Arb = rulesArb(
+  ["All", "TCP", "UDP", "ICMPv6"],
+  ["2001:db8::/32", "2001:db8::1/128", "::/0", "fd00:ec2::/64", "10.9.0.0/16"],
+);
+const packet6Arb = packetsArb(
+  POD6,
+  ["2001:db8::1", "2001:db8:5::9", "2600:1f14:abc:de01::3", "fd00:ec2::253"],
+  [6, 17, 58],
+);
+
+describe("selects IPv6 packets, against AWS's filter semantics", () => {
+  it("keeps an IPv6 packet exactly when the pod's own AWS filter (IPv6 rules) would mirror it", () => {
+    fc.assert(
+      fc.property(fc.array(rule6Arb, { maxLength: 4 }), fc.boolean(), packet6Arb, (rules, mirrorDns, pkt) => {
+        const aws = buildFilterRules({
+          selected: [],
+          unselected: [],
+          userRules: rules,
+          allowRejectForm: false,
+          ipv6: { selected: [parseIp6(POD6)!], unselected: [] },
+        });
+        fc.pre(aws !== undefined);
+        const awsSays = mirrorFilterAccepts(filterOf(aws, mirrorDns), pkt.p, pkt.direction);
+        const h = header(pkt.p)!;
+        expect(h.v6).toBe(true);
+        const s = compileSelection({
+          policy: "shop/web",
+          ips: [POD6],
+          whole: false,
+          localAddresses: [],
+          rules,
+          mirrorDns,
+        });
+        expect(selects(s, h)).toBe(awsSays);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it("tells a dual-stack pod's two addresses from its neighbours', and reads past IPv6 extension headers", () => {
+    const s = compileSelection({
+      policy: "shop/web",
+      ips: [POD, POD6],
+      whole: false,
+      localAddresses: [],
+      rules: [tcp80],
+      mirrorDns: false,
+    });
+    expect(selects(s, header({ src: "2001:db8::1", dst: POD6, srcPort: 5, dstPort: 80 })!)).toBe(true);
+    expect(selects(s, header({ src: "10.9.0.1", dst: POD, srcPort: 5, dstPort: 80 })!)).toBe(true);
+    expect(
+      selects(s, header({ src: "2001:db8::1", dst: "2600:1f14:abc:de00:7::15", srcPort: 5, dstPort: 80 })!),
+    ).toBe(false);
+    expect(selects(s, header({ src: "2001:db8::1", dst: POD6, srcPort: 5, dstPort: 81 })!)).toBe(false);
+    // A hop-by-hop options header (8 bytes) before TCP: the ports are still found.
+    const f = buildFrame({ src: "2001:db8::1", dst: POD6, srcPort: 5, dstPort: 80 }, MACS);
+    const l3 = 14;
+    const hbh = Buffer.from([6, 0, 1, 4, 0, 0, 0, 0]);
+    const withHbh = Buffer.concat([f.subarray(0, l3 + 40), hbh, f.subarray(l3 + 40)]);
+    withHbh[l3 + 6] = 0; // next header: hop-by-hop
+    withHbh.writeUInt16BE(withHbh.readUInt16BE(l3 + 4) + 8, l3 + 4);
+    const h = newInnerHeader();
+    expect(readInnerHeader(withHbh, 0, withHbh.length, h)).toBe(true);
+    expect([h.protocol, h.dstPort, selects(s, h)]).toEqual([6, 80, true]);
+  });
+
+  it("keeps a whole ENI's IPv6 traffic by its /80 and address, not others'", () => {
+    const s = compileSelection({
+      policy: "ops/nodes",
+      ips: [],
+      whole: true,
+      localAddresses: ["10.0.0.4", "2600:1f14:abc:de00::4", "2600:1f14:abc:de00:7::/80"],
+      rules: [],
+      mirrorDns: false,
+    });
+    expect(
+      selects(s, header({ src: "2001:db8::1", dst: "2600:1f14:abc:de00:7::99", srcPort: 5, dstPort: 80 })!),
+    ).toBe(true);
+    expect(
+      selects(s, header({ src: "2600:1f14:abc:de00::4", dst: "2001:db8::1", srcPort: 5, dstPort: 80 })!),
+    ).toBe(true);
+    expect(
+      selects(s, header({ src: "2001:db8::1", dst: "2600:1f14:abc:de00:8::1", srcPort: 5, dstPort: 80 })!),
+    ).toBe(false);
   });
 });

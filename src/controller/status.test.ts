@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Reason } from "../api/reasons.ts";
 import type { PolicyReport, SourceReport } from "../plan/types.ts";
-import { policyStatus, type ProgrammingOutcome } from "./status.ts";
+import { policyStatus, sourcesIn, type ProgrammingOutcome } from "./status.ts";
 
 const outcome: ProgrammingOutcome = {
   dryRun: false,
@@ -92,5 +92,18 @@ describe("policy status", () => {
       keys,
     );
     expect(failed.programmed).toMatchObject({ status: "False", reason: Reason.Retrying });
+  });
+});
+
+describe("a session's sources", () => {
+  it("counts a dual-stack pod once, though the plan lists both its addresses, and a whole ENI as one", () => {
+    const pods = [
+      { name: "shop/a", ip: "10.0.64.1" },
+      { name: "shop/a", ip: "2600:1f14:abc:de00:1::1" },
+      { name: "shop/b", ip: "2600:1f14:abc:de00:1::2" },
+      { name: "shop/c", ip: "10.0.64.3" },
+    ];
+    expect(sourcesIn({ pods })).toBe(3);
+    expect(sourcesIn({ pods: [] })).toBe(1);
   });
 });

@@ -3,6 +3,7 @@ import { ConditionType, LIMIT_REASONS, Reason, RESOLUTION_REASONS } from "../api
 import type { PolicyStatus, TargetStatus } from "../api/resources.ts";
 import { deriveReady, mergeConditions, type Condition, type ConditionUpdate } from "../k8s/conditions.ts";
 import type { InventoryIndex } from "../plan/inventory-index.ts";
+import { isIpv6Text } from "../plan/ipv6.ts";
 import type { DesiredSession, PolicyReport, TargetReport } from "../plan/types.ts";
 
 /** How applying went, for the SessionsProgrammed condition. */
@@ -177,7 +178,7 @@ export function policyStatus(input: {
       sessionId: input.outcome.sessionIds.get(s.key),
       sessionNumber: s.sessionNumber,
       virtualNetworkId: s.virtualNetworkId,
-      sources: s.pods.length || 1,
+      sources: sourcesIn(s),
     })),
     unmirrored: report.sources
       .filter((s) => s.reason)
@@ -185,6 +186,18 @@ export function policyStatus(input: {
       .map((s) => ({ kind: s.kind, name: s.name, reason: s.reason!, message: s.message ?? "" })),
     ...(input.endMs !== undefined ? { expiresAt: new Date(input.endMs).toISOString() } : {}),
   };
+}
+
+/**
+ * How many sources a session mirrors: its pod entries (1 for a whole ENI), a dual-stack pod's
+ * second address not counted again (the plan lists each of its addresses).
+ */
+export function sourcesIn(s: Pick<DesiredSession, "pods">): number {
+  if (s.pods.length === 0) return 1;
+  let extra = 0;
+  for (const p of s.pods)
+    if (isIpv6Text(p.ip) && s.pods.some((q) => q.name === p.name && !isIpv6Text(q.ip))) extra++;
+  return s.pods.length - extra;
 }
 
 /** The status a target should have. */

@@ -5,11 +5,12 @@
  */
 import type { MirrorFilter, MirrorSession } from "../api/inventory.ts";
 import { Reason } from "../api/reasons.ts";
-import { buildFilterRules, type DesiredRule } from "./filters.ts";
+import { buildFilterRules, type DesiredRule, type FilterRequest } from "./filters.ts";
 import { byString, hashHex } from "./hash.ts";
 import { rulesOf, sameFilter } from "./diff.ts";
 import { findOwned, type InventoryIndex, type OwnedOnEni } from "./inventory-index.ts";
 import { isSortedDistinct, type Ranges } from "./ipv4.ts";
+import type { Range6 } from "./ipv6.ts";
 import {
   MAX_PRIORITY,
   MAX_SESSIONS_PER_ENI,
@@ -43,6 +44,16 @@ function unselectedRanges(held: Ranges, selected: readonly number[]): Ranges {
   return out;
 }
 
+/** A session's pods with their addresses: one entry per address (a dual-stack pod has two). */
+function podsOf(members: readonly Member[]): { name: string; ip: string }[] {
+  const out: { name: string; ip: string }[] = [];
+  for (const m of members) {
+    out.push({ name: m.name, ip: m.ipText! });
+    if (m.ip6Text !== undefined && m.ip6Text !== m.ipText) out.push({ name: m.name, ip: m.ip6Text });
+  }
+  return out;
+}
+
 /** Sorts `xs` in place and drops repeats. */
 function sortedDistinct(xs: number[]): number[] {
   const out = sortSmall(xs, (a, b) => a - b);
@@ -57,20 +68,51 @@ function sortMembers(g: Group): void {
   sortSmall(g.members, (a, b) => a.owner.rank - b.owner.rank || byString(a.name, b.name));
 }
 
+/** The held IPv6 addresses not in `selected` (sorted, distinct), as merged ranges. */
+function unselectedRanges6(held: readonly Range6[], selected: readonly bigint[]): Range6[] {
+  const out: Range6[] = [];
+  let k = 0;
+  for (const [s, e] of held) {
+    let start = s;
+    while (k < selected.length && selected[k]! < s) k++;
+    for (; k < selected.length && selected[k]! <= e; k++) {
+      const a = selected[k]!;
+      if (a > start) out.push([start, a - 1n]);
+      start = a + 1n;
+    }
+    if (start <= e) out.push([start, e]);
+  }
+  return out;
+}
+
+/** The IPv6 side of a group's filter request; undefined on an ENI that holds no IPv6 address. */
+function ipv6Request(g: Group, idx: InventoryIndex): FilterRequest["ipv6"] {
+  const held = idx.heldRanges6(g.eni.networkInterfaceId);
+  if (!held) return undefined;
+  if (g.eniWide) return { selected: [], unselected: [] };
+  const ips = new Set<bigint>();
+  for (const m of g.members) if (m.ip6 !== undefined) ips.add(m.ip6);
+  const selected = [...ips].sort((a, b) => (a < b ? -1 : 1));
+  return { selected, unselected: unselectedRanges6(held, selected) };
+}
+
 /** Filter rules for a group, dropping its lowest-priority pods until the rules fit. */
 function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRule[] | undefined {
   sortMembers(g);
   const held = g.eniWide ? [] : idx.heldRanges(g.eni.networkInterfaceId);
   while (g.members.length > 0) {
     const ips: number[] = [];
-    for (const m of g.members) if (m.ip !== "all") ips.push(m.ip);
+    for (const m of g.members) if (typeof m.ip === "number") ips.push(m.ip);
     const selected = isSortedDistinct(ips) ? ips : sortedDistinct(ips);
-    const rules = buildFilterRules({
+    const req: FilterRequest = {
       selected: g.eniWide ? "all" : selected,
       unselected: g.eniWide ? [] : unselectedRanges(held, selected),
       userRules: g.userRules,
       allowRejectForm: g.target.input.spec.allowNodeSources,
-    });
+    };
+    const v6 = ipv6Request(g, idx);
+    if (v6) req.ipv6 = v6;
+    const rules = buildFilterRules(req);
     if (rules) return rules;
     dropped.push(g.members.pop()!);
   }
@@ -150,7 +192,7 @@ function staysPrecise(c: Candidate, ctx: ProgramCtx): boolean {
 
 function noteAuto(g: Group, ctx: ProgramCtx): void {
   const eniId = g.eni.networkInterfaceId;
-  const members = `${g.hash}:${g.members.map((m) => m.ipText).join(",")}`;
+  const members = `${g.hash}:${g.members.map((m) => (m.ip6Text && m.ip6Text !== m.ipText ? `${m.ipText}+${m.ip6Text}` : m.ipText)).join(",")}`;
   const prev = ctx.out.auto.get(eniId);
   ctx.out.auto.set(eniId, {
     loose: (prev?.loose ?? false) || g.eniWide,
@@ -299,7 +341,7 @@ function desiredSession(
   s.owners = owners;
   s.nodeName = first.nodeName;
   s.instanceId = first.instanceId;
-  s.pods = g.whole ? [] : g.members.map((m) => ({ name: m.name, ip: m.ipText! }));
+  s.pods = g.whole ? [] : podsOf(g.members);
   s.description = `traffic-mirror-operator: ${owners.join(", ")}`.slice(0, 255);
   return s;
 }
@@ -521,17 +563,18 @@ export function emitEni(e: EniDecision, ctx: ProgramCtx): void {
 }
 
 /** A policy's addresses in a group, or "all" for a whole-ENI source. */
-function selectedBy(g: Group, owner: string): Set<number> | "all" {
-  const ips = new Set<number>();
+function selectedBy(g: Group, owner: string): Set<number | bigint> | "all" {
+  const ips = new Set<number | bigint>();
   for (const m of g.members) {
     if (m.owner.id !== owner) continue;
     if (m.ip === "all") return "all";
-    ips.add(m.ip);
+    if (m.ip !== undefined) ips.add(m.ip);
+    if (m.ip6 !== undefined) ips.add(m.ip6);
   }
   return ips;
 }
 
-function overlaps(a: Set<number> | "all", b: Set<number> | "all"): boolean {
+function overlaps(a: Set<number | bigint> | "all", b: Set<number | bigint> | "all"): boolean {
   if (a === "all" || b === "all") return true;
   for (const x of a) if (b.has(x)) return true;
   return false;

@@ -22,6 +22,8 @@ interface Located {
   rule: Rule;
   local: Block;
   shape: string;
+  /** Matches every packet of its local addresses: no rule after it is ever reached for them. */
+  all: boolean;
 }
 
 /** One direction's rules in evaluation order, with their local blocks; undefined if one is not IPv4. */
@@ -32,15 +34,25 @@ function located(rules: readonly Rule[], direction: "ingress" | "egress"): Locat
     if (rule.direction !== direction) continue;
     const local = parseCidr(side === "destination" ? rule.destinationCidrBlock : rule.sourceCidrBlock);
     if (!local) return undefined;
-    out.push({ rule, local, shape: shape(rule, side) });
+    const remote = side === "destination" ? rule.sourceCidrBlock : rule.destinationCidrBlock;
+    const all =
+      rule.protocol === undefined &&
+      (remote === "0.0.0.0/0" || remote === "::/0") &&
+      !rule.sourcePortRange &&
+      !rule.destinationPortRange;
+    out.push({ rule, local, shape: shape(rule, side), all });
   }
   return out.sort((a, b) => a.rule.ruleNumber - b.rule.ruleNumber);
 }
 
-/** The shapes of the rules that apply to a local address, in evaluation order. */
+/** The shapes of the rules that apply to a local address, in evaluation order, up to one that matches all. */
 function sequence(rules: readonly Located[], ip: number): string {
   let s = "";
-  for (const r of rules) if (contains(r.local, ip)) s += `${r.shape}\n`;
+  for (const r of rules) {
+    if (!contains(r.local, ip)) continue;
+    s += `${r.shape}\n`;
+    if (r.all) break;
+  }
   return s;
 }
 

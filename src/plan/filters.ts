@@ -19,6 +19,7 @@ import {
   type PrefixTable,
   type Ranges,
 } from "./ipv4.ts";
+import { blockInWindow, isIpv6Text, windowsOf, type Range6, type Window } from "./ipv6.ts";
 
 /** AWS's quota of rules per filter (both directions together). */
 export const MAX_RULES_PER_FILTER = 10;
@@ -31,6 +32,7 @@ const PROTOCOLS: Record<string, number | undefined> = {
   ICMPv6: 58,
 };
 const ANY = "0.0.0.0/0";
+const ANY6 = "::/0";
 
 /** A rule of a desired filter (no id, number assigned). */
 export type DesiredRule = Omit<FilterRule, "trafficMirrorFilterRuleId">;
@@ -45,6 +47,12 @@ export interface FilterRequest {
   userRules: readonly PolicyFilterRule[];
   /** Whether the reject-list encoding may be used. */
   allowRejectForm: boolean;
+  /**
+   * The ENI's IPv6 side, present when it holds IPv6 addresses: the selected ones (sorted,
+   * distinct; ignored for a whole-ENI source, which then gets `::/0` rules too) and its unselected
+   * held ranges. `selected` and `unselected` above are then the IPv4 side, possibly empty.
+   */
+  ipv6?: { selected: readonly bigint[]; unselected: readonly Range6[] };
 }
 
 function port(r: { from: number; to: number } | undefined): PortRange | undefined {
@@ -56,6 +64,8 @@ function port(r: { from: number; to: number } | undefined): PortRange | undefine
  * spread used to put it) and belongs to `tiers[i]`.
  */
 interface Unnumbered {
+  /** The family of every rule's addresses. */
+  fam: Family;
   rules: DesiredRule[];
   tiers: number[];
   /** `hash53` of each rule's canonical text with rule number 0. */
@@ -71,9 +81,9 @@ interface RuleText {
   tail: string;
 }
 
-function ruleText(r: PolicyFilterRule, direction: TrafficDirection): RuleText {
+function ruleText(r: PolicyFilterRule, direction: TrafficDirection, any = ANY): RuleText {
   const protocol = PROTOCOLS[r.protocol] ?? -1;
-  const remote = r.remoteCidr ?? ANY;
+  const remote = r.remoteCidr ?? any;
   const inbound = direction === "ingress";
   const sp = inbound ? r.remotePorts : r.localPorts;
   const dp = inbound ? r.localPorts : r.remotePorts;
@@ -97,6 +107,34 @@ const REJECT_ALL_TEXT: Record<TrafficDirection, RuleText> = {
   egress: ruleText(REJECT_ALL, "egress"),
 };
 
+/**
+ * An address family of a filter's rules. AWS matches a rule's CIDRs against packets of their own
+ * family only (`0.0.0.0/0` admits no IPv6 packet, `::/0` no IPv4 one), so each family has its own
+ * "any", and a policy rule whose remote CIDR is of one family makes rules for that family alone.
+ */
+interface Family {
+  any: string;
+  v6: boolean;
+  allText: Record<TrafficDirection, RuleText>;
+  rejectText: Record<TrafficDirection, RuleText>;
+}
+
+const V4: Family = { any: ANY, v6: false, allText: ALL_TRAFFIC_TEXT, rejectText: REJECT_ALL_TEXT };
+const V6: Family = {
+  any: ANY6,
+  v6: true,
+  allText: { ingress: ruleText(ALL_TRAFFIC, "ingress", ANY6), egress: ruleText(ALL_TRAFFIC, "egress", ANY6) },
+  rejectText: {
+    ingress: ruleText(REJECT_ALL, "ingress", ANY6),
+    egress: ruleText(REJECT_ALL, "egress", ANY6),
+  },
+};
+
+/** Whether a policy rule makes rules in a family (its remote CIDR, if any, is of that family). */
+function inFamily(r: PolicyFilterRule, fam: Family): boolean {
+  return r.remoteCidr === undefined || isIpv6Text(r.remoteCidr) === fam.v6;
+}
+
 /** Rules of one user rule applied to one local block. */
 function expand(r: PolicyFilterRule, local: string, tier: number, out: Unnumbered): void {
   for (const direction of DIRECTIONS)
@@ -115,17 +153,18 @@ function expandOne(
   out: Unnumbered,
 ): void {
   const { direction, local, tier } = at;
+  const fam = out.fam;
   const protocol = PROTOCOLS[r.protocol];
-  const remote = r.remoteCidr ?? ANY;
+  const remote = r.remoteCidr ?? fam.any;
   const inbound = direction === "ingress";
   out.rules.push(oneRule(r, { direction, protocol }, inbound ? remote : local, inbound ? local : remote));
   out.tiers.push(tier);
   const text =
     r === ALL_TRAFFIC
-      ? ALL_TRAFFIC_TEXT[direction]
+      ? fam.allText[direction]
       : r === REJECT_ALL
-        ? REJECT_ALL_TEXT[direction]
-        : ruleText(r, direction);
+        ? fam.rejectText[direction]
+        : ruleText(r, direction, fam.any);
   out.hashes.push(text.head.valueAfter(local, text.tail));
 }
 
@@ -166,17 +205,17 @@ function number(u: Unnumbered): DesiredRule[] {
   return u.rules;
 }
 
-function acceptForm(locals: readonly string[], userRules: readonly PolicyFilterRule[]): Unnumbered {
+function acceptForm(locals: readonly string[], userRules: readonly PolicyFilterRule[], fam = V4): Unnumbered {
   const rules = userRules.length > 0 ? userRules : [ALL_TRAFFIC];
-  const out: Unnumbered = { rules: [], tiers: [], hashes: [] };
+  const out: Unnumbered = { fam, rules: [], tiers: [], hashes: [] };
   rules.forEach((r, i) => {
-    for (const l of locals) expand(r, l, i + 1, out);
+    if (inFamily(r, fam)) for (const l of locals) expand(r, l, i + 1, out);
   });
   return out;
 }
 
 function rejectForm(rejectBlocks: readonly Block[]): Unnumbered {
-  const out: Unnumbered = { rules: [], tiers: [], hashes: [] };
+  const out: Unnumbered = { fam: V4, rules: [], tiers: [], hashes: [] };
   for (const b of rejectBlocks) expand(REJECT_ALL, formatBlock(b), 1, out);
   expand(ALL_TRAFFIC, ANY, 2, out);
   return out;
@@ -188,6 +227,76 @@ function rejectForm(rejectBlocks: readonly Block[]): Unnumbered {
  * they made keeps its rules; the ordered table (`tableForm`) is used where it has fewer rules.
  */
 export function buildFilterRules(req: FilterRequest): DesiredRule[] | undefined {
+  return req.ipv6 ? buildDualRules(req, req.ipv6) : buildIpv4Rules(req);
+}
+
+/**
+ * `buildFilterRules` on an ENI that holds IPv6 addresses: each family's fewest rules (rules of
+ * one family never match the other's packets, so the fewest in total are the fewest of each),
+ * numbered apart so that no number repeats in a direction.
+ */
+function buildDualRules(
+  req: FilterRequest,
+  v6: NonNullable<FilterRequest["ipv6"]>,
+): DesiredRule[] | undefined {
+  if (req.selected === "all") {
+    const both = acceptForm([ANY], req.userRules);
+    const six = acceptForm([ANY6], req.userRules, V6);
+    if (both.rules.length + six.rules.length > MAX_RULES_PER_FILTER) return undefined;
+    return numberAfter(six, number(both));
+  }
+  if (req.selected.length === 0 && v6.selected.length === 0) return undefined;
+  const four = req.selected.length > 0 ? buildIpv4Rules(req) : [];
+  if (four === undefined || v6.selected.length === 0) return four;
+  const six = ipv6Rules(v6, req.userRules, MAX_RULES_PER_FILTER - four.length);
+  return six && numberAfter(six, four);
+}
+
+/**
+ * The fewest IPv6 rules (at most `max`) that select `v6.selected` on the ENI: the accept list of
+ * the fewest blocks, or the ordered table where it has fewer rules. The reject list of the IPv4
+ * side is not tried: an IPv6 ENI holds a /80 prefix, whose unselected addresses no list can name.
+ */
+function ipv6Rules(
+  v6: NonNullable<FilterRequest["ipv6"]>,
+  userRules: readonly PolicyFilterRule[],
+  max: number,
+): Unnumbered | undefined {
+  const windows = windowsOf(v6.selected, v6.unselected);
+  const locals: string[] = [];
+  for (const w of windows)
+    for (const b of cover(w.selected, w.unselected, w.width)) locals.push(blockInWindow(w, b));
+  const accept = acceptForm(locals, userRules, V6);
+  const best = accept.rules.length <= max ? accept : undefined;
+  const only = windows.length === 1 ? windows[0]! : undefined;
+  const fewer =
+    only &&
+    locals.length > 1 &&
+    tableRules(spaceOf(only), userRules, { below: best?.rules.length ?? max + 1, max, fam: V6 });
+  return fewer || best;
+}
+
+/** A window as the space of a prefix table. */
+function spaceOf(w: Window): Space {
+  return {
+    selected: w.selected,
+    unselected: w.unselected,
+    width: w.width,
+    format: (b) => blockInWindow(w, b),
+  };
+}
+
+/** Numbers `u`'s rules past those of `before` (of the other family), and joins them. */
+function numberAfter(u: Unnumbered, before: readonly DesiredRule[]): DesiredRule[] {
+  const all = [...before, ...u.rules];
+  u.rules.forEach((r, i) => {
+    r.ruleNumber = freeNumber(all, r.direction, u.tiers[i]!, u.hashes[i]!);
+  });
+  return all;
+}
+
+/** `buildFilterRules` on an ENI that holds only IPv4 addresses. */
+function buildIpv4Rules(req: FilterRequest): DesiredRule[] | undefined {
   if (req.selected === "all") {
     const rules = acceptForm([ANY], req.userRules);
     return rules.rules.length <= MAX_RULES_PER_FILTER ? number(rules) : undefined;
@@ -198,6 +307,7 @@ export function buildFilterRules(req: FilterRequest): DesiredRule[] | undefined 
   // One block is one rule per user rule and direction, which no table beats.
   if (req.userRules.length === 0 && !req.allowRejectForm)
     return (blocks.length > 1 && tableForm(selected, req, blocks.length * 2)) || acceptAll(blocks);
+  // `inFamily` leaves out rules with an IPv6 remote: not the fast path's concern, which has none.
   const candidates = [acceptForm(blocks.map(formatBlock), req.userRules)];
   // The reject form lists unselected addresses one by one; only for ENIs holding few of them.
   if (req.allowRejectForm && req.userRules.length === 0 && req.unselected.every(([s, e]) => e - s < 256)) {
@@ -232,18 +342,40 @@ function tableForm(
   req: FilterRequest,
   below: number,
 ): DesiredRule[] | undefined {
-  const rules = req.userRules.length > 0 ? req.userRules : [ALL_TRAFFIC];
-  const limit = Math.min(below - 1, MAX_RULES_PER_FILTER);
+  const space: Space = { selected, unselected: req.unselected, width: 32, format: formatBlock };
+  const u = tableRules(space, req.userRules, { below, max: MAX_RULES_PER_FILTER, fam: V4 });
+  return u && number(u);
+}
+
+/** Addresses a prefix table is made over: a space `width` bits wide, and how its blocks are written. */
+interface Space {
+  selected: readonly number[];
+  unselected: Ranges;
+  width: number;
+  format: (b: Block) => string;
+}
+
+/** `tableForm`'s rules before numbering, for any family: fewer than `below` and at most `max`. */
+function tableRules(
+  space: Space,
+  userRules: readonly PolicyFilterRule[],
+  o: { below: number; max: number; fam: Family },
+): Unnumbered | undefined {
+  const { selected, unselected, width } = space;
+  const fam = o.fam;
+  const rules = userRules.length > 0 ? userRules : [ALL_TRAFFIC];
+  const limit = Math.min(o.below - 1, o.max);
   // Rules per direction (ingress, egress), counted by hand: this runs for nearly every filter.
   let inbound = 0;
   let outbound = 0;
   for (const r of rules) {
+    if (!inFamily(r, fam)) continue;
     if (r.direction !== "egress") inbound++;
     if (r.direction !== "ingress") outbound++;
   }
   const weights = [inbound, outbound];
   // A table of n entries costs at least one accept entry and n − 1 rules more per direction.
-  const entries = Math.ceil(labelChanges(selected, req.unselected) / 2);
+  const entries = Math.ceil(labelChanges(selected, unselected) / 2);
   let least = 0;
   for (const w of weights) if (w > 0) least += w + entries - 1;
   if (least > limit) return undefined;
@@ -255,36 +387,37 @@ function tableForm(
     if (weight === 0) continue;
     let table = byWeight.get(weight);
     if (!table) {
-      table = minimalPrefixTable(selected, req.unselected, weight);
+      table = minimalPrefixTable(selected, unselected, weight, width);
       byWeight.set(weight, table);
     }
     cost += table.cost;
     if (cost > limit) return undefined;
     tables.push({ direction, table });
   }
-  const out: Unnumbered = { rules: [], tiers: [], hashes: [] };
+  const out: Unnumbered = { fam, rules: [], tiers: [], hashes: [] };
   for (const { direction, table } of tables) {
-    for (const { entry, height } of byNesting(table.entries)) {
-      const local = formatBlock(entry.block);
+    for (const { entry, height } of byNesting(table.entries, width)) {
+      const local = space.format(entry.block);
       const base = height * rules.length;
       if (!entry.accept) expandOne(REJECT_ALL, { direction, local, tier: base + 1 }, out);
       else
         rules.forEach((r, i) => {
-          if (appliesTo(r, direction)) expandOne(r, { direction, local, tier: base + i + 1 }, out);
+          if (appliesTo(r, direction) && inFamily(r, fam))
+            expandOne(r, { direction, local, tier: base + i + 1 }, out);
         });
     }
   }
-  return number(out);
+  return out;
 }
 
 /** A table's entries with their nesting heights, innermost first (the order they are tried in). */
-function byNesting(entries: readonly PrefixEntry[]): { entry: PrefixEntry; height: number }[] {
+function byNesting(entries: readonly PrefixEntry[], width: number): { entry: PrefixEntry; height: number }[] {
   const inner = [...entries].sort((a, b) => b.block.len - a.block.len || a.block.base - b.block.base);
   const out: { entry: PrefixEntry; height: number }[] = [];
   for (const entry of inner) {
     let height = 0;
     for (const o of out)
-      if (o.entry.block.len > entry.block.len && contains(entry.block, o.entry.block.base))
+      if (o.entry.block.len > entry.block.len && contains(entry.block, o.entry.block.base, width))
         height = Math.max(height, o.height + 1);
     out.push({ entry, height });
   }

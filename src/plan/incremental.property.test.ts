@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { TAG_KEY } from "../api/tags.ts";
 import type { LeanPod } from "../k8s/lean.ts";
-import { caseArb } from "../../test/fixtures/plan-cases.ts";
+import { caseArb, ipv6CaseArb, type WorldCase } from "../../test/fixtures/plan-cases.ts";
 import { eksNodeSpec } from "../../test/fixtures/eks.ts";
 import {
   appliedKeepingIdentity as applied,
@@ -13,6 +13,8 @@ import {
   makeTarget,
   makeWorld,
   planInputOf,
+  podAddresses,
+  type WorldOptions,
 } from "../../test/fixtures/world.ts";
 import { IncrementalPlanner } from "./incremental.ts";
 import { indexInventory } from "./inventory-index.ts";
@@ -42,10 +44,27 @@ type Event = typeof eventArb extends fc.Arbitrary<infer E> ? E : never;
 
 let podSeq = 0;
 
+/** The IP family of a world made by `makeWorld`, read from its ENIs. */
+function familyOf(input: PlanInput): NonNullable<WorldOptions["ipFamily"]> {
+  const enis = input.inventory.networkInterfaces;
+  if (!enis.some((e) => e.ipv6Prefixes?.length)) return "IPv4";
+  // An IPv6 cluster's ENI holds the node's IPv4 address alone: no IPv4 prefix, no secondary IP.
+  return enis.some((e) => e.ipv4Prefixes.length > 0 || e.privateIps.length > 1) ? "DualStack" : "IPv6";
+}
+
+/** A pod's addresses on node `nodeIndex`: address `k` of its ranges, or (`lost`) one no ENI holds. */
+function newPodIps(input: PlanInput, nodeIndex: number, k: number, lost: boolean): string[] {
+  const family = familyOf(input);
+  const v4 = formatIp(parseCidr(eksNodeSpec(nodeIndex).podCidr)!.base + 1 + (lost ? 70 : k));
+  if (family === "IPv4") return [v4];
+  // Outside every ENI's /80 (another /64 of the VPC).
+  if (lost) return family === "IPv6" ? ["2600:1f14:abc:deff::1"] : [v4, "2600:1f14:abc:deff::1"];
+  return podAddresses(nodeIndex, k, family);
+}
+
 function newPod(input: PlanInput, a: number, b: number): LeanPod {
   const nodeIndex = a % Math.max(1, input.nodes.length + 1);
   const spec = eksNodeSpec(nodeIndex);
-  const base = parseCidr(spec.podCidr)!.base;
   const n = ++podSeq;
   return {
     namespace: b % 11 === 0 ? "elsewhere" : "shop",
@@ -54,7 +73,7 @@ function newPod(input: PlanInput, a: number, b: number): LeanPod {
     labels: { app: ["a", "b", "c"][b % 3]! },
     nodeName: spec.name,
     // Mostly a free-looking address on the node; now and then one no ENI holds.
-    podIPs: [formatIp(base + 1 + (b % 17 === 0 ? 70 : (b >> 2) % 63))],
+    podIPs: newPodIps(input, nodeIndex, (b >> 2) % 63, b % 17 === 0),
     hostNetwork: b % 23 === 0,
     phase: "Running",
     deleting: false,
@@ -197,10 +216,14 @@ function driftStep(input: PlanInput, e: Event): PlanInput {
   return { ...input, inventory: { ...inv, filters: inv.filters.map((x) => (x === f ? edited : x)) } };
 }
 
-const counts = { incremental: 0, full: 0 };
+const FAMILIES: [string, WorldCase, number][] = [
+  ["IPv4 clusters", caseArb, 300],
+  ["IPv6 and dual-stack clusters", ipv6CaseArb, 150],
+];
 
-describe("incremental planner", () => {
+describe.each(FAMILIES)("incremental planner on %s", (_family, caseArb, runs) => {
   it("plans exactly what a full plan does, after every event of a random sequence", () => {
+    const counts = { incremental: 0, full: 0 };
     fc.assert(
       fc.property(caseArb, fc.array(eventArb, { minLength: 1, maxLength: 30 }), ({ input }, events) => {
         const planner = new IncrementalPlanner();
@@ -222,7 +245,7 @@ describe("incremental planner", () => {
           expect(planner.index!.ownedFilters).toEqual(fresh.ownedFilters);
         }
       }),
-      { numRuns: 300 },
+      { numRuns: runs },
     );
     // The sequences must exercise the incremental path, not only its fall-backs.
     expect(counts.incremental).toBeGreaterThan(counts.full);
@@ -247,10 +270,12 @@ describe("incremental planner", () => {
         // Without the quota or a target that fills up, nothing here is global.
         if (!planner.last.reason) expect(planner.last.kind).toBe("incremental");
       }),
-      { numRuns: 100 },
+      { numRuns: runs / 3 },
     );
   }, 120_000);
+});
 
+describe("incremental planner", () => {
   it("gives a session back its VNI when the session that took it goes", () => {
     const world = makeWorld({ nodes: 2, podsPerNode: 4 });
     const nlb = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/ids/0123456789abcdef";

@@ -35,10 +35,9 @@ import {
   type InventoryIndex,
   type OwnedOnEni,
 } from "./inventory-index.ts";
-import { parseIp } from "./ipv4.ts";
 import type { AutoEni, EniGroups, Group, GroupKeys, Member, ProgramCtx, RankedPolicy } from "./model.ts";
 import { addMember, emptyOutcome, planWithState, targetReports, vniEntry, vniPolicy } from "./plan.ts";
-import { locatePod, podSelector, type LocateCtx } from "./sources.ts";
+import { eniOfPod, locatePod, podSelector, type LocateCtx } from "./sources.ts";
 import type { AwsTargetSlot, ResolvedTarget } from "./targets.ts";
 import type {
   DesiredFilter,
@@ -681,14 +680,6 @@ function keepInventory(
   }
 }
 
-function firstIpv4(pod: LeanPod): number | undefined {
-  for (const text of pod.podIPs) {
-    const ip = parseIp(text);
-    if (ip !== undefined) return ip;
-  }
-  return undefined;
-}
-
 function byPlace(a: { pol: PolicyState; order: number }, b: { pol: PolicyState; order: number }): number {
   return a.pol.pos - b.pol.pos || a.order - b.order;
 }
@@ -727,8 +718,7 @@ function placePods(
   s.marks = reorder(s.marks, a) ?? fallback("pods renumbered");
   for (const i of a.removed) {
     const pod = prev[i]!;
-    const ip = firstIpv4(pod);
-    const eni = ip === undefined ? undefined : s.idx.eniHolding(ip);
+    const eni = eniOfPod(s.idx, pod);
     const e = eni && s.enis.get(eni.networkInterfaceId);
     if (e && e.entries.some((x) => x.pod === pod)) {
       e.entries = e.entries.filter((x) => x.pod !== pod);
@@ -794,6 +784,8 @@ function replanEnis(s: State, tighten: ReadonlySet<string>, dirty: Set<string>):
         eni: m.eni,
         ip: m.ip,
         ipText: m.ipText,
+        ip6: m.ip6,
+        ip6Text: m.ip6Text,
         nodeName: m.nodeName,
         instanceId: m.instanceId,
         owner: w,

@@ -9,6 +9,7 @@ import type {
 } from "../api/inventory.ts";
 import { isOwnedBy, TAG_KEY } from "../api/tags.ts";
 import { normalizeRanges, parseCidr, parseIp, size, type Ranges } from "./ipv4.ts";
+import { lastOf, normalizeRanges6, parseCidr6, parseIp6, type Range6 } from "./ipv6.ts";
 import { sortSmall } from "./sort.ts";
 
 /** Indexed inventory. */
@@ -20,6 +21,13 @@ export interface InventoryIndex {
   eniHolding(ip: number): NetworkInterface | undefined;
   /** Every address an ENI holds (private IPs and prefixes), as merged ranges. */
   heldRanges(eniId: string): Ranges;
+  /** The ENI holding an IPv6 address, as one of its addresses or inside a delegated /80 prefix. */
+  eniHolding6(ip: bigint): NetworkInterface | undefined;
+  /**
+   * Every IPv6 address an ENI holds (addresses and prefixes), as merged ranges; undefined when it
+   * holds none (an IPv4-only ENI, whose filters then carry no IPv6 rules).
+   */
+  heldRanges6(eniId: string): readonly Range6[] | undefined;
   /** Sessions on an ENI that this cluster's operator does not own. */
   foreignSessions(eniId: string): MirrorSession[];
   /** Owned resources by their key tag. */
@@ -178,6 +186,52 @@ function prefixIndex(enis: readonly NetworkInterface[]): {
   return { ips, prefixes };
 }
 
+/** IPv6 prefixes are delegated as /80s: their index key is the address's top 80 bits. */
+const PREFIX6_SHIFT = 48n;
+
+/** The IPv6 side of the index, built only when some ENI holds IPv6 addresses. */
+function ipv6Index(enis: readonly NetworkInterface[]): {
+  holding: (ip: bigint) => NetworkInterface | undefined;
+  held: (e: NetworkInterface | undefined) => readonly Range6[] | undefined;
+} {
+  const ips = new Map<bigint, NetworkInterface>();
+  const prefixes = new Map<bigint, NetworkInterface>();
+  const rangesOf = (e: NetworkInterface): [bigint, bigint][] => {
+    const out: [bigint, bigint][] = [];
+    for (const a of e.ipv6Addresses ?? []) {
+      const n = parseIp6(a);
+      if (n !== undefined) out.push([n, n]);
+    }
+    for (const p of e.ipv6Prefixes ?? []) {
+      const b = parseCidr6(p);
+      if (b) out.push([b.base, lastOf(b)]);
+    }
+    return out;
+  };
+  for (const e of enis) {
+    if (!e.ipv6Addresses?.length && !e.ipv6Prefixes?.length) continue;
+    for (const a of e.ipv6Addresses ?? []) {
+      const n = parseIp6(a);
+      if (n !== undefined) ips.set(n, e);
+    }
+    for (const p of e.ipv6Prefixes ?? []) {
+      const b = parseCidr6(p);
+      // AWS delegates /80s only (the emulator refuses other lengths); others are held, not indexed.
+      if (b?.len === 80) prefixes.set(b.base >> PREFIX6_SHIFT, e);
+    }
+  }
+  const held = new Map<string, readonly Range6[]>();
+  return {
+    holding: (ip) => ips.get(ip) ?? prefixes.get(ip >> PREFIX6_SHIFT),
+    held: (e) => {
+      if (!e || (!e.ipv6Addresses?.length && !e.ipv6Prefixes?.length)) return undefined;
+      let r = held.get(e.networkInterfaceId);
+      if (!r) held.set(e.networkInterfaceId, (r = normalizeRanges6(rangesOf(e))));
+      return r;
+    },
+  };
+}
+
 /** Builds the index for one cluster's view. */
 export function indexInventory(inv: Ec2Inventory, cluster: string): InventoryIndex {
   const instances = new Map(inv.instances.map((i) => [i.instanceId, i]));
@@ -193,6 +247,8 @@ export function indexInventory(inv: Ec2Inventory, cluster: string): InventoryInd
   const targets = new Map(inv.targets.map((t) => [t.trafficMirrorTargetId, t]));
   const foreignOnTarget = group(notOwned, (s) => s.trafficMirrorTargetId);
   const held = new Map<string, Ranges>();
+  let six: ReturnType<typeof ipv6Index> | undefined;
+  const v6 = (): ReturnType<typeof ipv6Index> => (six ??= ipv6Index(inv.networkInterfaces));
   return {
     instance: (id) => instances.get(id),
     enisOf: (id) =>
@@ -216,6 +272,11 @@ export function indexInventory(inv: Ec2Inventory, cluster: string): InventoryInd
         held.set(eniId, r);
       }
       return r;
+    },
+    eniHolding6: (ip) => v6().holding(ip),
+    heldRanges6: (id) => {
+      const e = enis.get(id);
+      return e?.ipv6Addresses?.length || e?.ipv6Prefixes?.length ? v6().held(e) : undefined;
     },
     foreignSessions: (id) => foreign.get(id) ?? [],
     ownedSessions,

@@ -71,9 +71,29 @@ export function size(len: number): number {
 
 const SIZES = Array.from({ length: 33 }, (_, len) => 2 ** (32 - len));
 
-/** Whether `ip` lies in `b`. */
-export function contains(b: Block, ip: number): boolean {
-  return ip >= b.base && ip < b.base + size(b.len);
+/**
+ * The widest address space the covering functions below work in: addresses are numbers, exact up
+ * to 2^53. IPv4 is 32 bits wide; an IPv6 ENI's addresses are mapped into windows of at most this
+ * many bits (`ipv6.ts`).
+ */
+export const MAX_WIDTH = 52;
+
+/** `POW2[k]` = 2^k, for block sizes in spaces of any width up to `MAX_WIDTH`. */
+const POW2 = Array.from({ length: MAX_WIDTH + 1 }, (_, k) => 2 ** k);
+
+/**
+ * Length of the common prefix of `a` and `b` in a space `width` bits wide (`width` when equal).
+ * Within 32 bits one `clz32`; wider spaces compare the bits above 32 first.
+ */
+function commonLen(a: number, b: number, width: number): number {
+  if (width <= 32) return Math.clz32(a ^ b) - (32 - width);
+  const hi = Math.clz32(Math.floor(a / 2 ** 32) ^ Math.floor(b / 2 ** 32));
+  return hi < 32 ? hi - (64 - width) : Math.clz32((a ^ b) >>> 0) + (width - 32);
+}
+
+/** Whether `ip` lies in `b` (in a space `width` bits wide). */
+export function contains(b: Block, ip: number, width = 32): boolean {
+  return ip >= b.base && ip < b.base + POW2[width - b.len]!;
 }
 
 /** A sorted set of address ranges [start, end] that must not be covered. */
@@ -110,12 +130,13 @@ function overlaps(ranges: Ranges, start: number, end: number): boolean {
  * does not hold admits nothing extra: `forbidden` need only list the ENI's unselected addresses.
  * Top-down split of the address space: a block is taken whole when it holds no forbidden address.
  */
-export function cover(wanted: readonly number[], forbidden: Ranges): Block[] {
+export function cover(wanted: readonly number[], forbidden: Ranges, width = 32): Block[] {
   const sorted = isSortedDistinct(wanted) ? wanted : [...new Set(wanted)].sort((a, b) => a - b);
   const out: Block[] = [];
+  const span = (len: number): number => POW2[width - len]!;
   const clean = (first: number, len: number): boolean => {
-    const base = first - (first % size(len));
-    return !overlaps(forbidden, base, base + size(len) - 1);
+    const base = first - (first % span(len));
+    return !overlaps(forbidden, base, base + span(len) - 1);
   };
   const walk = (len: number, from: number, to: number): void => {
     if (from >= to) return;
@@ -123,7 +144,7 @@ export function cover(wanted: readonly number[], forbidden: Ranges): Block[] {
     // Blocks down to `common` hold every wanted address in [from, to), so the split would leave
     // one half empty at each of those levels; jump to the largest clean one by binary search
     // (a block inside a clean block is clean).
-    const common = Math.min(32, Math.clz32(first ^ sorted[to - 1]!));
+    const common = Math.min(width, commonLen(first, sorted[to - 1]!, width));
     if (clean(first, common)) {
       let lo = len;
       let hi = common;
@@ -132,11 +153,11 @@ export function cover(wanted: readonly number[], forbidden: Ranges): Block[] {
         if (clean(first, mid)) hi = mid;
         else lo = mid + 1;
       }
-      out.push({ base: first - (first % size(lo)), len: lo });
+      out.push({ base: first - (first % span(lo)), len: lo });
       return;
     }
-    if (common === 32) return; // a wanted address that is also forbidden: never accepted
-    const half = first - (first % size(common)) + size(common + 1);
+    if (common === width) return; // a wanted address that is also forbidden: never accepted
+    const half = first - (first % span(common)) + span(common + 1);
     let split = from;
     while (split < to && sorted[split]! < half) split++;
     walk(common + 1, from, split);
@@ -262,6 +283,7 @@ export function minimalPrefixTable(
   selected: readonly number[],
   unselected: Ranges,
   acceptCost: number,
+  width = 32,
 ): PrefixTable {
   const wanted = isSortedDistinct(selected) ? selected : [...new Set(selected)].sort((a, b) => a - b);
   const runs = labelledRuns(wanted, unselected);
@@ -270,8 +292,8 @@ export function minimalPrefixTable(
   const solve = (from: number, to: number, lo: number, hi: number): Solved => {
     const first = Math.max(runs.starts[from]!, lo);
     const last = Math.min(runs.ends[to - 1]!, hi);
-    const len = Math.min(32, Math.clz32(first ^ last));
-    const block = { base: first - (first % size(len)), len };
+    const len = Math.min(width, commonLen(first, last, width));
+    const block = { base: first - (first % POW2[width - len]!), len };
     if (runs.changes[to - 1] === runs.changes[from]) {
       const label = runs.accept[from]! ? 1 : 0;
       const entry = { block, accept: label === 1 };
@@ -279,11 +301,11 @@ export function minimalPrefixTable(
         ? { cost: [costOf[1], 0], entries: [entry, undefined] }
         : { cost: [0, costOf[0]], entries: [undefined, entry] };
     }
-    const mid = block.base + size(len + 1);
+    const mid = block.base + POW2[width - len - 1]!;
     let k = from;
     while (k < to && runs.starts[k]! < mid) k++;
     const left = solve(from, k, block.base, mid - 1);
-    const right = solve(runs.ends[k - 1]! >= mid ? k - 1 : k, to, mid, block.base + size(len) - 1);
+    const right = solve(runs.ends[k - 1]! >= mid ? k - 1 : k, to, mid, block.base + POW2[width - len]! - 1);
     const out: Solved = { cost: [0, 0], entries: [undefined, undefined] };
     for (const inherited of [0, 1] as const) {
       const flip = inherited === 0 ? 1 : 0;
@@ -299,7 +321,7 @@ export function minimalPrefixTable(
     }
     return out;
   };
-  const root = solve(0, runs.accept.length, 0, 2 ** 32 - 1);
+  const root = solve(0, runs.accept.length, 0, POW2[width]! - 1);
   const entries: PrefixEntry[] = [];
   const flatten = (t: EntryTree): void => {
     if (t === undefined) return;

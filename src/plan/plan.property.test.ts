@@ -2,24 +2,34 @@
 import fc from "fast-check";
 import { isOwnedBy } from "../api/tags.ts";
 import { describe, expect, it } from "vitest";
-import { caseArb } from "../../test/fixtures/plan-cases.ts";
+import { caseArb, ipv6CaseArb, type WorldCase } from "../../test/fixtures/plan-cases.ts";
 import { applyDiff, isEmptyDiff } from "./diff.ts";
 import { MAX_RULES_PER_FILTER, type DesiredRule } from "./filters.ts";
 import { contains, parseCidr, parseIp } from "./ipv4.ts";
+import { contains6, isIpv6Text, parseCidr6, parseIp6 } from "./ipv6.ts";
 import { MAX_SESSIONS_PER_ENI, planMirroring } from "./plan.ts";
 
-/** The first rule (lowest number) whose local side holds `ip`, for a packet with any remote end. */
+/** Whether a CIDR holds an address, of either family (never across families, as AWS matches). */
+function holds(cidr: string, ip: string): boolean {
+  if (isIpv6Text(cidr) !== isIpv6Text(ip)) return false;
+  return isIpv6Text(ip)
+    ? contains6(parseCidr6(cidr)!, parseIp6(ip)!)
+    : contains(parseCidr(cidr)!, parseIp(ip)!);
+}
+
+/**
+ * The first rule (lowest number) whose local side holds `ip`, for a packet with any remote end of
+ * its family (every remote block of these rules is its family's "any").
+ */
 function firstLocalMatch(
   rules: readonly DesiredRule[],
   direction: "ingress" | "egress",
-  ip: number,
+  ip: string,
 ): DesiredRule | undefined {
   return rules
     .filter((r) => r.direction === direction)
     .sort((a, b) => a.ruleNumber - b.ruleNumber)
-    .find((r) =>
-      contains(parseCidr(direction === "ingress" ? r.destinationCidrBlock : r.sourceCidrBlock)!, ip),
-    );
+    .find((r) => holds(direction === "ingress" ? r.destinationCidrBlock : r.sourceCidrBlock, ip));
 }
 
 function shuffled<T>(xs: readonly T[], seed: number): T[] {
@@ -35,7 +45,12 @@ function shuffled<T>(xs: readonly T[], seed: number): T[] {
 
 const RUNS = 150;
 
-describe("planner invariants", () => {
+const FAMILIES: [string, WorldCase][] = [
+  ["IPv4 clusters", caseArb],
+  ["IPv6 and dual-stack clusters", ipv6CaseArb],
+];
+
+describe.each(FAMILIES)("planner invariants on %s", (_family, caseArb) => {
   it("never plans more than 3 sessions per ENI, counting sessions it does not own, with unique numbers", () => {
     fc.assert(
       fc.property(caseArb, ({ input }) => {
@@ -93,15 +108,14 @@ describe("planner invariants", () => {
           if (s.pods.length === 0 || s.owners.some((o) => rulesOf.get(o))) continue;
           const selected = new Set(s.pods.map((p) => p.ip));
           const rules = filters.get(s.filterKey)!.rules;
-          const others = input.pods.filter((p) => p.podIPs[0] && !selected.has(p.podIPs[0]));
-          for (const p of others) {
-            const ip = parseIp(p.podIPs[0]!)!;
+          const others = input.pods.flatMap((p) => p.podIPs).filter((ip) => !selected.has(ip));
+          for (const ip of others) {
             for (const dir of ["ingress", "egress"] as const)
               expect(firstLocalMatch(rules, dir, ip)?.action ?? "none").not.toBe("accept");
           }
           for (const ipText of selected) {
             for (const dir of ["ingress", "egress"] as const)
-              expect(firstLocalMatch(rules, dir, parseIp(ipText)!)?.action).toBe("accept");
+              expect(firstLocalMatch(rules, dir, ipText)?.action).toBe("accept");
           }
         }
       }),

@@ -429,7 +429,10 @@ export function vniEntry(
     let sel = selections.find((x) => x.policy === m.owner.id);
     if (!sel) selections.push((sel = { policy: m.owner.id, ips: [] }));
     if (m.ip === "all") sel.whole = true;
-    else sel.ips.push(m.ipText!);
+    else {
+      sel.ips.push(m.ipText!);
+      if (m.ip6Text !== undefined && m.ip6Text !== m.ipText) sel.ips.push(m.ip6Text);
+    }
   }
   const entry: VniEntry = {
     vni: s.virtualNetworkId,
@@ -442,7 +445,13 @@ export function vniEntry(
     pods: s.pods,
     selections,
   };
-  if (g.whole && eni) entry.localAddresses = [...eni.privateIps, ...eni.ipv4Prefixes];
+  if (g.whole && eni)
+    entry.localAddresses = [
+      ...eni.privateIps,
+      ...eni.ipv4Prefixes,
+      ...(eni.ipv6Addresses ?? []),
+      ...(eni.ipv6Prefixes ?? []),
+    ];
   if (g.eniWide && !g.whole) entry.selectionAtCollector = true;
   return entry;
 }

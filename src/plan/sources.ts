@@ -5,6 +5,7 @@ import { Reason } from "../api/reasons.ts";
 import type { LeanNode, LeanPod } from "../k8s/lean.ts";
 import { instanceIdFromProviderId, type InventoryIndex } from "./inventory-index.ts";
 import { parseIp } from "./ipv4.ts";
+import { isIpv6Text, parseIp6 } from "./ipv6.ts";
 import { compileSelector, matches } from "./selectors.ts";
 import type { PolicyInput, SourceReport } from "./types.ts";
 
@@ -14,10 +15,14 @@ export interface Located<O = unknown> {
   /** `namespace/name` of a pod, or a node's name. */
   name: string;
   eni: NetworkInterface;
-  /** The selected address, or "all" for a whole ENI. */
-  ip: number | "all";
-  /** The address as text; undefined for a whole ENI. */
+  /** The selected IPv4 address, "all" for a whole ENI, undefined for a pod with only IPv6. */
+  ip: number | "all" | undefined;
+  /** The address as text (the IPv4 one, or the IPv6 one of a pod with only IPv6); undefined for a whole ENI. */
   ipText: string | undefined;
+  /** The selected IPv6 address, if the pod has one on the same ENI. */
+  ip6: bigint | undefined;
+  /** `ip6` as text. */
+  ip6Text: string | undefined;
   nodeName: string;
   instanceId: string;
   owner: O;
@@ -124,36 +129,76 @@ function firstIpv4(pod: LeanPod): { text: string; ip: number } | undefined {
   return undefined;
 }
 
+/** The first IPv6 address of a pod, as text (as EC2 writes it: the planner compares texts) and number. */
+function firstIpv6(pod: LeanPod): { text: string; ip: bigint } | undefined {
+  for (const text of pod.podIPs) {
+    const ip = isIpv6Text(text) ? parseIp6(text) : undefined;
+    if (ip !== undefined) return { text, ip };
+  }
+  return undefined;
+}
+
+/**
+ * The ENI holding a pod's address (its IPv4 one if it has one, else its IPv6 one): where its
+ * traffic is mirrored.
+ */
+export function eniOfPod(idx: InventoryIndex, pod: LeanPod): NetworkInterface | undefined {
+  const v4 = firstIpv4(pod);
+  if (v4) return idx.eniHolding(v4.ip);
+  const v6 = firstIpv6(pod);
+  return v6 && idx.eniHolding6(v6.ip);
+}
+
+/** A pod's addresses: its first IPv4 one and its first IPv6 one, either possibly absent. */
+interface PodAddresses {
+  v4: { text: string; ip: number } | undefined;
+  v6: { text: string; ip: bigint } | undefined;
+}
+
+function addressesOf(pod: LeanPod): PodAddresses | Failure {
+  const v4 = firstIpv4(pod);
+  // A pod with one address (nearly all) is not searched twice.
+  const v6 = v4 === undefined || pod.podIPs.length > 1 ? firstIpv6(pod) : undefined;
+  if (v4 === undefined && v6 === undefined)
+    return {
+      reason: Reason.PodHasNoIp,
+      message: pod.podIPs.length ? `no IPv4 or IPv6 address in ${pod.podIPs.join(", ")}` : "no IP yet",
+    };
+  return { v4, v6 };
+}
+
 /** Locates one pod; a report with a reason when it cannot be mirrored. */
 export function locatePod<O>(pod: LeanPod, ctx: LocateCtx<O>): Located<O> | SourceReport {
   const name = `${pod.namespace}/${pod.name}`;
   const fail = (f: Failure): SourceReport => ({ kind: "Pod", name, ...f });
   const early = podFailure(pod, ctx);
   if (early) return fail(early);
-  const addr = firstIpv4(pod);
-  if (addr === undefined)
-    return fail({
-      reason: Reason.PodHasNoIp,
-      message: pod.podIPs.length ? "only IPv6 addresses, not supported yet" : "no IP yet",
-    });
+  const addrs = addressesOf(pod);
+  if ("reason" in addrs) return fail(addrs);
+  const { v4: addr, v6 } = addrs;
   const found = pod.nodeName ? nodeOfPod(ctx, pod.nodeName) : undefined;
   if (!found)
     return fail({ reason: Reason.NodeNotFound, message: `node ${pod.nodeName ?? "(none)"} not found` });
   const inst = found.inst;
   if ("reason" in inst) return fail(inst);
-  const eni = ctx.idx.eniHolding(addr.ip);
+  const eni = addr ? ctx.idx.eniHolding(addr.ip) : ctx.idx.eniHolding6(v6!.ip);
   // Membership by identity: comparing instance-id strings per pod cost more.
   if (!eni || !inst.enis.includes(eni)) {
-    return fail({ reason: Reason.EniNotFound, message: `no ENI of ${inst.instanceId} holds ${addr.text}` });
+    const text = (addr ?? v6)!.text;
+    return fail({ reason: Reason.EniNotFound, message: `no ENI of ${inst.instanceId} holds ${text}` });
   }
   const bad = checkEni(ctx, eni);
   if (bad) return fail(bad);
+  // A dual-stack pod's IPv6 address is mirrored with its IPv4 one when the same ENI holds both.
+  const six = v6 && (addr === undefined || ctx.idx.eniHolding6(v6.ip) === eni) ? v6 : undefined;
   return {
     kind: "Pod",
     name,
     eni,
-    ip: addr.ip,
-    ipText: addr.text,
+    ip: addr?.ip,
+    ipText: (addr ?? v6)!.text,
+    ip6: six?.ip,
+    ip6Text: six?.text,
     nodeName: found.node.name,
     instanceId: inst.instanceId,
     owner: ctx.owner,
@@ -178,6 +223,8 @@ export function locateNode<O>(node: LeanNode, ctx: LocateCtx<O>): (Located<O> | 
       eni,
       ip: "all",
       ipText: undefined,
+      ip6: undefined,
+      ip6Text: undefined,
       nodeName: node.name,
       instanceId: inst.instanceId,
       owner: ctx.owner,

@@ -13,6 +13,7 @@ import type {
   NetworkInterface,
 } from "../../src/api/inventory.ts";
 import { contains, parseCidr, parseIp } from "../../src/plan/ipv4.ts";
+import { contains6, isIpv6Text, parseCidr6, parseIp6 } from "../../src/plan/ipv6.ts";
 import { buildFrame, vxlanHeader, type SyntheticPacket } from "./packets.ts";
 import type { Ec2State } from "./state.ts";
 
@@ -38,18 +39,32 @@ export interface MirroredCopy {
 
 /** The most packets one call may ask for: a guard so a test cannot flood the machine. */
 export const MAX_PACKETS_PER_CALL = 100_000;
-const AMAZON_DNS = "169.254.169.253";
+// Amazon DNS at the VPC resolver's link-local addresses (IPv4, and IPv6 on Nitro instances).
+const AMAZON_DNS = new Set(["169.254.169.253", "fd00:ec2::253"]);
 // Largest inner frame delivered whole to an instance target: MTU 9001 − 54 bytes of overhead + 14.
 const MAX_INNER_FRAME_TO_ENI = 9001 - 54 + 14;
 
+/** Whether `ip` lies in `cidr`; never across families (AWS matches a rule's CIDRs to packets of their family). */
 function inCidr(cidr: string, ip: string): boolean {
+  if (isIpv6Text(cidr) || isIpv6Text(ip)) {
+    const b = isIpv6Text(cidr) ? parseCidr6(cidr) : undefined;
+    const n = isIpv6Text(ip) ? parseIp6(ip) : undefined;
+    return b !== undefined && n !== undefined && contains6(b, n);
+  }
   const b = parseCidr(cidr);
   const n = parseIp(ip);
   return b !== undefined && n !== undefined && contains(b, n);
 }
 
-/** Whether an ENI holds an address, as a private IP or inside a delegated prefix. */
+/** Whether an ENI holds an address: a private IPv4 or IPv6 address, or inside a delegated prefix. */
 export function eniHolds(e: NetworkInterface, ip: string): boolean {
+  if (isIpv6Text(ip)) {
+    const n = parseIp6(ip);
+    return (
+      (e.ipv6Addresses ?? []).some((a) => parseIp6(a) === n) ||
+      (e.ipv6Prefixes ?? []).some((p) => inCidr(p, ip))
+    );
+  }
   return e.privateIps.includes(ip) || e.ipv4Prefixes.some((p) => inCidr(p, ip));
 }
 
@@ -78,7 +93,7 @@ export function mirrorFilterAccepts(
   p: SyntheticPacket,
   direction: "ingress" | "egress",
 ): boolean {
-  const dns = (p.dst === AMAZON_DNS || p.src === AMAZON_DNS) && (p.dstPort === 53 || p.srcPort === 53);
+  const dns = (AMAZON_DNS.has(p.dst) || AMAZON_DNS.has(p.src)) && (p.dstPort === 53 || p.srcPort === 53);
   if (dns && !f.networkServices.includes("amazon-dns")) return false;
   const rules = [...(direction === "ingress" ? f.ingressRules : f.egressRules)].sort(
     (a, b) => a.ruleNumber - b.ruleNumber,
@@ -104,7 +119,8 @@ export function crossings(
 }
 
 function macOf(ip: string): string {
-  const n = parseIp(ip) ?? 0;
+  // Locally administered, from the address's last 32 bits.
+  const n = isIpv6Text(ip) ? Number((parseIp6(ip) ?? 0n) & 0xffffffffn) : (parseIp(ip) ?? 0);
   return ["02", "00", ...[24, 16, 8, 0].map((s) => ((n >>> s) & 255).toString(16).padStart(2, "0"))].join(
     ":",
   );

@@ -1,11 +1,12 @@
-/** Builds synthetic Ethernet/IPv4 frames and VXLAN (RFC 7348) encapsulation. */
+/** Builds synthetic Ethernet/IPv4 and Ethernet/IPv6 frames and VXLAN (RFC 7348) encapsulation. */
 import { createHash } from "node:crypto";
+import { isIpv6Text, parseIp6 } from "../../src/plan/ipv6.ts";
 
 /** A synthetic packet between two IPs, as a test describes it. */
 export interface SyntheticPacket {
   src: string;
   dst: string;
-  /** IANA number; 6 TCP, 17 UDP, 1 ICMP. Default 6. */
+  /** IANA number; 6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6. Default 6. IPv6 when both addresses are. */
   protocol?: number;
   srcPort?: number;
   dstPort?: number;
@@ -44,6 +45,24 @@ export function ipv4Header(opts: { src: string; dst: string; protocol: number; l
   return h;
 }
 
+/** An IPv6 header (RFC 8200, no extension headers) for a payload of `length` bytes. */
+export function ipv6Header(opts: { src: string; dst: string; protocol: number; length: number }): Buffer {
+  const h = Buffer.alloc(40);
+  h.writeUInt32BE(0x60000000, 0); // version 6, no traffic class, no flow label
+  h.writeUInt16BE(opts.length, 4);
+  h[6] = opts.protocol;
+  h[7] = 64;
+  for (const [at, ip] of [
+    [8, opts.src],
+    [24, opts.dst],
+  ] as const) {
+    const n = parseIp6(ip);
+    if (n === undefined) throw new Error(`not an IPv6 address: ${ip}`);
+    for (let k = 0; k < 16; k++) h[at + k] = Number((n >> BigInt(8 * (15 - k))) & 0xffn);
+  }
+  return h;
+}
+
 function l4Header(p: SyntheticPacket, protocol: number): Buffer {
   if (protocol === 6) {
     const h = Buffer.alloc(20);
@@ -62,6 +81,7 @@ function l4Header(p: SyntheticPacket, protocol: number): Buffer {
     return h;
   }
   if (protocol === 1) return Buffer.from([8, 0, 0, 0, 0, 1, 0, 1]); // echo request
+  if (protocol === 58) return Buffer.from([128, 0, 0, 0, 0, 1, 0, 1]); // ICMPv6 echo request
   return Buffer.alloc(0);
 }
 
@@ -71,11 +91,14 @@ export function buildFrame(p: SyntheticPacket, macs: { src: string; dst: string 
   const payload = p.payload !== undefined ? Buffer.from(p.payload) : Buffer.alloc(p.payloadLength ?? 0);
   const l4 = l4Header(p, protocol);
   if (protocol === 17) l4.writeUInt16BE(l4.length + payload.length, 4);
-  const ip = ipv4Header({ src: p.src, dst: p.dst, protocol, length: l4.length + payload.length });
+  const v6 = isIpv6Text(p.src);
+  if (v6 !== isIpv6Text(p.dst)) throw new Error(`${p.src} and ${p.dst} are of different IP families`);
+  const header = v6 ? ipv6Header : ipv4Header;
+  const ip = header({ src: p.src, dst: p.dst, protocol, length: l4.length + payload.length });
   const eth = Buffer.alloc(14);
   Buffer.from(macs.dst.split(":").map((x) => parseInt(x, 16))).copy(eth, 0);
   Buffer.from(macs.src.split(":").map((x) => parseInt(x, 16))).copy(eth, 6);
-  eth.writeUInt16BE(0x0800, 12);
+  eth.writeUInt16BE(v6 ? 0x86dd : 0x0800, 12);
   return Buffer.concat([eth, ip, l4, payload]);
 }
 

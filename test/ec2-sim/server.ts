@@ -21,7 +21,7 @@ import {
 import { AWS_CATEGORY_BUCKETS, isMutatingAction, UNFILTERED_SUBSET } from "../../src/aws/rate-limit.ts";
 import { DataPlane } from "./dataplane.ts";
 import type { SyntheticPacket } from "./packets.ts";
-import { Ec2Error, Ec2State, type Tags } from "./state.ts";
+import { checkEniAddresses, Ec2Error, Ec2State, type Tags } from "./state.ts";
 import { eniXml, filterXml, instanceXml, ruleXml, sessionXml, targetXml } from "./xml-shapes.ts";
 
 /** A token bucket (AWS's throttling model). */
@@ -455,6 +455,7 @@ function handlers(state: Ec2State): Record<string, Handler> {
                 "network-interface-id": [e.networkInterfaceId],
                 "attachment.instance-id": [e.instanceId ?? ""],
                 "addresses.private-ip-address": e.privateIps,
+                "ipv6-addresses.ipv6-address": e.ipv6Addresses ?? [],
                 "interface-type": [e.interfaceType],
               })[n],
           ),
@@ -611,6 +612,7 @@ export interface Seed {
 
 /** Replaces the VPC's instances and ENIs. */
 export function seed(state: Ec2State, s: Seed): void {
+  checkEniAddresses(s.networkInterfaces);
   state.instances = new Map(s.instances.map((i) => [i.instanceId, i]));
   state.enis = new Map(s.networkInterfaces.map((e) => [e.networkInterfaceId, e]));
 }

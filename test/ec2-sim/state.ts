@@ -11,6 +11,8 @@ import type {
   NetworkInterface,
 } from "../../src/api/inventory.ts";
 import { mirrorSourceSupport } from "../../src/api/instance-types.ts";
+import { parseCidr } from "../../src/plan/ipv4.ts";
+import { formatBlock6, formatIp6, isIpv6Text, parseCidr6, parseIp6 } from "../../src/plan/ipv6.ts";
 
 /** An EC2 API error. */
 export class Ec2Error extends Error {
@@ -32,6 +34,52 @@ export const QUOTAS = {
   filters: 10_000,
   targets: 10_000,
 };
+
+/**
+ * A filter rule's CIDR blocks: each an IPv4 or IPv6 CIDR, both of one family. AWS's reference is
+ * silent on a rule that mixes families (its examples pair `0.0.0.0/0` with `0.0.0.0/0` and `::/0`
+ * with `::/0`); the emulator refuses one, so the planner is shown never to make one.
+ */
+function checkRuleCidrs(r: Pick<FilterRule, "sourceCidrBlock" | "destinationCidrBlock">): void {
+  const family = (cidr: string, param: string): 4 | 6 => {
+    const v6 = isIpv6Text(cidr);
+    if (v6 ? parseCidr6(cidr) === undefined : parseCidr(cidr) === undefined)
+      throw new Ec2Error("InvalidParameterValue", `Value (${cidr}) for parameter ${param} is invalid.`);
+    return v6 ? 6 : 4;
+  };
+  if (family(r.sourceCidrBlock, "SourceCidrBlock") !== family(r.destinationCidrBlock, "DestinationCidrBlock"))
+    throw new Ec2Error(
+      "InvalidParameterValue",
+      "SourceCidrBlock and DestinationCidrBlock must be of the same IP address family.",
+    );
+}
+
+/**
+ * Checks a seeded ENI's IPv6 side as EC2 describes one: addresses in canonical (RFC 5952) text,
+ * prefixes delegated as /80s on their boundary, and no address or prefix on two ENIs.
+ */
+export function checkEniAddresses(enis: readonly NetworkInterface[]): void {
+  const seen = new Map<string, string>();
+  const once = (key: string, eni: string): void => {
+    const other = seen.get(key);
+    if (other !== undefined && other !== eni) throw new Error(`${key} is on both ${other} and ${eni}`);
+    seen.set(key, eni);
+  };
+  for (const e of enis) {
+    for (const a of e.ipv6Addresses ?? []) {
+      const n = parseIp6(a);
+      if (n === undefined || formatIp6(n) !== a)
+        throw new Error(`${e.networkInterfaceId}: ${a} is not an IPv6 address as EC2 writes one`);
+      once(a, e.networkInterfaceId);
+    }
+    for (const p of e.ipv6Prefixes ?? []) {
+      const b = parseCidr6(p);
+      if (b?.len !== 80 || formatBlock6(b) !== p)
+        throw new Error(`${e.networkInterfaceId}: ${p} is not an IPv6 /80 prefix as EC2 delegates one`);
+      once(p, e.networkInterfaceId);
+    }
+  }
+}
 
 /** Tags from `TagSpecification` for one resource type. */
 export type Tags = Record<string, string>;
@@ -227,6 +275,7 @@ export class Ec2State {
     }
     if (!(r.ruleNumber >= 1 && r.ruleNumber <= 32766))
       throw new Ec2Error("InvalidParameterValue", "RuleNumber must be between 1 and 32766.");
+    checkRuleCidrs(r);
     const rule: FilterRule = { ...r, trafficMirrorFilterRuleId: this.newId("tmfr") };
     list.push(rule);
     list.sort((a, b) => a.ruleNumber - b.ruleNumber);
@@ -266,6 +315,7 @@ export class Ec2State {
     }
     if (!(next.ruleNumber >= 1 && next.ruleNumber <= 32766))
       throw new Ec2Error("InvalidParameterValue", "RuleNumber must be between 1 and 32766.");
+    checkRuleCidrs(next);
     // In place, or moved to the other direction's list; either kept in number order.
     at.list.splice(at.list.indexOf(at.rule), 1);
     list.push(next);

@@ -99,6 +99,8 @@ export function eniXml(e: NetworkInterface): XmlObject {
       : undefined,
     privateIpAddressesSet: e.privateIps.map((ip) => ({ privateIpAddress: ip, primary: ip === e.primaryIp })),
     ipv4PrefixSet: e.ipv4Prefixes.map((p) => ({ ipv4Prefix: p })),
+    ipv6AddressesSet: (e.ipv6Addresses ?? []).map((a) => ({ ipv6Address: a, isPrimaryIpv6: false })),
+    ipv6PrefixSet: (e.ipv6Prefixes ?? []).map((p) => ({ ipv6Prefix: p })),
     tagSet: tagSet(e.tags),
   };
 }

@@ -1,6 +1,7 @@
 // The EC2 port through the real @aws-sdk/client-ec2 against the emulator: inventory, creates with
 // ownership tags and ClientTokens, AWS's limits and error codes, retries, throttling, and the whole
 // plan → apply → plan loop.
+import { DescribeNetworkInterfacesCommand } from "@aws-sdk/client-ec2";
 import pino from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import { ownershipTags } from "../../src/api/tags.ts";
@@ -138,6 +139,86 @@ describe("MirrorApi on the EC2 emulator", () => {
       deviceIndex: 1,
       ipv4Prefixes: world.inventory.networkInterfaces[1]!.ipv4Prefixes,
     });
+  });
+
+  it("reads an IPv6 cluster's ENIs with their IPv6 addresses and /80 prefixes, and finds them by IPv6 address", async () => {
+    const six = makeWorld({ nodes: 2, podsPerNode: 2, collectors: [0], ipFamily: "IPv6" });
+    seed(sim.state, six.inventory);
+    const api = adapter();
+    const inv = await loadInventory(api, { nodes: six.nodes });
+    expect(inv.networkInterfaces.map((e) => [e.ipv6Addresses, e.ipv6Prefixes])).toEqual(
+      six.inventory.networkInterfaces.map((e) => [e.ipv6Addresses, e.ipv6Prefixes]),
+    );
+    // EC2's filter by IPv6 address, through the SDK.
+    const found = await makeEc2Client({
+      endpoint: sim.url,
+      credentials: { accessKeyId: "test", secretAccessKey: "test" },
+    }).send(
+      new DescribeNetworkInterfacesCommand({
+        Filters: [
+          {
+            Name: "ipv6-addresses.ipv6-address",
+            Values: [six.inventory.networkInterfaces[1]!.ipv6Addresses![0]!],
+          },
+        ],
+      }),
+    );
+    expect(found.NetworkInterfaces?.map((e) => e.NetworkInterfaceId)).toEqual([
+      six.inventory.networkInterfaces[1]!.networkInterfaceId,
+    ]);
+  });
+
+  it("refuses a seed EC2 could not describe: an IPv6 prefix that is not a /80, an address written otherwise, one on two ENIs", () => {
+    const six = makeWorld({ nodes: 2, podsPerNode: 1, ipFamily: "IPv6" });
+    const [a, b] = six.inventory.networkInterfaces;
+    const bad =
+      (change: Partial<typeof a>, other: Partial<typeof b> = {}) =>
+      () =>
+        seed(sim.state, {
+          instances: six.inventory.instances,
+          networkInterfaces: [
+            { ...a!, ...change },
+            { ...b!, ...other },
+          ],
+        });
+    expect(bad({ ipv6Prefixes: ["2600:1f14:abc:de00::/64"] })).toThrow(/not an IPv6 \/80 prefix/);
+    expect(bad({ ipv6Prefixes: ["2600:1f14:abc:de00:1::1/80"] })).toThrow(/not an IPv6 \/80 prefix/);
+    expect(bad({ ipv6Addresses: ["2600:1F14:abc:de00::4"] })).toThrow(/as EC2 writes one/);
+    expect(bad({}, { ipv6Prefixes: a!.ipv6Prefixes! })).toThrow(/is on both/);
+  });
+
+  it("takes filter rules with IPv6 CIDRs, and refuses a rule that mixes families or is no CIDR", async () => {
+    const api = adapter();
+    const f = await api.createFilter({ key: "f6", rules: [], networkServices: [], description: "" });
+    const rule = (source: string, destination: string) => ({
+      direction: "ingress" as const,
+      ruleNumber: 1,
+      action: "accept" as const,
+      sourceCidrBlock: source,
+      destinationCidrBlock: destination,
+    });
+    const edit = (r: ReturnType<typeof rule>) =>
+      api.editFilter({
+        filterId: f.trafficMirrorFilterId,
+        key: "f6",
+        rules: [{ op: "create", rule: r }],
+        addNetworkServices: [],
+        removeNetworkServices: [],
+        state: `${r.sourceCidrBlock}${r.destinationCidrBlock}`,
+      });
+    const made = await edit(rule("::/0", "2600:1f14:abc:de00:1::5/128"));
+    expect(made[0]).toMatchObject({
+      sourceCidrBlock: "::/0",
+      destinationCidrBlock: "2600:1f14:abc:de00:1::5/128",
+    });
+    for (const [src, dst] of [
+      ["0.0.0.0/0", "2600:1f14:abc:de00:1::5/128"],
+      ["::/0", "10.0.0.1/32"],
+      ["::/0", "2600::zz/128"],
+    ] as const) {
+      const err = await edit({ ...rule(src, dst), ruleNumber: 2 }).catch((e: unknown) => e);
+      expect(causeCode(err), `${src} ${dst}`).toBe("InvalidParameterValue");
+    }
   });
 
   it("creates with ownership tags, and reads back only what this cluster owns", async () => {
