@@ -5,11 +5,20 @@ import { formatIp } from "../../src/plan/ipv4.ts";
 import type { PlanInput, PolicyInput, TargetInput } from "../../src/plan/types.ts";
 import { makePolicy, makeTarget, makeWorld, planInputOf } from "../../test/fixtures/world.ts";
 
-const PODS_PER_NODE = 20;
-const NAMESPACES = 50;
 const APPS = 4;
 
-function addNode(i: number, acc: { nodes: LeanNode[]; pods: LeanPod[]; inv: Ec2Inventory }): void {
+/** Pods per node (at most 48: 16 on each ENI's /28) and namespaces (4 policies each). */
+export interface BenchShape {
+  podsPerNode: number;
+  namespaces: number;
+}
+const BENCH_SHAPE: BenchShape = { podsPerNode: 20, namespaces: 50 };
+
+function addNode(
+  i: number,
+  acc: { nodes: LeanNode[]; pods: LeanPod[]; inv: Ec2Inventory },
+  { podsPerNode, namespaces }: BenchShape,
+): void {
   const zone = ["us-east-1a", "us-east-1b", "us-east-1c"][i % 3]!;
   const instanceId = `i-${i.toString(16).padStart(17, "0")}`;
   const nodeIp = 10 * 2 ** 24 + i * 4 + 1;
@@ -44,14 +53,14 @@ function addNode(i: number, acc: { nodes: LeanNode[]; pods: LeanPod[]; inv: Ec2I
     };
     acc.inv.networkInterfaces.push(eni);
   }
-  for (let j = 0; j < PODS_PER_NODE; j++) {
-    const k = i * PODS_PER_NODE + j;
+  for (let j = 0; j < podsPerNode; j++) {
+    const k = i * podsPerNode + j;
     const onEni = j % 3;
     acc.pods.push({
-      namespace: `team-${k % NAMESPACES}`,
+      namespace: `team-${k % namespaces}`,
       name: `pod-${k}`,
       uid: `p${k}`,
-      labels: { app: `app-${Math.floor(k / NAMESPACES) % APPS}` },
+      labels: { app: `app-${Math.floor(k / namespaces) % APPS}` },
       nodeName: `node-${i}`,
       podIPs: [formatIp(podBase + onEni * 16 + 1 + Math.floor(j / 3))],
       hostNetwork: false,
@@ -62,16 +71,17 @@ function addNode(i: number, acc: { nodes: LeanNode[]; pods: LeanPod[]; inv: Ec2I
 }
 
 /**
- * A cluster of `nodes` m5.xlarge nodes (three ENIs each, 20 pods each in 50 namespaces), 4 NLB
- * targets and 200 policies (4 per namespace), with an empty EC2 account.
+ * A cluster of `nodes` m5.xlarge nodes (three ENIs each, 20 pods each in 50 namespaces, unless
+ * `shape` says otherwise), 4 NLB targets and 4 policies per namespace (200), with an empty EC2
+ * account.
  */
-export function makeBenchInput(nodes: number): PlanInput {
+export function makeBenchInput(nodes: number, shape: BenchShape = BENCH_SHAPE): PlanInput {
   const acc = {
     nodes: [] as LeanNode[],
     pods: [] as LeanPod[],
     inv: { instances: [], networkInterfaces: [], targets: [], filters: [], sessions: [] } as Ec2Inventory,
   };
-  for (let i = 0; i < nodes; i++) addNode(i, acc);
+  for (let i = 0; i < nodes; i++) addNode(i, acc, shape);
   const targets: TargetInput[] = [0, 1, 2, 3].map((t) => ({
     name: `ids-${t}`,
     generation: 1,
@@ -83,7 +93,7 @@ export function makeBenchInput(nodes: number): PlanInput {
     },
   }));
   const policies: PolicyInput[] = [];
-  for (let n = 0; n < NAMESPACES; n++) {
+  for (let n = 0; n < shape.namespaces; n++) {
     for (let a = 0; a < APPS; a++) {
       policies.push({
         namespace: `team-${n}`,

@@ -16,7 +16,12 @@ import {
   type TargetStatus,
 } from "../api/resources.ts";
 import { policyEnd } from "../api/expiry.ts";
-import { VNI_MAP_CONFIGMAP_KEY, type VniMap } from "../api/vni-map.ts";
+import {
+  encodeVniMap,
+  VNI_MAP_CONFIGMAP_KEY,
+  VNI_MAP_LEGACY_CONFIGMAP_KEY,
+  type VniMap,
+} from "../api/vni-map.ts";
 import { AutoTightener, type AutoTightenOptions } from "./auto.ts";
 import { CoverageTracker } from "./coverage.ts";
 import { KeptInventory } from "../aws/kept-inventory.ts";
@@ -613,8 +618,12 @@ async function publishVniMap(
     rest: d.rest,
     namespace: d.namespace,
     name: VNI_MAP_CONFIGMAP,
+    // Compact and gzip-compressed: a large cluster's map is megabytes of JSON (ADR 0024). The
+    // same map encodes to the same bytes, so an unchanged map is not written again.
     key: VNI_MAP_CONFIGMAP_KEY,
-    value: JSON.stringify(doc, null, 1),
+    value: encodeVniMap(doc),
+    binary: true,
+    replaces: [VNI_MAP_LEGACY_CONFIGMAP_KEY],
     labels: { "app.kubernetes.io/part-of": "traffic-mirror-operator" },
   });
 }
