@@ -99,7 +99,12 @@ export interface VniMapConfigMap {
 
 /** The map as the operator writes it: base64 of the gzip of its compact JSON. */
 export function encodeVniMap(map: VniMap): string {
-  return gzipSync(JSON.stringify(map)).toString("base64");
+  return encodeVniMapJson(JSON.stringify(map));
+}
+
+/** `encodeVniMap` of a map already serialised (compact). */
+export function encodeVniMapJson(json: string): string {
+  return gzipSync(json).toString("base64");
 }
 
 /**
