@@ -5,9 +5,14 @@ import { formatIp } from "../../src/plan/ipv4.ts";
 import type { PlanInput, PolicyInput, TargetInput } from "../../src/plan/types.ts";
 import { makePolicy, makeTarget, makeWorld, planInputOf } from "../../test/fixtures/world.ts";
 
-const PODS_PER_NODE = 20;
-const NAMESPACES = 50;
 const APPS = 4;
+
+/** Pods per node (at most 48: 16 on each ENI's /28) and namespaces (4 policies each). */
+export interface BenchShape {
+  podsPerNode: number;
+  namespaces: number;
+}
+const BENCH_SHAPE: BenchShape = { podsPerNode: 20, namespaces: 50 };
 
 /** The IP family of a bench cluster (see `makeBenchInput`). */
 export type BenchFamily = "IPv4" | "IPv6" | "DualStack";
@@ -24,7 +29,8 @@ function ipv6Of(i: number, e: number): { node: string; prefix: string } {
 function addNode(
   i: number,
   acc: { nodes: LeanNode[]; pods: LeanPod[]; inv: Ec2Inventory },
-  family: BenchFamily = "IPv4",
+  family: BenchFamily,
+  { podsPerNode, namespaces }: BenchShape,
 ): void {
   const zone = ["us-east-1a", "us-east-1b", "us-east-1c"][i % 3]!;
   const instanceId = `i-${i.toString(16).padStart(17, "0")}`;
@@ -65,16 +71,16 @@ function addNode(
     }
     acc.inv.networkInterfaces.push(eni);
   }
-  for (let j = 0; j < PODS_PER_NODE; j++) {
-    const k = i * PODS_PER_NODE + j;
+  for (let j = 0; j < podsPerNode; j++) {
+    const k = i * podsPerNode + j;
     const onEni = family === "IPv6" ? 0 : j % 3;
     const v4 = formatIp(podBase + onEni * 16 + 1 + Math.floor(j / 3));
     const v6 = `${ipv6Of(i, onEni).prefix}${(1 + (family === "IPv6" ? j : Math.floor(j / 3))).toString(16)}`;
     acc.pods.push({
-      namespace: `team-${k % NAMESPACES}`,
+      namespace: `team-${k % namespaces}`,
       name: `pod-${k}`,
       uid: `p${k}`,
-      labels: { app: `app-${Math.floor(k / NAMESPACES) % APPS}` },
+      labels: { app: `app-${Math.floor(k / namespaces) % APPS}` },
       nodeName: `node-${i}`,
       podIPs: family === "IPv4" ? [v4] : family === "IPv6" ? [v6] : [v4, v6],
       hostNetwork: false,
@@ -85,19 +91,24 @@ function addNode(
 }
 
 /**
- * A cluster of `nodes` m5.xlarge nodes (three ENIs each, 20 pods each in 50 namespaces), 4 NLB
- * targets and 200 policies (4 per namespace), with an empty EC2 account. `IPv6`: an EKS IPv6
+ * A cluster of `nodes` m5.xlarge nodes (three ENIs each, 20 pods each in 50 namespaces, unless
+ * `shape` says otherwise), 4 NLB targets and 4 policies per namespace (200), with an empty EC2
+ * account. `IPv6`: an EKS IPv6
  * cluster of the same size, each node's primary ENI alone with a /80 and its 20 pods' IPv6
  * addresses; `DualStack`: the IPv4 cluster with a /80 on each ENI and an IPv6 address for each pod
  * on the ENI of its IPv4 one.
  */
-export function makeBenchInput(nodes: number, family: BenchFamily = "IPv4"): PlanInput {
+export function makeBenchInput(
+  nodes: number,
+  family: BenchFamily = "IPv4",
+  shape: BenchShape = BENCH_SHAPE,
+): PlanInput {
   const acc = {
     nodes: [] as LeanNode[],
     pods: [] as LeanPod[],
     inv: { instances: [], networkInterfaces: [], targets: [], filters: [], sessions: [] } as Ec2Inventory,
   };
-  for (let i = 0; i < nodes; i++) addNode(i, acc, family);
+  for (let i = 0; i < nodes; i++) addNode(i, acc, family, shape);
   const targets: TargetInput[] = [0, 1, 2, 3].map((t) => ({
     name: `ids-${t}`,
     generation: 1,
@@ -109,7 +120,7 @@ export function makeBenchInput(nodes: number, family: BenchFamily = "IPv4"): Pla
     },
   }));
   const policies: PolicyInput[] = [];
-  for (let n = 0; n < NAMESPACES; n++) {
+  for (let n = 0; n < shape.namespaces; n++) {
     for (let a = 0; a < APPS; a++) {
       policies.push({
         namespace: `team-${n}`,

@@ -3,6 +3,7 @@
  * packet came from. The operator chooses every session's VNI; the collector reads this document
  * (a ConfigMap key or a file) and never calls AWS.
  */
+import { gunzipSync, gzipSync } from "node:zlib";
 import { z } from "zod";
 import { FilterRuleSchema } from "./resources.ts";
 import { describeIssues } from "./validation.ts";
@@ -81,8 +82,80 @@ export type VniPolicy = z.infer<typeof VniPolicySchema>;
 /** The VNI map document. */
 export type VniMap = z.infer<typeof VniMapSchema>;
 
-/** ConfigMap key under which the operator publishes the map. */
-export const VNI_MAP_CONFIGMAP_KEY = "vni-map.json";
+/**
+ * `binaryData` key under which the operator publishes the map: compact JSON, gzip-compressed (a
+ * cluster's map is several MiB as JSON and a ConfigMap holds 1 MiB; see ADR 0024).
+ */
+export const VNI_MAP_CONFIGMAP_KEY = "vni-map.json.gz";
+
+/** `data` key of a map written by an older operator (plain JSON); read, never written. */
+export const VNI_MAP_LEGACY_CONFIGMAP_KEY = "vni-map.json";
+
+/** What a ConfigMap holds that the map is read from. */
+export interface VniMapConfigMap {
+  data?: Record<string, string> | null;
+  binaryData?: Record<string, string> | null;
+}
+
+/** The map as the operator writes it: base64 of the gzip of its compact JSON. */
+export function encodeVniMap(map: VniMap): string {
+  return encodeVniMapJson(JSON.stringify(map));
+}
+
+/** `encodeVniMap` of a map already serialised (compact). */
+export function encodeVniMapJson(json: string): string {
+  return gzipSync(json).toString("base64");
+}
+
+/**
+ * The map's part of a ConfigMap, as written (the gzip key, else an older operator's JSON key);
+ * undefined when it holds neither. Two writes of the same map give the same payload.
+ */
+export function vniMapPayload(cm: VniMapConfigMap): VniMapConfigMap | undefined {
+  const gz = cm.binaryData?.[VNI_MAP_CONFIGMAP_KEY];
+  if (gz !== undefined) return { binaryData: { [VNI_MAP_CONFIGMAP_KEY]: gz } };
+  const text = cm.data?.[VNI_MAP_LEGACY_CONFIGMAP_KEY];
+  return text === undefined ? undefined : { data: { [VNI_MAP_LEGACY_CONFIGMAP_KEY]: text } };
+}
+
+/**
+ * Reads the map from a ConfigMap (the gzip key, else an older operator's JSON key); undefined when
+ * it holds neither. Throws a message naming `where` and the problem when the map cannot be read.
+ */
+export function readVniMapConfigMap(cm: VniMapConfigMap, where: string): VniMap | undefined {
+  const gz = cm.binaryData?.[VNI_MAP_CONFIGMAP_KEY];
+  if (gz !== undefined)
+    return parseGzippedVniMap(Buffer.from(gz, "base64"), `${where} (key ${VNI_MAP_CONFIGMAP_KEY})`);
+  const text = cm.data?.[VNI_MAP_LEGACY_CONFIGMAP_KEY];
+  return text === undefined
+    ? undefined
+    : parseVniMapDocument(text, `${where} (key ${VNI_MAP_LEGACY_CONFIGMAP_KEY})`);
+}
+
+/**
+ * Parses a map's bytes: gzip-compressed (recognised by its magic number, as a mounted ConfigMap's
+ * `binaryData` key is) or plain JSON; throws a message naming `where` and the problem.
+ */
+export function parseVniMapBytes(bytes: Buffer, where: string): VniMap {
+  return isGzip(bytes)
+    ? parseGzippedVniMap(bytes, where)
+    : parseVniMapDocument(bytes.toString("utf8"), where);
+}
+
+function isGzip(bytes: Buffer): boolean {
+  return bytes[0] === 0x1f && bytes[1] === 0x8b;
+}
+
+function parseGzippedVniMap(bytes: Buffer, where: string): VniMap {
+  let text: string;
+  try {
+    if (!isGzip(bytes)) throw new Error("no gzip header");
+    text = gunzipSync(bytes).toString("utf8");
+  } catch (err) {
+    throw new Error(`the VNI map ${where} is not valid gzip: ${(err as Error).message}`, { cause: err });
+  }
+  return parseVniMapDocument(text, where);
+}
 
 /** Parses and validates a map document (a file's or a ConfigMap's); throws a message naming it and the problem. */
 export function parseVniMapDocument(text: string, where: string): VniMap {

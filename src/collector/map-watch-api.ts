@@ -6,7 +6,7 @@
  */
 import { Watch, type KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { parseVniMapDocument, VNI_MAP_CONFIGMAP_KEY, type VniMap } from "../api/vni-map.ts";
+import { readVniMapConfigMap, vniMapPayload, type VniMap, type VniMapConfigMap } from "../api/vni-map.ts";
 import { Reflector, type RawObject } from "../k8s/reflector.ts";
 import { KubeRest } from "../k8s/rest.ts";
 import { apiServerSource } from "../k8s/source.ts";
@@ -30,7 +30,7 @@ export interface VniMapConfigMapWatch {
 export function watchVniMapConfigMap(w: VniMapConfigMapWatch): () => Promise<void> {
   const where = `ConfigMap ${w.namespace}/${w.name}`;
   let last: string | undefined;
-  const reflector = new Reflector<{ text: string; resourceVersion: string }>({
+  const reflector = new Reflector<{ map: VniMapConfigMap; key: string; resourceVersion: string }>({
     name: "vni-map",
     log: w.log,
     source: apiServerSource({
@@ -40,16 +40,18 @@ export function watchVniMapConfigMap(w: VniMapConfigMapWatch): () => Promise<voi
       fieldSelector: `metadata.name=${w.name}`,
     }),
     transform: (obj: RawObject) => {
-      const text = (obj["data"] as Record<string, string> | undefined)?.[VNI_MAP_CONFIGMAP_KEY];
-      return text === undefined ? undefined : { text, resourceVersion: obj.metadata?.resourceVersion ?? "" };
+      const map = vniMapPayload(obj as VniMapConfigMap);
+      if (map === undefined) return undefined;
+      return { map, key: JSON.stringify(map), resourceVersion: obj.metadata?.resourceVersion ?? "" };
     },
     // Only the document matters: a write that changes nothing in it is not a new map.
-    equals: (a, b) => a.text === b.text,
+    equals: (a, b) => a.key === b.key,
     onChange: (c) => {
-      if (c.now === undefined || c.now.text === last) return;
-      last = c.now.text;
+      if (c.now === undefined || c.now.key === last) return;
+      last = c.now.key;
       try {
-        w.onMap(parseVniMapDocument(c.now.text, where), { resourceVersion: c.now.resourceVersion });
+        const map = readVniMapConfigMap(c.now.map, where);
+        if (map !== undefined) w.onMap(map, { resourceVersion: c.now.resourceVersion });
       } catch (err) {
         w.onError(err as Error);
       }

@@ -6,7 +6,7 @@
  * `Map.get` per datagram and no string work.
  */
 import { readFileSync } from "node:fs";
-import { parseVniMapDocument, type VniEntry, type VniMap, type VniSelection } from "../api/vni-map.ts";
+import { parseVniMapBytes, type VniEntry, type VniMap, type VniSelection } from "../api/vni-map.ts";
 import type { InterfaceLabel } from "./files.ts";
 import { compileSelection, type CompiledSelection } from "./selection.ts";
 
@@ -42,15 +42,15 @@ export interface Route {
   attributions: Attribution[];
 }
 
-/** Reads and validates a VNI map file; throws a message naming the file and the problem. */
+/** Reads and validates a VNI map file (plain JSON, or gzip as the ConfigMap holds it); throws a message naming the file and the problem. */
 export function readVniMapFile(path: string): VniMap {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(path, "utf8");
+    bytes = readFileSync(path);
   } catch (err) {
     throw new Error(`reading the VNI map ${path}`, { cause: err });
   }
-  return parseVniMapDocument(text, path);
+  return parseVniMapBytes(bytes, path);
 }
 
 /**

@@ -16,7 +16,12 @@ import {
   type TargetStatus,
 } from "../api/resources.ts";
 import { policyEnd } from "../api/expiry.ts";
-import { VNI_MAP_CONFIGMAP_KEY, type VniMap } from "../api/vni-map.ts";
+import {
+  encodeVniMapJson,
+  VNI_MAP_CONFIGMAP_KEY,
+  VNI_MAP_LEGACY_CONFIGMAP_KEY,
+  type VniMap,
+} from "../api/vni-map.ts";
 import { AutoTightener, type AutoTightenOptions } from "./auto.ts";
 import { CoverageTracker } from "./coverage.ts";
 import { KeptInventory } from "../aws/kept-inventory.ts";
@@ -288,6 +293,8 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
   const departures = new DepartureHold(d.departureGraceMs ?? 10_000);
   // Units left at the end of the last cycle (their content), to put newer work first among equals.
   let waiting = new Set<string>();
+  // The last map encoded: an unchanged map (most cycles) is not compressed again.
+  const lastMap: EncodedMap = { json: "", encoded: "" };
   return async (snapshot, { log, reasons }): Promise<CycleResult> => {
     const started = Date.now();
     const { policies, targets, ends } = toInputs(snapshot, log, now().getTime());
@@ -327,7 +334,7 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     const vnisChange =
       plan.diff.createSessions.length > 0 ||
       plan.diff.modifySessions.some((m) => m.virtualNetworkId !== undefined);
-    if (!d.dryRun && vnisChange) await publishVniMap(d, plan, new Map());
+    if (!d.dryRun && vnisChange) await publishVniMap(d, plan, new Map(), lastMap);
     const result =
       d.dryRun || changes === 0
         ? undefined
@@ -346,7 +353,7 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     d.metrics.sessions.set({ state: "desired" }, plan.desired.sessions.length);
     d.metrics.sessions.set({ state: "programmed" }, outcome.sessionIds.size);
     // The map before status: a policy reads Ready only once collectors can name its sessions.
-    await publishVniMap(d, plan, outcome.sessionIds);
+    await publishVniMap(d, plan, outcome.sessionIds, lastMap);
     const at = now();
     const ready = await report({
       d,
@@ -596,10 +603,17 @@ async function noteReadyChange(
   });
 }
 
+/** A map's compact JSON and its encoding for the ConfigMap. */
+interface EncodedMap {
+  json: string;
+  encoded: string;
+}
+
 async function publishVniMap(
   d: ReconcileDeps,
   plan: Plan,
   madeIds: ReadonlyMap<string, string>,
+  last: EncodedMap,
 ): Promise<void> {
   // Entries are in the order of the desired sessions; fill in the ids of sessions made just now.
   const doc: VniMap = {
@@ -609,12 +623,18 @@ async function publishVniMap(
       sessionId: e.sessionId ?? madeIds.get(plan.desired.sessions[i]!.key),
     })),
   };
+  const json = JSON.stringify(doc);
+  if (json !== last.json) Object.assign(last, { json, encoded: encodeVniMapJson(json) });
   await writeConfigMapKey({
     rest: d.rest,
     namespace: d.namespace,
     name: VNI_MAP_CONFIGMAP,
+    // Compact and gzip-compressed: a large cluster's map is megabytes of JSON (ADR 0024). The
+    // same map encodes to the same bytes, so an unchanged map is not written again.
     key: VNI_MAP_CONFIGMAP_KEY,
-    value: JSON.stringify(doc, null, 1),
+    value: last.encoded,
+    binary: true,
+    replaces: [VNI_MAP_LEGACY_CONFIGMAP_KEY],
     labels: { "app.kubernetes.io/part-of": "traffic-mirror-operator" },
   });
 }

@@ -176,6 +176,10 @@ export async function writeConfigMapKey(o: {
   name: string;
   key: string;
   value: string;
+  /** `value` is base64 and goes in `binaryData`, not `data`. */
+  binary?: boolean;
+  /** `data` keys removed by the same write (a previous format of the value). */
+  replaces?: readonly string[];
   labels?: Record<string, string>;
 }): Promise<boolean> {
   const ref: ObjectRef = {
@@ -186,17 +190,20 @@ export async function writeConfigMapKey(o: {
     name: o.name,
   };
   const path = objectPath(ref);
+  const field = o.binary === true ? "binaryData" : "data";
+  const replaces = o.replaces ?? [];
   try {
-    const cm = await o.rest.get<{ data?: Record<string, string> }>(
+    const cm = await o.rest.get<{ data?: Record<string, string>; binaryData?: Record<string, string> }>(
       path,
       `reading configmap ${o.namespace}/${o.name}`,
     );
-    if (cm.data?.[o.key] === o.value) return false;
-    await o.rest.mergePatch(
-      path,
-      { data: { [o.key]: o.value } },
-      `updating configmap ${o.namespace}/${o.name}`,
-    );
+    const stale = replaces.filter((k) => cm.data?.[k] !== undefined);
+    if (cm[field]?.[o.key] === o.value && stale.length === 0) return false;
+    const patch: Record<string, Record<string, string | null>> = { [field]: { [o.key]: o.value } };
+    // A merge patch's null removes the key, in the same write: a reader never sees both formats.
+    if (stale.length > 0)
+      patch["data"] = { ...patch["data"], ...Object.fromEntries(stale.map((k) => [k, null])) };
+    await o.rest.mergePatch(path, patch, `updating configmap ${o.namespace}/${o.name}`);
     return true;
   } catch (err) {
     if (!isStatus(err, 404)) throw err;
@@ -208,7 +215,7 @@ export async function writeConfigMapKey(o: {
       apiVersion: "v1",
       kind: "ConfigMap",
       metadata: { name: o.name, labels: o.labels },
-      data: { [o.key]: o.value },
+      [field]: { [o.key]: o.value },
     },
     what: `creating configmap ${o.namespace}/${o.name}`,
   });

@@ -13,7 +13,12 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AppsV1Api, KubeConfig } from "@kubernetes/client-node";
 import { API_VERSION, type PolicyStatus } from "../../src/api/resources.ts";
-import { VniMapSchema, VNI_MAP_CONFIGMAP_KEY } from "../../src/api/vni-map.ts";
+import {
+  readVniMapConfigMap,
+  vniMapPayload,
+  type VniMap,
+  type VniMapConfigMap,
+} from "../../src/api/vni-map.ts";
 import { VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import type { SyntheticPacket } from "../ec2-sim/packets.ts";
@@ -177,7 +182,7 @@ interface DemoCollector {
   dir: string;
   files(subdir: string): string[];
   sample(name: string, labels?: string): Promise<number>;
-  writeMap?(map: ReturnType<typeof VniMapSchema.parse>): void;
+  writeMap?(map: VniMap): void;
   stop(): Promise<void>;
 }
 let op: ChildProcess | undefined;
@@ -266,12 +271,14 @@ process.on("SIGTERM", () => void stop(0));
 let lastMap = "";
 async function syncVniMap(): Promise<void> {
   const cm = await rest
-    .get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${NS}/configmaps/${VNI_MAP_CONFIGMAP}`, "map")
+    .get<VniMapConfigMap>(`/api/v1/namespaces/${NS}/configmaps/${VNI_MAP_CONFIGMAP}`, "map")
     .catch(() => undefined);
-  const text = cm?.data?.[VNI_MAP_CONFIGMAP_KEY];
-  if (!text || text === lastMap || !collector.writeMap) return; // the pod watches it itself
+  const payload = cm && vniMapPayload(cm);
+  if (!payload || !collector.writeMap) return; // the pod watches it itself
+  const text = JSON.stringify(payload);
+  if (text === lastMap) return;
   lastMap = text;
-  collector.writeMap(VniMapSchema.parse(JSON.parse(text)));
+  collector.writeMap(readVniMapConfigMap(payload, `ConfigMap ${NS}/${VNI_MAP_CONFIGMAP}`)!);
   await sleep(500); // the collector polls its map file every 200 ms
 }
 

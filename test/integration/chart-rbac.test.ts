@@ -28,6 +28,7 @@ import {
   until,
 } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
+import { publishedMap } from "../fixtures/mirroring.ts";
 import { installCrds } from "../harness/crds.ts";
 import { REPO_ROOT, TOOLS_BIN } from "../harness/controlplane.ts";
 import { CHART_DIR } from "../tools/render-config.ts";
@@ -211,11 +212,7 @@ describe("chart RBAC is sufficient", () => {
     expect(lease.spec.holderIdentity).toBe("rbac-test");
     // The map is published after status in the same cycle: wait for the one with the sessions.
     const sessions = await until("the VNI map with the policy's sessions", async () => {
-      const cm = await adminRest.get<{ data: Record<string, string> }>(
-        `/api/v1/namespaces/${NS}/configmaps/${VNI_MAP_CONFIGMAP}`,
-        "reading the VNI map",
-      );
-      const n = (JSON.parse(cm.data["vni-map.json"]!) as { sessions: unknown[] }).sessions.length;
+      const n = (await publishedMap(adminRest, NS)).map.sessions.length;
       return n > 0 ? n : undefined;
     });
     expect(sessions).toBeGreaterThan(0);

@@ -281,13 +281,13 @@ describe("Helm chart templates", () => {
     const objs = await helmTemplate("--set", "collector.vniMapFrom=file");
     const spec = podSpec(objs, "DaemonSet");
     const c = spec.containers[0]!;
-    expect(envOf(c)).toMatchObject({ TMO_COLLECTOR_VNI_MAP_FILE: "/etc/traffic-mirror/vni-map.json" });
+    expect(envOf(c)).toMatchObject({ TMO_COLLECTOR_VNI_MAP_FILE: "/etc/traffic-mirror/vni-map.json.gz" });
     expect(envOf(c)["TMO_COLLECTOR_VNI_MAP_CONFIGMAP"]).toBeUndefined();
     expect(spec.automountServiceAccountToken).toBe(false);
     const vniVolume = spec.volumes!.find((v) => v.configMap)!;
     expect(vniVolume.configMap).toMatchObject({
       name: VNI_MAP_CONFIGMAP,
-      items: [{ key: VNI_MAP_CONFIGMAP_KEY, path: "vni-map.json" }],
+      items: [{ key: VNI_MAP_CONFIGMAP_KEY, path: "vni-map.json.gz" }],
     });
     expect(c.volumeMounts).toContainEqual(
       expect.objectContaining({ name: vniVolume.name, mountPath: "/etc/traffic-mirror" }),

@@ -1,10 +1,17 @@
 // The collector following the operator's VNI map through the apiserver (a watch of the one
 // ConfigMap), as one process and with two workers (the primary watches and tells the workers): a
-// map written after start is used, a pod that leaves the map stops being kept, and an invalid
-// document keeps the previous map.
+// map written after start is used (an older operator's plain key, then the gzip key that replaces
+// it), a pod that leaves the map stops being kept, and an invalid or corrupt document keeps the
+// previous map.
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { VNI_MAP_CONFIGMAP_KEY, type VniMap } from "../../src/api/vni-map.ts";
+import { gzipSync } from "node:zlib";
+import {
+  encodeVniMap,
+  VNI_MAP_CONFIGMAP_KEY,
+  VNI_MAP_LEGACY_CONFIGMAP_KEY,
+  type VniMap,
+} from "../../src/api/vni-map.ts";
 import { writeConfigMapKey } from "../../src/k8s/objects.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { buildFrame, vxlanHeader } from "../ec2-sim/packets.ts";
@@ -46,8 +53,27 @@ const toPod = (ip: string) =>
     ),
   ]);
 
+/** Writes the ConfigMap's gzip key as the operator does (base64 `value`), removing the plain key. */
 const publish = (name: string, value: string) =>
-  writeConfigMapKey({ rest, namespace: NS, name, key: VNI_MAP_CONFIGMAP_KEY, value });
+  writeConfigMapKey({
+    rest,
+    namespace: NS,
+    name,
+    key: VNI_MAP_CONFIGMAP_KEY,
+    value,
+    binary: true,
+    replaces: [VNI_MAP_LEGACY_CONFIGMAP_KEY],
+  });
+/** Writes the plain JSON key, as an operator before the gzip key did. */
+const publishLegacy = (name: string, map: VniMap) =>
+  writeConfigMapKey({
+    rest,
+    namespace: NS,
+    name,
+    key: VNI_MAP_LEGACY_CONFIGMAP_KEY,
+    value: JSON.stringify(map),
+  });
+const refusals = (c: CollectorProcess) => c.log().split("Kept the previous VNI map").length - 1;
 
 beforeAll(async () => {
   await createNamespaces(rest, [NS]);
@@ -77,20 +103,20 @@ describe.each([
   const kept = () => c.sample("tmo_collector_packets_total", '{policy="shop/web"}');
   const unselected = () => c.sample("tmo_collector_unselected_packets_total");
 
-  it("uses a map written after it started, and drops a pod as soon as the map does", async () => {
+  it("uses a map written after it started (an older operator's key, then the gzip key), and drops a pod as soon as the map does", async () => {
     // Before the ConfigMap exists, the VNI is unknown.
     await sendDatagrams(c.port, [toPod(POD_A)]);
     await until("the copy counted as unknown", async () =>
       (await c.sample("tmo_collector_unknown_vni_packets_total")) === 1 ? true : undefined,
     );
-    await publish(name, JSON.stringify(mapWith([POD_A, POD_B])));
+    await publishLegacy(name, mapWith([POD_A, POD_B]));
     // Until every worker has the map, a copy may still be unknown: send until one is kept.
     await until("a copy kept under the new map", async () => {
       await sendDatagrams(c.port, [toPod(POD_B)], { sockets: workers });
       return (await kept()) > 0 ? true : undefined;
     });
     const before = { kept: await kept(), unselected: await unselected() };
-    await publish(name, JSON.stringify(mapWith([POD_A])));
+    await publish(name, encodeVniMap(mapWith([POD_A])));
     await until("B's copies no longer kept", async () => {
       await sendDatagrams(c.port, [toPod(POD_B)], { sockets: workers });
       return (await unselected()) > before.unselected ? true : undefined;
@@ -102,10 +128,19 @@ describe.each([
   });
 
   it("keeps the previous map when the ConfigMap holds an invalid document", async () => {
-    await publish(name, '{"version": 1, "sessions": "not a list"}');
-    await until("the refusal logged", () =>
-      Promise.resolve(c.log().includes("Kept the previous VNI map") ? true : undefined),
-    );
+    const before = refusals(c);
+    await publish(name, gzipSync('{"version": 1, "sessions": "not a list"}').toString("base64"));
+    await until("the refusal logged", () => Promise.resolve(refusals(c) > before ? true : undefined));
+    const k = await kept();
+    await sendDatagrams(c.port, [toPod(POD_A)], { sockets: workers });
+    await until("A's copy still kept", async () => ((await kept()) === k + 1 ? true : undefined));
+  });
+
+  it("keeps the previous map, naming the key, when the gzip key is corrupt", async () => {
+    const before = refusals(c);
+    await publish(name, Buffer.from("not gzip at all").toString("base64"));
+    await until("the refusal logged", () => Promise.resolve(refusals(c) > before ? true : undefined));
+    expect(c.log()).toContain(`(key ${VNI_MAP_CONFIGMAP_KEY}) is not valid gzip`);
     const k = await kept();
     await sendDatagrams(c.port, [toPod(POD_A)], { sockets: workers });
     await until("A's copy still kept", async () => ((await kept()) === k + 1 ? true : undefined));

@@ -151,4 +151,23 @@ describe("object writes", () => {
     const cm = await kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: args.name, namespace: ns });
     expect(cm.data?.["vni-map.json"]).toBe('{"v":2}');
   });
+
+  it("writes a binary key and removes the key it replaces in the same write, then only on change", async () => {
+    const name = "binary-key";
+    await writeConfigMapKey({ rest, namespace: ns, name, key: "doc.json", value: '{"v":1}' });
+    const args = { rest, namespace: ns, name, key: "doc.json.gz", binary: true, replaces: ["doc.json"] };
+    const one = Buffer.from("one").toString("base64");
+    expect(await writeConfigMapKey({ ...args, value: one })).toBe(true);
+    const core = kc.makeApiClient(CoreV1Api);
+    const cm = await core.readNamespacedConfigMap({ name, namespace: ns });
+    expect(cm.data?.["doc.json"]).toBeUndefined();
+    expect(cm.binaryData?.["doc.json.gz"]).toBe(one);
+    expect(await writeConfigMapKey({ ...args, value: one })).toBe(false);
+    const rv = (await core.readNamespacedConfigMap({ name, namespace: ns })).metadata?.resourceVersion;
+    expect(rv).toBe(cm.metadata?.resourceVersion);
+    // Made from nothing, the binary key is all there is.
+    expect(await writeConfigMapKey({ ...args, name: "binary-new", value: one })).toBe(true);
+    const made = await core.readNamespacedConfigMap({ name: "binary-new", namespace: ns });
+    expect([made.data, made.binaryData]).toEqual([undefined, { "doc.json.gz": one }]);
+  });
 });

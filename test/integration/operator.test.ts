@@ -12,6 +12,7 @@ import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
 import type { CreateSessionInput } from "../../src/aws/port.ts";
 import type { MirrorSession } from "../../src/api/inventory.ts";
 import { makeOperatorMetrics } from "../../src/controller/metrics.ts";
+import { readVniMapConfigMap } from "../../src/api/vni-map.ts";
 import { makeReconcileCycle, VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
 import { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
@@ -38,8 +39,8 @@ async function publishedVnis(): Promise<number[]> {
   const cm = await core
     .readNamespacedConfigMap({ name: VNI_MAP_CONFIGMAP, namespace: "tmo-system" })
     .catch(() => undefined);
-  const doc = cm?.data?.["vni-map.json"];
-  return doc ? (JSON.parse(doc) as { sessions: { vni: number }[] }).sessions.map((e) => e.vni) : [];
+  const map = cm && readVniMapConfigMap(cm, "published");
+  return map?.sessions.map((e) => e.vni) ?? [];
 }
 
 /** The adapter, noting before each session is made whether collectors could already name it. */
@@ -173,9 +174,7 @@ describe("operator: policies to mirror sessions", () => {
     const sessions = ownedSessions();
     expect(sessions.length).toBe(status.sessionCount);
     const cm = await core.readNamespacedConfigMap({ name: VNI_MAP_CONFIGMAP, namespace: "tmo-system" });
-    const map = JSON.parse(cm.data!["vni-map.json"]!) as {
-      sessions: { vni: number; sessionId?: string; pods: { ip: string }[] }[];
-    };
+    const map = readVniMapConfigMap(cm, "published")!;
     expect(map.sessions.map((e) => e.vni).sort()).toEqual(sessions.map((s) => s.virtualNetworkId).sort());
     expect(map.sessions.every((e) => e.sessionId?.startsWith("tms-"))).toBe(true);
     // Collectors knew each session's VNI before it was made, so its first copies were named.

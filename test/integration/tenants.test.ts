@@ -13,8 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { API_VERSION, type PolicySpec } from "../../src/api/resources.ts";
-import { VniMapSchema, VNI_MAP_CONFIGMAP_KEY, type VniMap } from "../../src/api/vni-map.ts";
-import { VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
+import type { VniMap } from "../../src/api/vni-map.ts";
 import type { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { eniHolds } from "../ec2-sim/dataplane.ts";
@@ -25,7 +24,14 @@ import { startCollectorProcess, type CollectorProcess } from "../fixtures/collec
 import { eksNodeSpec } from "../fixtures/eks.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
 import { createEksNodes, createNamespaces, createPolicy, until } from "../fixtures/scenario.ts";
-import { condition, createPod, policyStatus, runningPodIp, stopScenario } from "../fixtures/mirroring.ts";
+import {
+  condition,
+  createPod,
+  policyStatus,
+  publishedMap,
+  runningPodIp,
+  stopScenario,
+} from "../fixtures/mirroring.ts";
 import { tsharkFields } from "../fixtures/tshark.ts";
 import { makeTarget, makeWorld } from "../fixtures/world.ts";
 
@@ -63,11 +69,7 @@ const cond = condition;
 
 /** What kubelet does for the DaemonSet: the operator's map ConfigMap as the collector's file. */
 async function syncMap(): Promise<VniMap> {
-  const cm = await rest.get<{ data?: Record<string, string> }>(
-    `/api/v1/namespaces/${SYSTEM}/configmaps/${VNI_MAP_CONFIGMAP}`,
-    "reading the VNI map",
-  );
-  const map = VniMapSchema.parse(JSON.parse(cm.data?.[VNI_MAP_CONFIGMAP_KEY] ?? "{}"));
+  const { map } = await publishedMap(rest, SYSTEM);
   collector.writeMap(map);
   return map;
 }
