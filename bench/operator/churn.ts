@@ -7,13 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KubeConfig } from "@kubernetes/client-node";
-import pino from "pino";
 import { isOwnedBy } from "../../src/api/tags.ts";
-import { makeEc2Client } from "../../src/aws/client.ts";
-import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
-import { makeOperatorMetrics } from "../../src/controller/metrics.ts";
-import { makeReconcileCycle } from "../../src/controller/reconcile.ts";
-import { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { eniHolds, filterAccepts } from "../../test/ec2-sim/dataplane.ts";
 import { seed, startEc2Sim } from "../../test/ec2-sim/server.ts";
@@ -26,6 +20,7 @@ import {
   createNamespaces,
   createPolicy,
 } from "../../test/fixtures/scenario.ts";
+import { startTestOperator } from "../../test/fixtures/operator.ts";
 import { makeWorld } from "../../test/fixtures/world.ts";
 
 const SECONDS = Number(process.argv[2] ?? 30);
@@ -64,29 +59,16 @@ await createPolicy(rest, {
   name: "p",
   spec: { podSelector: { matchLabels: { app: "churn" } }, targetRef: { name: "c" } },
 });
-const metrics = makeOperatorMetrics();
-const api = new Ec2MirrorApi({
-  client: makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } }),
-  cluster: "churn",
-});
-const runtime = new OperatorRuntime({
+const { runtime, metrics } = await startTestOperator({
   kc,
   rest,
-  log: pino({ level: "silent" }),
-  metrics,
+  ec2Url: sim.url,
+  cluster: "churn",
+  namespace: "churn-system",
+  concurrency: 4,
   resyncMs: 300_000,
   debounceMs: 50,
-  cycle: makeReconcileCycle({
-    api,
-    rest,
-    cluster: "churn",
-    namespace: "churn-system",
-    dryRun: false,
-    concurrency: 4,
-    metrics,
-  }),
 });
-await runtime.start();
 await sleep(2_000);
 
 // Pods are created with nodeName set (as the scheduler would) and become Running through kwok.

@@ -11,21 +11,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KubeConfig } from "@kubernetes/client-node";
-import pino from "pino";
 import { API_VERSION, type PolicyStatus } from "../../src/api/resources.ts";
 import { isOwnedBy } from "../../src/api/tags.ts";
-import { makeEc2Client } from "../../src/aws/client.ts";
-import { Ec2MirrorApi } from "../../src/aws/ec2-adapter.ts";
 import { AWS_CATEGORY_BUCKETS } from "../../src/aws/rate-limit.ts";
-import { makeOperatorMetrics } from "../../src/controller/metrics.ts";
-import { makeReconcileCycle } from "../../src/controller/reconcile.ts";
-import { OperatorRuntime } from "../../src/controller/runtime.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../../test/ec2-sim/server.ts";
 import { startControlPlane } from "../../test/harness/controlplane.ts";
 import { installCrds } from "../../test/harness/crds.ts";
 import { eksNodeSpec } from "../../test/fixtures/eks.ts";
 import { createEksNodes, createNamespaces, createPolicy, until } from "../../test/fixtures/scenario.ts";
+import { startTestOperator } from "../../test/fixtures/operator.ts";
 import { makeWorld } from "../../test/fixtures/world.ts";
 
 const NODES = Number(process.argv[2] ?? 100);
@@ -102,28 +97,15 @@ async function setup() {
       spec: { networkLoadBalancerArn: NLB, allowedNamespaces: { from: "All" } },
     },
   });
-  const metrics = makeOperatorMetrics();
-  const api = new Ec2MirrorApi({
-    client: makeEc2Client({ endpoint: sim.url, credentials: { accessKeyId: "t", secretAccessKey: "t" } }),
-    cluster: "converge",
-  });
-  const runtime = new OperatorRuntime({
+  const { runtime } = await startTestOperator({
     kc,
     rest,
-    log: pino({ level: "silent" }),
-    metrics,
+    ec2Url: sim.url,
+    cluster: "converge",
+    namespace: "converge-system",
+    concurrency: 4,
     resyncMs: 300_000,
-    cycle: makeReconcileCycle({
-      api,
-      rest,
-      cluster: "converge",
-      namespace: "converge-system",
-      dryRun: false,
-      concurrency: 4,
-      metrics,
-    }),
   });
-  await runtime.start();
   await sleep(2_000);
   return { stateDir, cp, rest, sim, runtime };
 }
