@@ -307,6 +307,13 @@ async function planSeconds(): Promise<Map<string, { sum: number; count: number }
   return out;
 }
 
+/** The operator's V8 heap in use, from its own metrics (prom-client's default gauges). */
+async function heapUsedMiB(): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const m = /^\w*nodejs_heap_size_used_bytes (\S+)$/m.exec(text);
+  return m ? Number(m[1]) / 2 ** 20 : NaN;
+}
+
 // ---- 1. converge from an empty account
 const ports = await freePorts(2);
 metricsPort = ports[0]!;
@@ -403,9 +410,12 @@ const idleFrom = sim.calls.length;
 const idleCpu0 = procStat(pid).cpuS;
 const idleStart = Date.now();
 const idleRss: number[] = [];
+const idleHeap: number[] = [];
 while (Date.now() - idleStart < IDLE_S * 1000) {
   await sleep(5000);
   idleRss.push(procStat(pid).rssMiB);
+  const heap = await heapUsedMiB().catch(() => NaN);
+  if (Number.isFinite(heap)) idleHeap.push(heap);
 }
 const idle = calls(idleFrom);
 const minutes = IDLE_S / 60;
@@ -415,6 +425,8 @@ for (const [a, n] of [...idle.byAction].sort())
 figure("idle mutating calls", idle.mutating, "calls");
 figure("idle operator CPU", ((procStat(pid).cpuS - idleCpu0) / IDLE_S) * 100, "% of a core");
 figure("idle operator RSS max", Math.max(...idleRss), "MiB");
+// What the operator holds, as V8 reports it: RSS also counts heap V8 has not given back.
+figure("idle operator heap used max", Math.max(...idleHeap), "MiB");
 
 // ---- 3. a rolling restart: each pod's replacement created on its node, then the pod deleted
 const restartFrom = sim.calls.length;
