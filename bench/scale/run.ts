@@ -54,6 +54,7 @@ const APPS = ["web", "db", "api", "cache"].slice(
 // AWS's default buckets (docs/aws-rate-limits.md) and the operator's default shares of them.
 const AWS_BUCKET = { mutating: { burst: 50, rate: 5 }, describe: { burst: 100, rate: 20 } };
 const SHARE = { mirror: 0.85, shared: 0.5 };
+const HEAP_MIB = Math.floor(1024 * 0.3);
 const t00 = Date.now();
 const note = (m: string): void => console.error(`[${((Date.now() - t00) / 1000).toFixed(0)} s] ${m}`);
 const figures: Record<string, number | string> = {};
@@ -329,12 +330,19 @@ const op = spawn(
       namespace: OP_NS,
       ec2: sim.url,
       ports,
-      extra: { TMO_POD_NAME: "operator-0", TMO_LOG_LEVEL: "info" },
+      extra: {
+        TMO_POD_NAME: "operator-0",
+        TMO_LOG_LEVEL: "info",
+        // The heap limit the chart's defaults give the operator in its pod (30% of a 1 GiB limit;
+        // outside a container Node would size it from the machine's memory).
+        NODE_OPTIONS: `--max-old-space-size=${HEAP_MIB}`,
+      },
     }),
     stdio: ["ignore", openSync(opLogPath, "w"), openSync(opLogPath, "a")],
   },
 );
 const pid = op.pid!;
+figure("operator heap limit", HEAP_MIB, "MiB (the chart's 30% of 1 GiB)");
 const start = Date.now();
 const series: { t: number; rssMiB: number; cpuS: number; calls: number }[] = [];
 const sampler = setInterval(() => {

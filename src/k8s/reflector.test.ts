@@ -108,6 +108,66 @@ describe("Reflector", () => {
     expect(changes).toEqual(["added ns/a", "added ns/b", "deleted ns/a", "added ns/c"]);
   });
 
+  it("makes each page of a list lean before asking for the next, and on a relist transforms only what changed", async () => {
+    // What happened, in order: "list N" when a page is asked for, "lean X" when X is transformed.
+    const trace: string[] = [];
+    const pages = [
+      [obj("a", "1"), obj("b", "2")],
+      [obj("c", "3"), obj("d", "4")],
+    ];
+    let lists = 0;
+    let watches = 0;
+    const source: ListWatchSource = {
+      list({ continueToken }) {
+        lists++;
+        const page = continueToken === undefined ? 0 : 1;
+        trace.push(`list ${page}`);
+        // The relist (third call on): b changed, d is gone, the others are as they were.
+        const items =
+          lists <= 2 ? pages[page]! : page === 0 ? [obj("a", "1"), obj("b", "5")] : [obj("c", "3")];
+        return Promise.resolve({
+          items,
+          resourceVersion: String(lists),
+          continueToken: page === 0 ? "next" : undefined,
+        });
+      },
+      // The first watch is told its version is too old (list again); the next idles until stopped.
+      watch({ onEvent, done }) {
+        watches++;
+        if (watches > 1) return Promise.resolve({ abort: () => done(null) });
+        queueMicrotask(() => {
+          onEvent({ type: "ERROR", object: { code: 410 } });
+          done(null);
+        });
+        return Promise.resolve({ abort: () => undefined });
+      },
+    };
+    const r = new Reflector({
+      name: "t",
+      source,
+      log,
+      pageSize: 2,
+      transform: (o) => {
+        trace.push(`lean ${o.metadata?.name}`);
+        return o.metadata?.resourceVersion;
+      },
+    });
+    r.start();
+    await settle(r, () => lists >= 4 && watches >= 2);
+    expect(trace).toEqual([
+      "list 0",
+      "lean a",
+      "lean b",
+      "list 1",
+      "lean c",
+      "lean d",
+      // The relist: only b (a new version) is transformed; a and c are kept as they were.
+      "list 0",
+      "lean b",
+      "list 1",
+    ]);
+    expect([r.get("ns/a"), r.get("ns/b"), r.get("ns/c"), r.get("ns/d")]).toEqual(["1", "5", "3", undefined]);
+  });
   it("backs off and retries after a watch error without losing the cache", async () => {
     const src = scripted({
       lists: [[obj("a", "1")]],
