@@ -302,6 +302,8 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     const extraTargetIds = targets.flatMap((t) =>
       t.spec.trafficMirrorTargetId ? [t.spec.trafficMirrorTargetId] : [],
     );
+    // What the map's ConfigMap holds is read again at a resync (publishVniMap).
+    if (reasons.has("resync")) lastMap.stored = undefined;
     const inventory = await kept.read({
       nodes: snapshot.nodes,
       pods: snapshot.pods,
@@ -607,8 +609,15 @@ async function noteReadyChange(
 interface EncodedMap {
   json: string;
   encoded: string;
+  /** The encoding the ConfigMap held when this operator last wrote or read it. */
+  stored?: string;
 }
 
+/**
+ * Writes the map when it differs from what the ConfigMap held at this operator's last write: the
+ * ConfigMap (a megabyte at 30,000 pods) is not read when nothing changed. A resync forgets what it
+ * held, so a hand edit or a deletion is undone within one.
+ */
 async function publishVniMap(
   d: ReconcileDeps,
   plan: Plan,
@@ -625,6 +634,8 @@ async function publishVniMap(
   };
   const json = JSON.stringify(doc);
   if (json !== last.json) Object.assign(last, { json, encoded: encodeVniMapJson(json) });
+  if (last.stored === last.encoded) return;
+  const encoded = last.encoded;
   await writeConfigMapKey({
     rest: d.rest,
     namespace: d.namespace,
@@ -632,9 +643,10 @@ async function publishVniMap(
     // Compact and gzip-compressed: a large cluster's map is megabytes of JSON (ADR 0024). The
     // same map encodes to the same bytes, so an unchanged map is not written again.
     key: VNI_MAP_CONFIGMAP_KEY,
-    value: last.encoded,
+    value: encoded,
     binary: true,
     replaces: [VNI_MAP_LEGACY_CONFIGMAP_KEY],
     labels: { "app.kubernetes.io/part-of": "traffic-mirror-operator" },
   });
+  last.stored = encoded;
 }
