@@ -41,8 +41,9 @@ import { diffSize } from "../plan/diff.ts";
 import { IncrementalPlanner } from "../plan/incremental.ts";
 import type { InventoryIndex } from "../plan/inventory-index.ts";
 import type { Plan, PolicyInput, TargetInput } from "../plan/types.ts";
-import { applyPlanDiff, type ApplyResult, type ApplyUnit } from "./apply.ts";
+import { applyPlanDiff, type ApplyResult } from "./apply.ts";
 import { DepartureHold } from "./departures.ts";
+import { UnitOrder } from "./unit-order.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import type { ClusterSnapshot, Cycle } from "./runtime.ts";
 import { policyStatus, targetStatus, type ProgrammingOutcome } from "./status.ts";
@@ -174,60 +175,6 @@ function pendingSessionKeys(plan: Plan, result: ApplyResult | undefined): Set<st
   return keys;
 }
 
-/**
- * A unit's content, to tell across cycles whether it is the same work: its keys and what it
- * makes them (a pod arriving on an ENI whose unit waits changes the rules that unit makes).
- * Proportional to the work pending, not to the cluster.
- */
-function unitSignature(u: ApplyUnit): string {
-  return JSON.stringify(u);
-}
-
-/**
- * The order units are applied in: sessions of higher-priority policies first; among equals, units
- * that were not already waiting at the end of the last cycle (a pod that just arrived does not
- * queue behind a long converge); then by ENI.
- */
-function unitOrder(
-  plan: Plan,
-  policies: readonly PolicyInput[],
-  waiting: ReadonlySet<string>,
-): (a: ApplyUnit, b: ApplyUnit) => number {
-  const priorityOf = new Map(policies.map((p) => [`${p.namespace}/${p.name}`, p.spec.priority ?? 100]));
-  const byKey = new Map<string, number>();
-  for (const s of plan.desired.sessions) {
-    const p = Math.max(0, ...s.owners.map((o) => priorityOf.get(o) ?? 0));
-    byKey.set(s.key, Math.max(byKey.get(s.key) ?? 0, p));
-    byKey.set(s.filterKey, Math.max(byKey.get(s.filterKey) ?? 0, p));
-  }
-  const rank = new Map<ApplyUnit, [number, number]>();
-  const rankOf = (u: ApplyUnit): [number, number] => {
-    let r = rank.get(u);
-    if (!r) {
-      const keys = [
-        ...u.createFilters.map((f) => f.key),
-        ...u.editFilters.map((e) => e.key),
-        ...u.modifySessions.map((m) => m.key),
-        ...u.createSessions.map((c) => c.key),
-      ];
-      r = [Math.max(0, ...keys.map((k) => byKey.get(k) ?? 0)), waiting.has(unitSignature(u)) ? 1 : 0];
-      rank.set(u, r);
-    }
-    return r;
-  };
-  return (a, b) => {
-    const [pa, wa] = rankOf(a);
-    const [pb, wb] = rankOf(b);
-    if (pa !== pb) return pb - pa;
-    if (wa !== wb) return wa - wb;
-    return a.networkInterfaceId < b.networkInterfaceId
-      ? -1
-      : a.networkInterfaceId > b.networkInterfaceId
-        ? 1
-        : 0;
-  };
-}
-
 function outcomeOf(
   plan: Plan,
   result: ApplyResult | undefined,
@@ -291,8 +238,8 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
   const budgetMs = d.cycleBudgetMs ?? 5_000;
   const progress = new ProgressWrites(d.progressIntervalMs ?? 3_000);
   const departures = new DepartureHold(d.departureGraceMs ?? 10_000);
-  // Units left at the end of the last cycle (their content), to put newer work first among equals.
-  let waiting = new Set<string>();
+  // Units left at the end of the last cycle and when they arrived: newer work first among equals.
+  const unitOrder = new UnitOrder();
   // The last map encoded: an unchanged map (most cycles) is not compressed again.
   const lastMap: EncodedMap = { json: "", encoded: "" };
   return async (snapshot, { log, reasons }): Promise<CycleResult> => {
@@ -346,9 +293,9 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
             concurrency: d.concurrency,
             log,
             deadline: started + budgetMs,
-            order: unitOrder(plan, policies, waiting),
+            order: unitOrder.order(plan, policies),
           });
-    waiting = new Set((result?.pendingUnits ?? []).map(unitSignature));
+    unitOrder.left(result?.pendingUnits ?? []);
     const pending = result !== undefined && !result.complete;
     if (changes > 0) logApplied(log, changes, result, d.dryRun);
     const outcome = outcomeOf(plan, result, d.dryRun, idx.ownedSessions);
