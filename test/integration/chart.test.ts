@@ -158,8 +158,10 @@ describe("Helm chart templates", () => {
       "Deployment",
     ).containers[0]!;
     expect(op.args).toEqual(["operator"]);
-    const known = Object.keys(OperatorEnvSchema.shape);
+    // Besides the operator's own, Node's NODE_OPTIONS: the heap's limit (ADR 25).
+    const known = [...Object.keys(OperatorEnvSchema.shape), "NODE_OPTIONS"];
     expect((op.env ?? []).map((e) => e.name).filter((n) => !known.includes(n))).toEqual([]);
+    expect(envOf(op)["NODE_OPTIONS"]).toBe("--max-old-space-size-percentage=30");
     // fieldRef values (namespace, pod name) as the kubelet would fill them in.
     const env = { ...envOf(op), TMO_NAMESPACE: ns, TMO_POD_NAME: "tmo-0" };
     const config = loadOperatorConfig(env, "fallback");
