@@ -12,19 +12,27 @@
 import type { Plan, PolicyInput } from "../plan/types.ts";
 import type { ApplyUnit } from "./apply.ts";
 
-/** A unit's content, to tell across cycles whether it is the same work. */
-function signature(u: ApplyUnit): string {
-  return JSON.stringify(u);
-}
-
 export class UnitOrder {
   /** Signatures of the units left at the end of the last cycle → the cycle each arrived in. */
   #arrived = new Map<string, number>();
   #cycle = 0;
+  /** This cycle's units' signatures, made once for ordering and for `left`. */
+  #signatures = new Map<ApplyUnit, string>();
+
+  /** A unit's content, to tell across cycles whether it is the same work. */
+  #signature(u: ApplyUnit): string {
+    let s = this.#signatures.get(u);
+    if (s === undefined) {
+      s = JSON.stringify(u);
+      this.#signatures.set(u, s);
+    }
+    return s;
+  }
 
   /** The order of this cycle's units; call once per cycle that applies, before `left`. */
   order(plan: Plan, policies: readonly PolicyInput[]): (a: ApplyUnit, b: ApplyUnit) => number {
     const cycle = ++this.#cycle;
+    this.#signatures = new Map();
     const priorityOf = new Map(policies.map((p) => [`${p.namespace}/${p.name}`, p.spec.priority ?? 100]));
     const byKey = new Map<string, number>();
     for (const s of plan.desired.sessions) {
@@ -42,7 +50,10 @@ export class UnitOrder {
           ...u.modifySessions.map((m) => m.key),
           ...u.createSessions.map((c) => c.key),
         ];
-        r = [Math.max(0, ...keys.map((k) => byKey.get(k) ?? 0)), this.#arrived.get(signature(u)) ?? cycle];
+        r = [
+          Math.max(0, ...keys.map((k) => byKey.get(k) ?? 0)),
+          this.#arrived.get(this.#signature(u)) ?? cycle,
+        ];
         rank.set(u, r);
       }
       return r;
@@ -64,9 +75,10 @@ export class UnitOrder {
   left(pending: readonly ApplyUnit[]): void {
     const arrived = new Map<string, number>();
     for (const u of pending) {
-      const s = signature(u);
+      const s = this.#signature(u);
       arrived.set(s, this.#arrived.get(s) ?? this.#cycle);
     }
     this.#arrived = arrived;
+    this.#signatures = new Map();
   }
 }

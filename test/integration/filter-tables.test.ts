@@ -28,6 +28,7 @@ import {
   policyStatus,
   runningPodIp,
   stopScenario,
+  untilReady,
 } from "../fixtures/mirroring.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
 import { createPolicy, createSuiteCorner, until } from "../fixtures/scenario.ts";
@@ -150,18 +151,11 @@ describe("filters with reject entries on crowded ENIs", () => {
   afterAll(() => stopScenario(rest, { runtime, sim, collector, nodePrefix: `${PREFIX}-`, home }));
 
   it("mirrors every selected pod within AWS's 10 rules per filter, with reject rules, and reports no FilterTooLarge", async () => {
-    await until(
-      `status with ${selectedCount} mirrored pods`,
-      async () => {
-        const s = await policyStatus(rest, NS, "web");
-        const ok =
-          s?.mirroredSources === selectedCount &&
-          s.selectedPods === selectedCount &&
-          condition(s, "Ready")?.status === "True";
-        return ok ? true : undefined;
-      },
-      180_000,
-    );
+    await untilReady(rest, NS, "web", {
+      mirrored: selectedCount,
+      selected: selectedCount,
+      timeoutMs: 180_000,
+    });
     const status = await policyStatus(rest, NS, "web");
     expect(condition(status, "WithinLimits")?.status).toBe("True");
     for (const eni of podEnis) {

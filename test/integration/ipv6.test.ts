@@ -22,7 +22,7 @@ import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { installCrds } from "../harness/crds.ts";
 import { startCollectorProcess, type CollectorProcess } from "../fixtures/collector.ts";
 import { eksNodeSpec } from "../fixtures/eks.ts";
-import { condition, createPod, mapInCollector, policyStatus, stopScenario } from "../fixtures/mirroring.ts";
+import { createPod, mapInCollector, policyStatus, stopScenario, untilReady } from "../fixtures/mirroring.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
 import { createEksNodes, createNamespaces, createPolicy, until } from "../fixtures/scenario.ts";
 import { tsharkFields } from "../fixtures/tshark.ts";
@@ -119,18 +119,11 @@ describe.each(VARIANTS)("an EKS $family cluster, selectionMode $mode", (v) => {
   it("mirrors exactly the selected pods: Ready, IPv6 filter rules in EC2, and tshark reads only their packets", async () => {
     const { web, other } = names(v);
     const ips = podIps.get(v.ns)!;
-    await until(
-      `${v.ns}: Ready with ${web.length} pods mirrored`,
-      async () => {
-        const s = await policyStatus(rest, v.ns, "web");
-        return s?.mirroredSources === web.length &&
-          s.selectedPods === web.length &&
-          condition(s, "Ready")?.status === "True"
-          ? true
-          : undefined;
-      },
-      90_000,
-    );
+    await untilReady(rest, v.ns, "web", {
+      mirrored: web.length,
+      selected: web.length,
+      timeoutMs: 90_000,
+    });
     // One session on the workload node, counting each pod once (a dual-stack pod's two addresses too).
     const status = await policyStatus(rest, v.ns, "web");
     expect(status?.sessions?.map((x) => x.sources)).toEqual([web.length]);

@@ -12,9 +12,9 @@ import { KubeRest } from "../../src/k8s/rest.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { installCrds } from "../harness/crds.ts";
 import { eksNodeSpec } from "../fixtures/eks.ts";
-import { condition, createPod, policyStatus, runningPodIp, stopScenario } from "../fixtures/mirroring.ts";
+import { createPod, runningPodIp, stopScenario, untilReady } from "../fixtures/mirroring.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
-import { createEksNodes, createPolicy, createSuiteCorner, until } from "../fixtures/scenario.ts";
+import { createEksNodes, createPolicy, createSuiteCorner } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
 
 const kc = new KubeConfig();
@@ -84,10 +84,7 @@ describe("a node that joins after the operator started", () => {
       namespace: SYSTEM,
       resyncMs: 600_000,
     }));
-    await until("the policy Ready with its first pod", async () => {
-      const s = await policyStatus(rest, NS, "web");
-      return condition(s, "Ready")?.status === "True" && s?.mirroredSources === 1 ? true : undefined;
-    });
+    await untilReady(rest, NS, "web", { mirrored: 1 });
   }, 120_000);
 
   afterAll(() => stopScenario(rest, { runtime, sim, nodePrefix: `${PREFIX}-` }));
@@ -105,10 +102,7 @@ describe("a node that joins after the operator started", () => {
       labels: { app: "web" },
     });
     await runningPodIp(rest, NS, "web-2");
-    await until("web-2 mirrored", async () => {
-      const s = await policyStatus(rest, NS, "web");
-      return s?.mirroredSources === 2 && condition(s, "Ready")?.status === "True" ? true : undefined;
-    });
+    await untilReady(rest, NS, "web", { mirrored: 2 });
     expect(sessionsOn(late)).toBe(1);
     // Only targeted reads: no full read since the start; the new instance, its ENIs and the
     // sessions already on those ENIs (another tool's take slots), each read once, by id.

@@ -25,14 +25,13 @@ import { eksNodeSpec } from "../fixtures/eks.ts";
 import { formatIp } from "../../src/plan/ipv4.ts";
 import {
   capturedPackets,
-  stopScenario,
-  condition,
   createPod,
   deletePod,
   mapInCollector,
-  policyStatus,
   runningPodIp,
   setPodLabels,
+  stopScenario,
+  untilReady,
 } from "../fixtures/mirroring.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
 import { createEksNodes, createNamespaces, createPolicy, until } from "../fixtures/scenario.ts";
@@ -87,18 +86,11 @@ async function removePod(m: Mode, name: string): Promise<void> {
  * the map that selects exactly their addresses.
  */
 async function settled(m: Mode, selected: string[]): Promise<void> {
-  await until(
-    `${m}: status with ${selected.length} mirrored pods`,
-    async () => {
-      const s = await policyStatus(rest, ns(m), "web");
-      const ok =
-        s?.mirroredSources === selected.length &&
-        s.selectedPods === selected.length &&
-        condition(s, "Ready")?.status === "True";
-      return ok ? true : undefined;
-    },
-    90_000,
-  );
+  await untilReady(rest, ns(m), "web", {
+    mirrored: selected.length,
+    selected: selected.length,
+    timeoutMs: 90_000,
+  });
   const want = selected.map((n) => pods[m].get(n)!).sort();
   await mapInCollector(rest, {
     namespace: SYSTEM,

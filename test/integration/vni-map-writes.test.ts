@@ -11,7 +11,7 @@ import { KubeRest, type RestRequest } from "../../src/k8s/rest.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { installCrds } from "../harness/crds.ts";
 import { eksNodeSpec } from "../fixtures/eks.ts";
-import { condition, createPod, policyStatus, runningPodIp, stopScenario } from "../fixtures/mirroring.ts";
+import { createPod, runningPodIp, stopScenario, untilReady } from "../fixtures/mirroring.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
 import { createPolicy, createSuiteCorner, until } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
@@ -75,10 +75,7 @@ describe("the VNI map's ConfigMap", () => {
       namespace: SYSTEM,
       resyncMs: RESYNC_MS,
     }));
-    await until("the policy Ready", async () => {
-      const s = await policyStatus(rest, NS, "web");
-      return condition(s, "Ready")?.status === "True" && s?.mirroredSources === 1 ? true : undefined;
-    });
+    await untilReady(rest, NS, "web", { mirrored: 1 });
   }, 120_000);
 
   afterAll(() => stopScenario(rest, { runtime, sim, nodePrefix: `${PREFIX}-` }));
