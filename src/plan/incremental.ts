@@ -13,7 +13,7 @@ import type { Ec2Inventory, MirrorFilter, MirrorSession } from "../api/inventory
 import { isOwnedBy, TAG_KEY } from "../api/tags.ts";
 import type { VniEntry, VniPolicy } from "../api/vni-map.ts";
 import type { LeanPod } from "../k8s/lean.ts";
-import { align, reorder } from "./align.ts";
+import { align, remark } from "./align.ts";
 import {
   assignSlot,
   candidatesOf,
@@ -176,7 +176,8 @@ interface State {
   most: number;
   policies: PolicyState[];
   podPolicies: Map<string, PolicyState[]>;
-  marks: Float64Array;
+  /** Each pod's order mark: marks compare as the pods' positions in the input do. */
+  marks: Map<LeanPod, number>;
   enis: Map<string, EniState>;
   /** The plan's sessions in key order, with their owned session, group and VNI map entry. */
   flat: {
@@ -360,7 +361,7 @@ function fullState(input: PlanInput): State {
     most: arbitration.most,
     policies: [],
     podPolicies: new Map(),
-    marks: Float64Array.from(input.pods, (_, i) => i),
+    marks: new Map(input.pods.map((p, i) => [p, i])),
     enis,
     flat: { sessions: [], existing: [], groups: [], vni: [] },
     filters: plan.desired.filters.slice(),
@@ -715,7 +716,7 @@ function placePods(
   if (prev === pods) return;
   const a = align(prev, pods, c.maxChanges) ?? fallback("many pods changed");
   if (a.removed.length + a.added.length === 0) return;
-  s.marks = reorder(s.marks, a) ?? fallback("pods renumbered");
+  if (!remark(s.marks, prev, pods, a)) fallback("pods renumbered");
   for (const i of a.removed) {
     const pod = prev[i]!;
     const eni = eniOfPod(s.idx, pod);
@@ -732,7 +733,7 @@ function placePods(
   }
   for (const j of a.added) {
     const pod = pods[j]!;
-    const order = s.marks[j]!;
+    const order = s.marks.get(pod)!;
     for (const pol of s.podPolicies.get(pod.namespace) ?? []) {
       if (!pol.selects(pod)) continue;
       const l = locatePod(pod, pol.ctx);
