@@ -283,7 +283,7 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     const vnisChange =
       plan.diff.createSessions.length > 0 ||
       plan.diff.modifySessions.some((m) => m.virtualNetworkId !== undefined);
-    if (!d.dryRun && vnisChange) await publishVniMap(d, plan, new Map(), lastMap);
+    if (vnisChange) await publishVniMap(d, plan, new Map(), lastMap);
     const result =
       d.dryRun || changes === 0
         ? undefined
@@ -571,6 +571,9 @@ async function publishVniMap(
   madeIds: ReadonlyMap<string, string>,
   last: EncodedMap,
 ): Promise<void> {
+  // In dry-run mode no session is made, so there is nothing for collectors to name; the map
+  // (another operator's, when a dry-run one runs beside it) is left as it is.
+  if (d.dryRun) return;
   // Entries are in the order of the desired sessions; fill in the ids of sessions made just now.
   const doc: VniMap = {
     ...plan.vniMap,

@@ -2,8 +2,9 @@
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { API_VERSION, type PolicyStatus } from "../../src/api/resources.ts";
+import { VNI_MAP_CONFIGMAP } from "../../src/controller/reconcile.ts";
 import type { OperatorRuntime } from "../../src/controller/runtime.ts";
-import { KubeRest } from "../../src/k8s/rest.ts";
+import { isStatus, KubeRest } from "../../src/k8s/rest.ts";
 import { seed, startEc2Sim, type Ec2Sim } from "../ec2-sim/server.ts";
 import { installCrds } from "../harness/crds.ts";
 import {
@@ -53,7 +54,7 @@ describe("dry-run", () => {
     await deleteNodes(rest, "dry-");
   });
 
-  it("reports what it would do within its session budget and makes no mutating EC2 call", async () => {
+  it("reports what it would do within its session budget and makes no mutating EC2 call nor VNI map", async () => {
     await createPolicy(rest, {
       namespace: "dry",
       name: "nodes",
@@ -77,5 +78,15 @@ describe("dry-run", () => {
     expect(status.conditions?.find((c) => c.type === "WithinLimits")?.reason).toBe("QuotaFull");
     expect(sim.calls.filter((c) => /^(Create|Delete|Modify)/.test(c.action))).toEqual([]);
     expect(sim.state.sessions.size).toBe(0);
+    // The VNI map names sessions for collectors; a dry run makes none and writes no map (a dry-run
+    // operator beside a real one would otherwise overwrite the real one's).
+    let map = "present";
+    try {
+      await rest.get(`/api/v1/namespaces/dry-system/configmaps/${VNI_MAP_CONFIGMAP}`, "read the VNI map");
+    } catch (err) {
+      if (!isStatus(err, 404)) throw err;
+      map = "absent";
+    }
+    expect(map).toBe("absent");
   });
 });
