@@ -506,6 +506,7 @@ figure(
 const direct = directCalls(ownedBefore, ownedState());
 figure("restart calls of the direct edit (before → after)", direct, "calls");
 figure("restart mutating calls / the direct edit", restart.mutating / direct, "×");
+restartBreakdown(restartFrom, ownedBefore, ownedState());
 figure("restart Describe calls per pod event", restart.describe / (2 * victims.length), "calls");
 figure("restart RequestLimitExceeded", restart.throttled, "calls");
 figure(
@@ -549,6 +550,75 @@ function directCalls(a: ReturnType<typeof ownedState>, b: ReturnType<typeof owne
   for (const id of b.sessions) if (!a.sessions.has(id)) n++;
   for (const id of a.sessions) if (!b.sessions.has(id)) n++;
   return n;
+}
+
+/**
+ * Where the restart's rule calls went: per filter that was there before and after, its calls
+ * against its own direct edit (what the order of work cost); filters made and removed; and where
+ * each replacement's address was (the old pod's own, another on the old pod's ENI, another ENI).
+ */
+function restartBreakdown(
+  from: number,
+  a: ReturnType<typeof ownedState>,
+  b: ReturnType<typeof ownedState>,
+): void {
+  const rules = (f: MirrorFilter): FilterRule[] => [...f.ingressRules, ...f.egressRules];
+  const callsOn = new Map<string, number>();
+  for (const c of sim.calls.slice(from))
+    if (c.code === "OK" && c.filterId) callsOn.set(c.filterId, (callsOn.get(c.filterId) ?? 0) + 1);
+  const kept = { filters: 0, over: 0, calls: 0, direct: 0 };
+  const made = { filters: 0, calls: 0, rules: 0 };
+  for (const [id, f] of b.filters) {
+    const was = a.filters.get(id);
+    const n = callsOn.get(id) ?? 0;
+    if (!was) {
+      made.filters++;
+      made.calls += n;
+      made.rules += rules(f).length;
+      continue;
+    }
+    const d = planRuleEdits(rules(was), rulesOf(f)).length;
+    if (n === 0 && d === 0) continue;
+    kept.filters++;
+    kept.calls += n;
+    kept.direct += d;
+    if (n > d) kept.over++;
+  }
+  const gone = { filters: 0, calls: 0 };
+  for (const id of a.filters.keys())
+    if (!b.filters.has(id)) {
+      gone.filters++;
+      gone.calls += callsOn.get(id) ?? 0;
+    }
+  figure(
+    "restart filters edited",
+    kept.filters,
+    `(there before and after; ${kept.over} with more calls than their direct edit)`,
+  );
+  figure(
+    "restart rule calls on them / their direct edit",
+    kept.calls / kept.direct,
+    `× (${kept.calls} / ${kept.direct})`,
+  );
+  figure("restart filters made", made.filters, `(${made.calls} rule calls for ${made.rules} rules)`);
+  figure("restart filters removed", gone.filters, `(${gone.calls} rule calls on them first)`);
+  const eniOf = (ip: string): string | undefined => heldBy.get(parseIp(ip)!);
+  const where = { own: 0, sameEni: 0, otherEni: 0 };
+  victims.forEach((v, k) => {
+    const r = fresh[k]!;
+    if (!v.ip || !r.ip) return;
+    if (v.ip === r.ip) where.own++;
+    else if (eniOf(v.ip) === eniOf(r.ip)) where.sameEni++;
+    else where.otherEni++;
+  });
+  // The old pod is deleted as its replacement is created: a held departure (ADR 23) meets the
+  // arrival only if the replacement runs within the grace.
+  const started = fresh.filter((p) => p.runningAt && p.createdAt).map((p) => p.runningAt! - p.createdAt!);
+  figure("restart replacement created → Running p50", quantile(started, 0.5) / 1000, "s");
+  figure("restart replacement created → Running p90", quantile(started, 0.9) / 1000, "s");
+  figure("restart replacements with the old pod's address", where.own, "pods");
+  figure("restart replacements on the old pod's ENI, another address", where.sameEni, "pods");
+  figure("restart replacements on another ENI", where.otherEni, "pods");
 }
 
 if (process.env["SCALE_OUT"])

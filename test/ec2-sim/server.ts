@@ -80,7 +80,8 @@ export interface Ec2Sim {
   state: Ec2State;
   knobs: SimKnobs;
   /** Calls received, by action, and how they were answered. */
-  calls: { action: string; code: string }[];
+  /** Every call answered; a successful call on a filter's rules names the filter. */
+  calls: { action: string; code: string; filterId?: string }[];
   /** The data plane: send synthetic packets, copies go to loopback endpoints. */
   dataPlane: DataPlane;
   stop(): Promise<void>;
@@ -199,6 +200,19 @@ function port(p: Params, key: string): { fromPort: number; toPort: number } | un
   return r && typeof r === "object" && !Array.isArray(r)
     ? { fromPort: Number(str(r, "FromPort")), toPort: Number(str(r, "ToPort")) }
     : undefined;
+}
+
+/** A successful call's entry in the log, naming the filter a rule call changed. */
+function okCall(action: string, filterId: string | undefined): Ec2Sim["calls"][number] {
+  return filterId === undefined ? { action, code: "OK" } : { action, code: "OK", filterId };
+}
+
+/** The filter whose rules a call creates, rewrites or deletes (before it runs), for the call log. */
+function ruleCallFilter(state: Ec2State, action: string, p: Params): string | undefined {
+  if (action === "CreateTrafficMirrorFilterRule") return str(p, "TrafficMirrorFilterId");
+  if (action !== "ModifyTrafficMirrorFilterRule" && action !== "DeleteTrafficMirrorFilterRule")
+    return undefined;
+  return state.filterOfRule(str(p, "TrafficMirrorFilterRuleId") ?? "");
 }
 
 function handlers(state: Ec2State): Record<string, Handler> {
@@ -572,6 +586,7 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
     if (refusal) return answer(...refusal);
     const h = table[action]!;
     try {
+      const filterId = ruleCallFilter(state, action, p);
       const consistency = knobs.eventualConsistencyMs ?? 0;
       const visible = (id: string): boolean => now - (state.createdAt.get(id) ?? 0) >= consistency;
       const xml = okResponse(action, requestId, h(p, { now, visible }));
@@ -579,7 +594,7 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
       if (hangUp(true)) return;
       if (f?.afterApply)
         return answer(f.code ?? "InternalError", f.status ?? 500, "Injected fault after the change was made");
-      calls.push({ action, code: "OK" });
+      calls.push(okCall(action, filterId));
       send(200, xml);
     } catch (err) {
       if (err instanceof Ec2Error) return answer(err.code, err.status, err.message);

@@ -323,12 +323,23 @@ export class Ec2State {
     return { rule: next, filterId: f.trafficMirrorFilterId };
   }
 
-  #findRule(ruleId: string): { filter: MirrorFilter; list: FilterRule[]; rule: FilterRule } {
+  /** The id of the filter that holds a rule, if any. */
+  filterOfRule(ruleId: string): string | undefined {
+    return this.#lookUpRule(ruleId)?.filter.trafficMirrorFilterId;
+  }
+
+  #lookUpRule(ruleId: string): { filter: MirrorFilter; list: FilterRule[]; rule: FilterRule } | undefined {
     for (const filter of this.filters.values())
       for (const list of [filter.ingressRules, filter.egressRules]) {
         const rule = list.find((r) => r.trafficMirrorFilterRuleId === ruleId);
         if (rule) return { filter, list, rule };
       }
+    return undefined;
+  }
+
+  #findRule(ruleId: string): { filter: MirrorFilter; list: FilterRule[]; rule: FilterRule } {
+    const found = this.#lookUpRule(ruleId);
+    if (found) return found;
     throw new Ec2Error(
       "InvalidTrafficMirrorFilterRuleId.NotFound",
       `The traffic mirror filter rule ID '${ruleId}' does not exist.`,
