@@ -49,7 +49,10 @@ export class LeaderElector {
   readonly #o: Required<LeaderOptions>;
   #stopped = false;
   #leading = false;
-  /** A campaign attempt in flight: `stop` waits for it, or a lease it wins would never be released. */
+  /**
+   * A campaign attempt or renewal in flight: `stop` waits for it, or a lease it wins would never be
+   * released, and a renewal that lands after the release read the lease would refuse the release.
+   */
   #attempt: Promise<boolean> | undefined;
   #lostResolve!: () => void;
   /** Resolves when leadership, once held, is lost. */
@@ -95,21 +98,32 @@ export class LeaderElector {
     if (!this.#leading) return;
     this.#leading = false;
     if (!release) return;
-    try {
-      const lease = await this.#o.rest.get<Lease>(this.#path(), "reading the leader lease");
-      if (lease.spec.holderIdentity !== this.#o.identity) return;
-      lease.spec.holderIdentity = null;
-      lease.spec.leaseDurationSeconds = 1;
-      await this.#o.rest.request({
-        method: "PUT",
-        path: this.#path(),
-        body: lease,
-        what: "releasing the leader lease",
-      });
-      this.#o.log.info({ lease: this.#o.name }, "Released leadership");
-    } catch (err) {
-      this.#o.log.warn({ err }, "Releasing the lease failed; it will expire");
+    // A write that lands between the read and the release (409) is read again: a lease left held
+    // keeps the other replica waiting for a whole lease duration.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#release();
+        return;
+      } catch (err) {
+        if (isStatus(err, 409) && attempt < 3) continue;
+        this.#o.log.warn({ err }, "Releasing the lease failed; it will expire");
+        return;
+      }
     }
+  }
+
+  async #release(): Promise<void> {
+    const lease = await this.#o.rest.get<Lease>(this.#path(), "reading the leader lease");
+    if (lease.spec.holderIdentity !== this.#o.identity) return;
+    lease.spec.holderIdentity = null;
+    lease.spec.leaseDurationSeconds = 1;
+    await this.#o.rest.request({
+      method: "PUT",
+      path: this.#path(),
+      body: lease,
+      what: "releasing the leader lease",
+    });
+    this.#o.log.info({ lease: this.#o.name }, "Released leadership");
   }
 
   #path(collection = false): string {
@@ -122,7 +136,11 @@ export class LeaderElector {
     while (this.#leading && !this.#stopped) {
       await sleep(this.#o.renewMs);
       if (!this.#leading || this.#stopped) return;
-      if (await this.#tryAcquireOrRenew()) {
+      this.#attempt = this.#tryAcquireOrRenew();
+      const renewed = await this.#attempt;
+      this.#attempt = undefined;
+      if (this.#stopped) return;
+      if (renewed) {
         lastRenew = Date.now();
       } else if (Date.now() - lastRenew > this.#o.renewDeadlineMs) {
         this.#leading = false;

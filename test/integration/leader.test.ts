@@ -1,6 +1,6 @@
 // Leader election against the real apiserver: one leader among candidates, immediate hand-over on
-// release, takeover after a leader stops renewing as if it had crashed, and no lease kept by a
-// replica that won it while stopping.
+// release, takeover after a leader stops renewing as if it had crashed, no lease kept by a
+// replica that won it while stopping, and a release that a renewal in flight does not defeat.
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -85,6 +85,42 @@ describe("LeaderElector", () => {
     expect(c.leading).toBe(false);
     const lease = await rest.get<{ spec: { holderIdentity?: string | null } }>(
       `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/stopping`,
+      "reading lease",
+    );
+    expect(lease.spec.holderIdentity ?? null).toBeNull();
+  });
+
+  it("releases the lease when stopped while a renewal is in flight", async () => {
+    // The leader's renewal is on its way when the pod is told to stop: the release must not read
+    // the lease before the renewal lands and then write over it with an old resourceVersion (a
+    // 409 left the lease held, unrenewed, for a whole lease duration: the other replica waited).
+    let renewing: (() => void) | undefined;
+    class RacingRest extends KubeRest {
+      override async request<T>(req: Parameters<KubeRest["request"]>[0]): Promise<T> {
+        if (req.what === "renewing the leader lease" && renewing === undefined) {
+          // Let the test stop the elector now, then send the renewal a little later.
+          await new Promise<void>((r) => (renewing = r));
+          await new Promise((r) => setTimeout(r, 200));
+        } else if (req.what === "releasing the leader lease") await new Promise((r) => setTimeout(r, 400));
+        return super.request<T>(req);
+      }
+    }
+    const d = new LeaderElector({
+      rest: new RacingRest(kc),
+      namespace,
+      name: "renewing",
+      identity: "d",
+      log,
+      leaseDurationSeconds: 30,
+      renewMs: 100,
+    });
+    expect(await d.acquire()).toBe(true);
+    while (renewing === undefined) await new Promise((r) => setTimeout(r, 20));
+    const stopped = d.stop();
+    renewing();
+    await stopped;
+    const lease = await new KubeRest(kc).get<{ spec: { holderIdentity?: string | null } }>(
+      `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/renewing`,
       "reading lease",
     );
     expect(lease.spec.holderIdentity ?? null).toBeNull();
