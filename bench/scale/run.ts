@@ -619,6 +619,20 @@ function restartBreakdown(
   figure("restart replacements with the old pod's address", where.own, "pods");
   figure("restart replacements on the old pod's ENI, another address", where.sameEni, "pods");
   figure("restart replacements on another ENI", where.otherEni, "pods");
+  // What any operator must call when each pod event is applied as it comes (both directions
+  // mirrored, so each filter change is a rule per direction): nothing for a replacement on the old
+  // pod's own address; one rewrite per direction for one on the old pod's ENI (the held departure
+  // rewritten in place); on another ENI the arrival's filter and the departure's filter change
+  // apart, a rule per direction each. An address that falls inside a block the filter keeps
+  // costs less, so this is an estimate, not a proof. (The direct edit above goes from the first
+  // state to the last at once, past the states in between, which each pod's coverage needs.)
+  const online = 2 * where.sameEni + 4 * where.otherEni;
+  figure("restart calls a replacement needs applied as it comes (0, 2 or 4)", online, "calls");
+  figure(
+    "restart mutating calls / what replacements need applied as they come",
+    calls(from).mutating / online,
+    "×",
+  );
 }
 
 if (process.env["SCALE_OUT"])
