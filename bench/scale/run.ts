@@ -5,7 +5,8 @@
 // pods created during it), idle, a rolling restart. One line per figure, `name: value unit`.
 // Run: node bench/scale/run.ts [nodes=1000] [pods=30000] [policies=100] [namespaces=20]
 //        [restartPods=3000] [restartPerSecond=20] [idleSeconds=300] [convergeMaxSeconds=7200]
-// SCALE_OUT=file writes the figures and a 1 s series of the operator's RSS, CPU and calls as JSON.
+// SCALE_OUT=file writes the figures and a 1 s series of the operator's RSS, CPU and calls as JSON;
+// SCALE_KEEP=1 keeps the state directory with the operator's log, SCALE_LOG_LEVEL its level.
 import { spawn } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -332,7 +333,8 @@ const op = spawn(
       ports,
       extra: {
         TMO_POD_NAME: "operator-0",
-        TMO_LOG_LEVEL: "info",
+        // SCALE_LOG_LEVEL=debug adds each cycle's filter edits and held edits to the log.
+        TMO_LOG_LEVEL: process.env["SCALE_LOG_LEVEL"] ?? "info",
         // The heap limit the chart's defaults give the operator in its pod (30% of a 1 GiB limit;
         // outside a container Node would size it from the machine's memory).
         NODE_OPTIONS: `--max-old-space-size=${HEAP_MIB}`,

@@ -42,7 +42,7 @@ import { IncrementalPlanner } from "../plan/incremental.ts";
 import type { InventoryIndex } from "../plan/inventory-index.ts";
 import type { Plan, PolicyInput, TargetInput } from "../plan/types.ts";
 import { applyPlanDiff, type ApplyResult } from "./apply.ts";
-import { DepartureHold } from "./departures.ts";
+import { DepartureHold, type HeldDiff } from "./departures.ts";
 import { UnitOrder } from "./unit-order.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import type { ClusterSnapshot, Cycle } from "./runtime.ts";
@@ -277,6 +277,7 @@ export function makeReconcileCycle(d: ReconcileDeps): Cycle {
     // Edits that only let departed pods go wait a little for an arrival to share their calls.
     const hold = departures.split(plan, idx, snapshot.pods, Date.now());
     d.metrics.heldFilterEdits.set(hold.held.length);
+    logFilterEdits(log, hold);
     const changes = diffSize(hold.diff);
     // A session copies packets from the moment it is made: collectors learn its VNI first, so no
     // copy arrives unnamed. (Made sessions' ids are added once they exist, below.)
@@ -347,6 +348,15 @@ function recordPlan(m: OperatorMetrics, plan: Plan): void {
   m.planSize.set({ kind: "targets" }, plan.desired.targets.length);
   for (const [action, list] of Object.entries(plan.diff))
     m.planChanges.set({ action }, (list as unknown[]).length);
+}
+
+/** At debug level, which filters this cycle edits (and with how many rule calls) and which wait. */
+function logFilterEdits(log: Logger, hold: HeldDiff): void {
+  if (!log.isLevelEnabled("debug") || (hold.diff.editFilters.length === 0 && hold.held.length === 0)) return;
+  log.debug(
+    { edits: hold.diff.editFilters.map((e) => `${e.key} ${e.rules.length}`), held: hold.held },
+    "Filter edits",
+  );
 }
 
 function logApplied(log: Logger, changes: number, result: ApplyResult | undefined, dryRun: boolean): void {
