@@ -350,12 +350,16 @@ function recordPlan(m: OperatorMetrics, plan: Plan): void {
     m.planChanges.set({ action }, (list as unknown[]).length);
 }
 
-/** At debug level, which filters this cycle edits (and with how many rule calls) and which wait. */
+/**
+ * At debug level, which filter edits this cycle plans (with their rule calls) and which wait. An
+ * edit the cycle's time runs out before is planned again by the next cycle, so one edit can be
+ * listed in several cycles: count calls from `tmo_ec2_calls_total`, not from these lines.
+ */
 function logFilterEdits(log: Logger, hold: HeldDiff): void {
   if (!log.isLevelEnabled("debug") || (hold.diff.editFilters.length === 0 && hold.held.length === 0)) return;
   log.debug(
     { edits: hold.diff.editFilters.map((e) => `${e.key} ${e.rules.length}`), held: hold.held },
-    "Filter edits",
+    "Filter edits planned",
   );
 }
 
