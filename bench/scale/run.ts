@@ -505,10 +505,11 @@ figure(
 // to those after it, knowing the end from the start and making no step between: per filter, the
 // fewest rule edits between its rules then and now (ADR 12); one call per filter or session made
 // or removed, and a made filter's rules. A lower bound for any order of work.
-const direct = directCalls(ownedBefore, ownedState());
+const ownedAfter = ownedState();
+const direct = directCalls(ownedBefore, ownedAfter);
 figure("restart calls of the direct edit (before → after)", direct, "calls");
 figure("restart mutating calls / the direct edit", restart.mutating / direct, "×");
-restartBreakdown(restartFrom, ownedBefore, ownedState());
+restartBreakdown({ from: restartFrom, mutating: restart.mutating }, ownedBefore, ownedAfter);
 figure("restart Describe calls per pod event", restart.describe / (2 * victims.length), "calls");
 figure("restart RequestLimitExceeded", restart.throttled, "calls");
 figure(
@@ -560,7 +561,7 @@ function directCalls(a: ReturnType<typeof ownedState>, b: ReturnType<typeof owne
  * each replacement's address was (the old pod's own, another on the old pod's ENI, another ENI).
  */
 function restartBreakdown(
-  from: number,
+  { from, mutating }: { from: number; mutating: number },
   a: ReturnType<typeof ownedState>,
   b: ReturnType<typeof ownedState>,
 ): void {
@@ -630,11 +631,7 @@ function restartBreakdown(
   // state to the last at once, past the states in between, which each pod's coverage needs.)
   const online = 2 * where.sameEni + 4 * where.otherEni;
   figure("restart calls a replacement needs applied as it comes (0, 2 or 4)", online, "calls");
-  figure(
-    "restart mutating calls / what replacements need applied as they come",
-    calls(from).mutating / online,
-    "×",
-  );
+  figure("restart mutating calls / what replacements need applied as they come", mutating / online, "×");
 }
 
 if (process.env["SCALE_OUT"])

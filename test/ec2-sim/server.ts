@@ -188,7 +188,11 @@ function bucketOf(t: ThrottleKnobs, action: string, p: Params): [string, BucketC
   return [action, t.actions?.[action] ?? byCategory];
 }
 
-type Handler = (p: Params, ctx: { now: number; visible: (id: string) => boolean }) => XmlObject;
+/** What a handler is given: the time, what is visible yet, and where to say which filter's rules it changed. */
+type Handler = (
+  p: Params,
+  ctx: { now: number; visible: (id: string) => boolean; changed: { filterId?: string } },
+) => XmlObject;
 
 function fingerprint(p: Params): string {
   const { ClientToken: _t, DryRun: _d, Action: _a, Version: _v, ...rest } = p;
@@ -205,14 +209,6 @@ function port(p: Params, key: string): { fromPort: number; toPort: number } | un
 /** A successful call's entry in the log, naming the filter a rule call changed. */
 function okCall(action: string, filterId: string | undefined): Ec2Sim["calls"][number] {
   return filterId === undefined ? { action, code: "OK" } : { action, code: "OK", filterId };
-}
-
-/** The filter whose rules a call creates, rewrites or deletes (before it runs), for the call log. */
-function ruleCallFilter(state: Ec2State, action: string, p: Params): string | undefined {
-  if (action === "CreateTrafficMirrorFilterRule") return str(p, "TrafficMirrorFilterId");
-  if (action !== "ModifyTrafficMirrorFilterRule" && action !== "DeleteTrafficMirrorFilterRule")
-    return undefined;
-  return state.filterOfRule(str(p, "TrafficMirrorFilterRuleId") ?? "");
 }
 
 function handlers(state: Ec2State): Record<string, Handler> {
@@ -260,8 +256,9 @@ function handlers(state: Ec2State): Record<string, Handler> {
       state.deleteFilter(id);
       return { trafficMirrorFilterId: id };
     },
-    CreateTrafficMirrorFilterRule: (p) => {
+    CreateTrafficMirrorFilterRule: (p, { changed }) => {
       const filterId = str(p, "TrafficMirrorFilterId") ?? "";
+      changed.filterId = filterId;
       let created: FilterRule | undefined;
       const id = state.idempotent({
         action: "CreateTrafficMirrorFilterRule",
@@ -295,12 +292,12 @@ function handlers(state: Ec2State): Record<string, Handler> {
         );
       return { trafficMirrorFilterRule: ruleXml(rule, filterId), clientToken: token(p) };
     },
-    DeleteTrafficMirrorFilterRule: (p) => {
+    DeleteTrafficMirrorFilterRule: (p, { changed }) => {
       const id = str(p, "TrafficMirrorFilterRuleId") ?? "";
-      state.deleteFilterRule(id);
+      changed.filterId = state.deleteFilterRule(id);
       return { trafficMirrorFilterRuleId: id };
     },
-    ModifyTrafficMirrorFilterRule: (p) => {
+    ModifyTrafficMirrorFilterRule: (p, { changed }) => {
       const id = str(p, "TrafficMirrorFilterRuleId") ?? "";
       const { rule, filterId } = state.modifyFilterRule(
         id,
@@ -317,6 +314,7 @@ function handlers(state: Ec2State): Record<string, Handler> {
         },
         strings(p, "RemoveField"),
       );
+      changed.filterId = filterId;
       return { trafficMirrorFilterRule: ruleXml(rule, filterId) };
     },
     ModifyTrafficMirrorFilterNetworkServices: (p) => {
@@ -586,15 +584,15 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
     if (refusal) return answer(...refusal);
     const h = table[action]!;
     try {
-      const filterId = ruleCallFilter(state, action, p);
+      const changed: { filterId?: string } = {};
       const consistency = knobs.eventualConsistencyMs ?? 0;
       const visible = (id: string): boolean => now - (state.createdAt.get(id) ?? 0) >= consistency;
-      const xml = okResponse(action, requestId, h(p, { now, visible }));
+      const xml = okResponse(action, requestId, h(p, { now, visible, changed }));
       // A lost response: the change is made, the caller hears a server error.
       if (hangUp(true)) return;
       if (f?.afterApply)
         return answer(f.code ?? "InternalError", f.status ?? 500, "Injected fault after the change was made");
-      calls.push(okCall(action, filterId));
+      calls.push(okCall(action, changed.filterId));
       send(200, xml);
     } catch (err) {
       if (err instanceof Ec2Error) return answer(err.code, err.status, err.message);

@@ -323,36 +323,26 @@ export class Ec2State {
     return { rule: next, filterId: f.trafficMirrorFilterId };
   }
 
-  /** The id of the filter that holds a rule, if any. */
-  filterOfRule(ruleId: string): string | undefined {
-    return this.#lookUpRule(ruleId)?.filter.trafficMirrorFilterId;
-  }
-
-  #lookUpRule(ruleId: string): { filter: MirrorFilter; list: FilterRule[]; rule: FilterRule } | undefined {
+  #findRule(ruleId: string): { filter: MirrorFilter; list: FilterRule[]; rule: FilterRule } {
     for (const filter of this.filters.values())
       for (const list of [filter.ingressRules, filter.egressRules]) {
         const rule = list.find((r) => r.trafficMirrorFilterRuleId === ruleId);
         if (rule) return { filter, list, rule };
       }
-    return undefined;
-  }
-
-  #findRule(ruleId: string): { filter: MirrorFilter; list: FilterRule[]; rule: FilterRule } {
-    const found = this.#lookUpRule(ruleId);
-    if (found) return found;
     throw new Ec2Error(
       "InvalidTrafficMirrorFilterRuleId.NotFound",
       `The traffic mirror filter rule ID '${ruleId}' does not exist.`,
     );
   }
 
-  deleteFilterRule(ruleId: string): void {
+  /** Deletes a rule; the id of the filter that held it. */
+  deleteFilterRule(ruleId: string): string {
     for (const f of this.filters.values()) {
       for (const list of [f.ingressRules, f.egressRules]) {
         const i = list.findIndex((r) => r.trafficMirrorFilterRuleId === ruleId);
         if (i >= 0) {
           list.splice(i, 1);
-          return;
+          return f.trafficMirrorFilterId;
         }
       }
     }
