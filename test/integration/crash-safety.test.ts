@@ -17,6 +17,7 @@ import {
   createNamespaces,
   createPolicy,
   deleteNodes,
+  onlyFrom,
   operatorEnv,
 } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
@@ -95,7 +96,10 @@ describe("crash safety", () => {
       prefix: "crash",
     });
     await createNamespaces(rest, ["crash-system", "crash-apps"]);
-    await createCollectorTarget(rest, "crash-collector", { allowNodeSources: true });
+    await createCollectorTarget(rest, "crash-collector", {
+      allowNodeSources: true,
+      ...onlyFrom("crash-apps"),
+    });
     // Whole-node mirroring of 150 workers: two ENIs each, 300 sessions.
     await createPolicy(rest, {
       namespace: "crash-apps",

@@ -20,6 +20,7 @@ import {
   createNamespaces,
   createPolicy,
   deleteNodes,
+  onlyFrom,
   until,
 } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
@@ -162,7 +163,7 @@ describe("a long converge", () => {
       prefix: "converge",
     });
     await createNamespaces(rest, ["converge-system", NS]);
-    await createCollectorTarget(rest, "converge-collector");
+    await createCollectorTarget(rest, "converge-collector", onlyFrom(NS));
     for (let i = 0; i < WORKERS; i++) await createPod(FIRST + COLLECTORS.length + i, `pod-${i}`);
     for (let i = 0; i < WORKERS; i++) await podIp(`pod-${i}`);
     ({ runtime } = await startTestOperator({

@@ -13,6 +13,7 @@ import {
   createNamespaces,
   createPolicy,
   deleteNodes,
+  onlyFrom,
   until,
 } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
@@ -35,7 +36,7 @@ describe("dry-run", () => {
     );
     await createEksNodes(rest, { first: FIRST, count: 3, collectors: [FIRST], pool: "dry", prefix: "dry" });
     await createNamespaces(rest, ["dry-system", "dry"]);
-    await createCollectorTarget(rest, "dry-collector", { allowNodeSources: true });
+    await createCollectorTarget(rest, "dry-collector", { allowNodeSources: true, ...onlyFrom("dry") });
     ({ runtime } = await startTestOperator({
       kc,
       rest,

@@ -16,6 +16,7 @@ import {
   createNamespaces,
   createPolicy,
   deleteNodes,
+  onlyFrom,
 } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
 import { startTestOperator } from "../fixtures/operator.ts";
@@ -48,7 +49,10 @@ describe("operator under throttling, server errors and eventual consistency", ()
       prefix: "faults",
     });
     await createNamespaces(rest, ["faults-system", "faults-apps"]);
-    await createCollectorTarget(rest, "faults-collector", { allowNodeSources: true });
+    await createCollectorTarget(rest, "faults-collector", {
+      allowNodeSources: true,
+      ...onlyFrom("faults-apps"),
+    });
     ({ runtime } = await startTestOperator({
       kc,
       rest,

@@ -13,6 +13,7 @@ import {
   createNamespaces,
   createPolicy,
   deleteNodes,
+  onlyFrom,
   operatorEnv,
 } from "../fixtures/scenario.ts";
 import { makeWorld } from "../fixtures/world.ts";
@@ -40,7 +41,10 @@ describe("plan command", () => {
       prefix: "plancmd",
     });
     await createNamespaces(rest, ["plancmd"]);
-    await createCollectorTarget(rest, "plancmd-collector", { allowNodeSources: true });
+    await createCollectorTarget(rest, "plancmd-collector", {
+      allowNodeSources: true,
+      ...onlyFrom("plancmd"),
+    });
     await createPolicy(rest, {
       namespace: "plancmd",
       name: "nodes",
