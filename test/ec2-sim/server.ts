@@ -81,7 +81,7 @@ export interface Ec2Sim {
   knobs: SimKnobs;
   /** Calls received, by action, and how they were answered. */
   /** Every call answered; a successful call on a filter's rules names the filter. */
-  calls: { action: string; code: string; filterId?: string }[];
+  calls: { action: string; code: string; filterId?: string; at?: number }[];
   /** The data plane: send synthetic packets, copies go to loopback endpoints. */
   dataPlane: DataPlane;
   stop(): Promise<void>;
@@ -207,8 +207,8 @@ function port(p: Params, key: string): { fromPort: number; toPort: number } | un
 }
 
 /** A successful call's entry in the log, naming the filter a rule call changed. */
-function okCall(action: string, filterId: string | undefined): Ec2Sim["calls"][number] {
-  return filterId === undefined ? { action, code: "OK" } : { action, code: "OK", filterId };
+function okCall(action: string, filterId: string | undefined, at: number): Ec2Sim["calls"][number] {
+  return filterId === undefined ? { action, code: "OK", at } : { action, code: "OK", filterId, at };
 }
 
 function handlers(state: Ec2State): Record<string, Handler> {
@@ -592,7 +592,7 @@ export async function startEc2Sim(opts: { port?: number; knobs?: SimKnobs } = {}
       if (hangUp(true)) return;
       if (f?.afterApply)
         return answer(f.code ?? "InternalError", f.status ?? 500, "Injected fault after the change was made");
-      calls.push(okCall(action, changed.filterId));
+      calls.push(okCall(action, changed.filterId, Date.now()));
       send(200, xml);
     } catch (err) {
       if (err instanceof Ec2Error) return answer(err.code, err.status, err.message);
