@@ -96,6 +96,17 @@ function ipv6Request(g: Group, idx: InventoryIndex): FilterRequest["ipv6"] {
   return { selected, unselected: unselectedRanges6(held, selected) };
 }
 
+/** The local blocks of the rules of the group's filter in EC2 now (none when it has none). */
+function currentLocals(g: Group, idx: InventoryIndex): Set<string> {
+  const f = findOwned(idx.ownedOn(g.eni.networkInterfaceId).filters, g.hash);
+  const out = new Set<string>();
+  if (f) {
+    for (const r of f.ingressRules) out.add(r.destinationCidrBlock);
+    for (const r of f.egressRules) out.add(r.sourceCidrBlock);
+  }
+  return out;
+}
+
 /** Filter rules for a group, dropping its lowest-priority pods until the rules fit. */
 function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRule[] | undefined {
   sortMembers(g);
@@ -112,6 +123,7 @@ function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRul
     };
     const v6 = ipv6Request(g, idx);
     if (v6) req.ipv6 = v6;
+    if (!g.eniWide) req.current = () => currentLocals(g, idx);
     const rules = buildFilterRules(req);
     if (rules) return rules;
     dropped.push(g.members.pop()!);

@@ -53,6 +53,11 @@ export interface FilterRequest {
    * held ranges. `selected` and `unselected` above are then the IPv4 side, possibly empty.
    */
   ipv6?: { selected: readonly bigint[]; unselected: readonly Range6[] };
+  /**
+   * The local blocks (CIDR text) of the filter's rules in EC2 now, when it exists: an ordered
+   * table's entry is widened to one of them where that decides the same held addresses (ADR 26).
+   */
+  current?: () => ReadonlySet<string>;
 }
 
 function port(r: { from: number; to: number } | undefined): PortRange | undefined {
@@ -67,9 +72,12 @@ interface Unnumbered {
   /** The family of every rule's addresses. */
   fam: Family;
   rules: DesiredRule[];
+  /** A tier (≥ 1: `tier × 1000 + 1` on) or, below zero, a nested slot (`nestedTier`). */
   tiers: number[];
   /** `hash53` of each rule's canonical text with rule number 0. */
   hashes: number[];
+  /** Tiers by nesting height, where a nested slot is too narrow for the rules it has to hold. */
+  fallback?: number[];
 }
 
 /**
@@ -199,10 +207,7 @@ function oneRule(
  * and the filter is updated with one or two calls instead of being rebuilt.
  */
 function number(u: Unnumbered): DesiredRule[] {
-  u.rules.forEach((r, i) => {
-    r.ruleNumber = freeNumber(u.rules, r.direction, u.tiers[i]!, u.hashes[i]!);
-  });
-  return u.rules;
+  return numberAfter(u, []);
 }
 
 function acceptForm(locals: readonly string[], userRules: readonly PolicyFilterRule[], fam = V4): Unnumbered {
@@ -248,7 +253,7 @@ function buildDualRules(
   if (req.selected.length === 0 && v6.selected.length === 0) return undefined;
   const four = req.selected.length > 0 ? buildIpv4Rules(req) : [];
   if (four === undefined || v6.selected.length === 0) return four;
-  const six = ipv6Rules(v6, req.userRules, MAX_RULES_PER_FILTER - four.length);
+  const six = ipv6Rules(v6, req.userRules, MAX_RULES_PER_FILTER - four.length, req.current);
   return six && numberAfter(six, four);
 }
 
@@ -261,6 +266,7 @@ function ipv6Rules(
   v6: NonNullable<FilterRequest["ipv6"]>,
   userRules: readonly PolicyFilterRule[],
   max: number,
+  current: FilterRequest["current"],
 ): Unnumbered | undefined {
   const windows = windowsOf(v6.selected, v6.unselected);
   const locals: string[] = [];
@@ -272,7 +278,7 @@ function ipv6Rules(
   const fewer =
     only &&
     locals.length > 1 &&
-    tableRules(spaceOf(only), userRules, { below: best?.rules.length ?? max + 1, max, fam: V6 });
+    tableRules(spaceOf(only), userRules, { below: best?.rules.length ?? max + 1, max, fam: V6, current });
   return fewer || best;
 }
 
@@ -288,11 +294,13 @@ function spaceOf(w: Window): Space {
 
 /** Numbers `u`'s rules past those of `before` (of the other family), and joins them. */
 function numberAfter(u: Unnumbered, before: readonly DesiredRule[]): DesiredRule[] {
-  const all = [...before, ...u.rules];
-  u.rules.forEach((r, i) => {
-    r.ruleNumber = freeNumber(all, r.direction, u.tiers[i]!, u.hashes[i]!);
-  });
-  return all;
+  const all = before.length > 0 ? [...before, ...u.rules] : u.rules;
+  for (const tiers of u.fallback ? [u.tiers, u.fallback] : [u.tiers]) {
+    for (const r of u.rules) r.ruleNumber = 0;
+    if (u.rules.every((r, i) => (r.ruleNumber = freeNumber(all, r.direction, tiers[i]!, u.hashes[i]!)) > 0))
+      return all;
+  }
+  throw new Error("no free rule number"); // unreachable: the height tiers always have room
 }
 
 /** `buildFilterRules` on an ENI that holds only IPv4 addresses. */
@@ -332,10 +340,13 @@ function buildIpv4Rules(req: FilterRequest): DesiredRule[] | undefined {
  * none of the rules match falls through to enclosing entries, which reject it or repeat the same
  * rules. A direction with more rules makes accept entries dearer, so it may get its own table.
  *
- * Numbers keep that order and stay put otherwise: an entry's height (0 for an entry holding no
- * other, else one more than the highest it holds) and the rule's place among the policy's rules
- * give its tier, `height × rules + place`; entries of one height are disjoint. Within ten rules a
- * tier is at most 30, so numbers stay below AWS's 32766.
+ * Numbers keep that order and stay put otherwise (ADR 26): an outermost entry's rules take the
+ * accept list's tiers (their place among the policy's rules), and an entry held by d others takes
+ * the numbers below 1001 kept for depth d (`nestedTier`), so an entry added inside a block or taken
+ * out of it renumbers no other entry. Where a depth's slot is too narrow (seven deep, or a slot
+ * full), the table falls back to tiers by height, `height × rules + place` (0 for an entry holding
+ * no other, else one more than the highest it holds; entries of one height are disjoint; within
+ * ten rules a tier is at most 30, so numbers stay below AWS's 32766).
  */
 function tableForm(
   selected: readonly number[],
@@ -343,7 +354,12 @@ function tableForm(
   below: number,
 ): DesiredRule[] | undefined {
   const space: Space = { selected, unselected: req.unselected, width: 32, format: formatBlock };
-  const u = tableRules(space, req.userRules, { below, max: MAX_RULES_PER_FILTER, fam: V4 });
+  const u = tableRules(space, req.userRules, {
+    below,
+    max: MAX_RULES_PER_FILTER,
+    fam: V4,
+    current: req.current,
+  });
   return u && number(u);
 }
 
@@ -359,7 +375,7 @@ interface Space {
 function tableRules(
   space: Space,
   userRules: readonly PolicyFilterRule[],
-  o: { below: number; max: number; fam: Family },
+  o: { below: number; max: number; fam: Family; current: FilterRequest["current"] },
 ): Unnumbered | undefined {
   const { selected, unselected, width } = space;
   const fam = o.fam;
@@ -388,6 +404,7 @@ function tableRules(
     let table = byWeight.get(weight);
     if (!table) {
       table = minimalPrefixTable(selected, unselected, weight, width);
+      if (o.current) table = { cost: table.cost, entries: widenToCurrent(table.entries, space, o.current()) };
       byWeight.set(weight, table);
     }
     cost += table.cost;
@@ -395,31 +412,122 @@ function tableRules(
     tables.push({ direction, table });
   }
   const out: Unnumbered = { fam, rules: [], tiers: [], hashes: [] };
+  const byHeight: number[] = [];
+  let narrow = false;
   for (const { direction, table } of tables) {
-    for (const { entry, height } of byNesting(table.entries, width)) {
+    for (const { entry, height, depth } of byNesting(table.entries, width)) {
       const local = space.format(entry.block);
-      const base = height * rules.length;
-      if (!entry.accept) expandOne(REJECT_ALL, { direction, local, tier: base + 1 }, out);
-      else
+      const place = (i: number): void => {
+        const tier = depth === 0 ? i : nestedTier(depth, i);
+        if (tier === undefined) narrow = true;
+        out.tiers[out.rules.length - 1] = tier ?? 0;
+        byHeight.push(height * rules.length + i);
+      };
+      if (!entry.accept) {
+        expandOne(REJECT_ALL, { direction, local, tier: 0 }, out);
+        place(1);
+      } else
         rules.forEach((r, i) => {
-          if (appliesTo(r, direction) && inFamily(r, fam))
-            expandOne(r, { direction, local, tier: base + i + 1 }, out);
+          if (!appliesTo(r, direction) || !inFamily(r, fam)) return;
+          expandOne(r, { direction, local, tier: 0 }, out);
+          place(i + 1);
         });
     }
   }
+  if (narrow) out.tiers = byHeight;
+  else out.fallback = byHeight;
   return out;
 }
 
-/** A table's entries with their nesting heights, innermost first (the order they are tried in). */
-function byNesting(entries: readonly PrefixEntry[], width: number): { entry: PrefixEntry; height: number }[] {
+/**
+ * The slot of a rule of an entry nested `depth` ≥ 1 entries deep, at `place` among the policy's
+ * rules, encoded below zero for `freeNumber`; undefined when its slot would be empty. Outermost
+ * entries keep the tiers of the accept list (their place, numbers from 1001 on), and nested ones
+ * take the numbers below: depth 1 gets 501–1000, depth 2 251–500, and so on, each split evenly
+ * among ten places. So an entry's numbers depend on its block, its depth and its place, not on what
+ * it holds: a departure inside an accepted block adds a reject entry and renumbers nothing.
+ */
+function nestedTier(depth: number, place: number): number | undefined {
+  return place <= 10 && nestedSlot(depth * 16 + place).width > 0 ? -(depth * 16 + place) : undefined;
+}
+
+function nestedSlot(code: number): { base: number; width: number } {
+  const depth = Math.floor(code / 16);
+  const place = code % 16;
+  const lo = Math.floor(1000 / 2 ** depth) + 1;
+  const hi = Math.floor(1000 / 2 ** (depth - 1));
+  const width = Math.floor((hi - lo + 1) / 10);
+  return { base: lo + (place - 1) * width, width };
+}
+
+/**
+ * `entries` with each moved to the largest block of the filter's current rules (`current`, CIDR
+ * text) that holds it and adds no held address and no other entry: the entry decides the same
+ * held addresses, nothing nests differently, and the rules already in EC2 stay as they are. The
+ * minimal table puts each entry on the smallest block around what it decides, where an accept
+ * list (`cover`) takes the largest; without this, a departure inside an accepted block would
+ * move the block's rules to a smaller block besides adding the reject (ADR 26).
+ */
+function widenToCurrent(
+  entries: readonly PrefixEntry[],
+  space: Space,
+  current: ReadonlySet<string>,
+): PrefixEntry[] {
+  if (current.size === 0) return [...entries];
+  const { width } = space;
+  const held = (lo: number, hi: number): boolean => {
+    const sel = space.selected;
+    let a = 0;
+    let b = sel.length;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      if (sel[m]! < lo) a = m + 1;
+      else b = m;
+    }
+    if (a < sel.length && sel[a]! <= hi) return true;
+    return space.unselected.some(([s, e]) => s <= hi && e >= lo);
+  };
+  return entries.map((entry) => {
+    let block = entry.block;
+    let best = block;
+    while (block.len > 0) {
+      const half = 2 ** (width - block.len);
+      const parent = { base: block.base - (block.base % (2 * half)), len: block.len - 1 };
+      const sibling = parent.base === block.base ? block.base + half : parent.base;
+      if (held(sibling, sibling + half - 1)) break;
+      const other = entries.some(
+        (e) =>
+          e !== entry &&
+          e.block.len >= parent.len &&
+          contains(parent, e.block.base, width) &&
+          !(e.block.len >= block.len && contains(block, e.block.base, width)),
+      );
+      if (other) break;
+      block = parent;
+      if (current.has(space.format(block))) best = block;
+    }
+    return best === entry.block ? entry : { block: best, accept: entry.accept };
+  });
+}
+
+/**
+ * A table's entries with their nesting heights (0 for one holding no other entry) and depths (how
+ * many entries hold it), innermost first (the order they are tried in).
+ */
+function byNesting(
+  entries: readonly PrefixEntry[],
+  width: number,
+): { entry: PrefixEntry; height: number; depth: number }[] {
   const inner = [...entries].sort((a, b) => b.block.len - a.block.len || a.block.base - b.block.base);
-  const out: { entry: PrefixEntry; height: number }[] = [];
+  const out: { entry: PrefixEntry; height: number; depth: number }[] = [];
   for (const entry of inner) {
     let height = 0;
     for (const o of out)
-      if (o.entry.block.len > entry.block.len && contains(entry.block, o.entry.block.base, width))
+      if (o.entry.block.len > entry.block.len && contains(entry.block, o.entry.block.base, width)) {
         height = Math.max(height, o.height + 1);
-    out.push({ entry, height });
+        o.depth++;
+      }
+    out.push({ entry, height, depth: 0 });
   }
   return out.sort((a, b) => a.height - b.height || a.entry.block.base - b.entry.block.base);
 }
@@ -466,11 +574,12 @@ function freeNumber(
   tier: number,
   hash: number,
 ): number {
-  const base = tier * 1000 + 1;
-  let offset = hash % 997;
-  while (numbered.some((r) => r.direction === direction && r.ruleNumber === base + offset))
-    offset = (offset + 1) % 997;
-  return base + offset;
+  const { base, width } = tier > 0 ? { base: tier * 1000 + 1, width: 997 } : nestedSlot(-tier);
+  let offset = hash % width;
+  for (let tries = 0; tries < width; tries++, offset = (offset + 1) % width)
+    if (!numbered.some((r) => r.direction === direction && r.ruleNumber === base + offset))
+      return base + offset;
+  return 0;
 }
 
 function range(s: number, e: number): number[] {
