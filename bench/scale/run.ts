@@ -7,6 +7,7 @@
 //        [restartPods=3000] [restartPerSecond=20] [idleSeconds=300] [convergeMaxSeconds=7200]
 // SCALE_OUT=file writes the figures and a 1 s series of the operator's RSS, CPU and calls as JSON;
 // SCALE_KEEP=1 keeps the state directory with the operator's log, SCALE_LOG_LEVEL its level.
+// SCALE_TRACE=file writes the restart's pod events and calls, with times, for offline analysis.
 import { spawn } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -441,6 +442,8 @@ figure("idle operator heap used max", Math.max(...idleHeap), "MiB");
 // ---- 3. a rolling restart: each pod's replacement created on its node, then the pod deleted
 const restartFrom = sim.calls.length;
 const ownedBefore = ownedState();
+const filterEniBefore: Record<string, string> = {};
+for (const x of sim.state.sessions.values()) filterEniBefore[x.trafficMirrorFilterId] = x.networkInterfaceId;
 const restartCpu0 = procStat(pid).cpuS;
 const plan0 = await planSeconds().catch(() => new Map());
 const victims = initial.filter((_, k) => k % Math.max(1, Math.floor(PODS / RESTART)) === 0).slice(0, RESTART);
@@ -532,14 +535,36 @@ figure("planning per full plan", full && full.count > 0 ? (full.sum / full.count
 
 clearInterval(sampler);
 /** Copies of the owned filters (by id) and session ids, as the emulator holds them now. */
-function ownedState(): { filters: Map<string, MirrorFilter>; sessions: Set<string> } {
+function ownedState(): {
+  filters: Map<string, MirrorFilter>;
+  sessions: Set<string>;
+  filtersOn: Map<string, string[]>;
+} {
   const filters = new Map<string, MirrorFilter>();
   for (const f of sim.state.filters.values())
     if (isOwnedBy(f.tags, CLUSTER)) filters.set(f.trafficMirrorFilterId, structuredClone(f));
   const sessions = new Set<string>();
-  for (const x of sim.state.sessions.values())
-    if (isOwnedBy(x.tags, CLUSTER)) sessions.add(x.trafficMirrorSessionId);
-  return { filters, sessions };
+  const filtersOn = new Map<string, string[]>(); // ENI → the filters of its owned sessions
+  for (const x of sim.state.sessions.values()) {
+    if (!isOwnedBy(x.tags, CLUSTER)) continue;
+    sessions.add(x.trafficMirrorSessionId);
+    filtersOn.set(x.networkInterfaceId, [
+      ...(filtersOn.get(x.networkInterfaceId) ?? []),
+      x.trafficMirrorFilterId,
+    ]);
+  }
+  return { filters, sessions, filtersOn };
+}
+
+/** How many of the owned sessions on the ENI holding `ip` mirror it inbound (first match, in order). */
+function sessionsMirroring(state: ReturnType<typeof ownedState>, ip: string): number {
+  const a = parseIp(ip)!;
+  return (state.filtersOn.get(heldBy.get(a) ?? "") ?? []).filter((id) => {
+    const rules = [...(state.filters.get(id)?.ingressRules ?? [])].sort(
+      (x, y) => x.ruleNumber - y.ruleNumber,
+    );
+    return rules.find((r) => contains(parseCidr(r.destinationCidrBlock)!, a))?.action === "accept";
+  }).length;
 }
 
 function directCalls(a: ReturnType<typeof ownedState>, b: ReturnType<typeof ownedState>): number {
@@ -607,12 +632,29 @@ function restartBreakdown(
   figure("restart filters removed", gone.filters, `(${gone.calls} rule calls on them first)`);
   const eniOf = (ip: string): string | undefined => heldBy.get(parseIp(ip)!);
   const where = { own: 0, sameEni: 0, otherEni: 0 };
+  // What any operator must call when each pod event is applied as it comes (both directions
+  // mirrored, so each filter change is a rule per direction), per filter the pod is in (a pod two
+  // policies select is in two sessions' filters): nothing for a replacement on the old pod's own
+  // address; one rewrite per direction for one on the old pod's ENI (the held departure rewritten
+  // in place); on another ENI the arrival's filter and the departure's filter change apart, a rule
+  // per direction each. An address that falls inside a block the filter keeps costs less, so this
+  // is an estimate, not a proof. (The direct edit above goes from the first state to the last at
+  // once, past the states in between, which each pod's coverage needs.)
+  let online = 0;
+  let twice = 0;
   victims.forEach((v, k) => {
     const r = fresh[k]!;
     if (!v.ip || !r.ip) return;
+    const [was, now] = [sessionsMirroring(a, v.ip), sessionsMirroring(b, r.ip)];
+    if (Math.max(was, now) > 1) twice++;
     if (v.ip === r.ip) where.own++;
-    else if (eniOf(v.ip) === eniOf(r.ip)) where.sameEni++;
-    else where.otherEni++;
+    else if (eniOf(v.ip) === eniOf(r.ip)) {
+      where.sameEni++;
+      online += 2 * Math.max(was, now);
+    } else {
+      where.otherEni++;
+      online += 2 * was + 2 * now;
+    }
   });
   // The old pod is deleted as its replacement is created: a held departure (ADR 23) meets the
   // arrival only if the replacement runs within the grace.
@@ -622,18 +664,36 @@ function restartBreakdown(
   figure("restart replacements with the old pod's address", where.own, "pods");
   figure("restart replacements on the old pod's ENI, another address", where.sameEni, "pods");
   figure("restart replacements on another ENI", where.otherEni, "pods");
-  // What any operator must call when each pod event is applied as it comes (both directions
-  // mirrored, so each filter change is a rule per direction): nothing for a replacement on the old
-  // pod's own address; one rewrite per direction for one on the old pod's ENI (the held departure
-  // rewritten in place); on another ENI the arrival's filter and the departure's filter change
-  // apart, a rule per direction each. An address that falls inside a block the filter keeps
-  // costs less, so this is an estimate, not a proof. (The direct edit above goes from the first
-  // state to the last at once, past the states in between, which each pod's coverage needs.)
-  const online = 2 * where.sameEni + 4 * where.otherEni;
-  figure("restart calls a replacement needs applied as it comes (0, 2 or 4)", online, "calls");
+  figure("restart replacements in more than one session's filter", twice, "pods");
+  figure("restart calls a replacement needs applied as it comes (0, 2 or 4 a filter)", online, "calls");
   figure("restart mutating calls / what replacements need applied as they come", mutating / online, "×");
 }
 
+// SCALE_TRACE=<file> writes the restart's pod events and successful calls (with times), and the
+// ENI of each filter, for taking the restart apart offline.
+if (process.env["SCALE_TRACE"]) {
+  const eniOfFilter: Record<string, string> = { ...filterEniBefore };
+  for (const x of sim.state.sessions.values()) eniOfFilter[x.trafficMirrorFilterId] = x.networkInterfaceId;
+  const pod = (p: PodRec, deletedAt?: number) => ({
+    ...p,
+    eni: p.ip ? heldBy.get(parseIp(p.ip)!) : undefined,
+    deletedAt,
+  });
+  const rulesBy = (s: ReturnType<typeof ownedState>) =>
+    Object.fromEntries([...s.filters].map(([id, f]) => [id, [...f.ingressRules, ...f.egressRules]]));
+  writeFileSync(
+    process.env["SCALE_TRACE"],
+    JSON.stringify({
+      t0,
+      calls: sim.calls.slice(restartFrom).filter((c) => c.code === "OK"),
+      victims: victims.map((v, k) => pod(v, t0 + (k * 1000) / RESTART_RATE)),
+      fresh: fresh.map((p) => pod(p)),
+      eniOfFilter,
+      before: rulesBy(ownedBefore),
+      after: rulesBy(ownedState()),
+    }),
+  );
+}
 if (process.env["SCALE_OUT"])
   writeFileSync(process.env["SCALE_OUT"], JSON.stringify({ figures, series }, null, 1));
 op.kill("SIGTERM");
