@@ -31,8 +31,15 @@ function ruleCount(p: DumpedPlan): number {
   return p.desired.filters.reduce((n, f) => n + f.rules.length, 0);
 }
 
-/** Why a changed plan with the same FilterTooLarge count is not just "fewer rules", or undefined. */
-function notFewerRules(before: DumpedPlan, after: DumpedPlan): string | undefined {
+/**
+ * Why a changed plan is not the old one with the same sessions and reports and each filter's
+ * change passing `filterOk` (which says why not), or undefined.
+ */
+function notSamePlanBut(
+  before: DumpedPlan,
+  after: DumpedPlan,
+  filterOk: (o: unknown[], f: unknown[]) => string | undefined,
+): string | undefined {
   if (JSON.stringify(before.desired.sessions) !== JSON.stringify(after.desired.sessions))
     return "sessions differ";
   if (JSON.stringify(before.policies) !== JSON.stringify(after.policies)) return "reports differ";
@@ -41,10 +48,19 @@ function notFewerRules(before: DumpedPlan, after: DumpedPlan): string | undefine
   for (const f of after.desired.filters) {
     const o = old.get(f.key);
     if (!o) return `filter ${f.key} is new`;
-    if (JSON.stringify(o.rules) !== JSON.stringify(f.rules) && f.rules.length >= o.rules.length)
-      return `filter ${f.key} changed without fewer rules (${o.rules.length} → ${f.rules.length})`;
+    const why = filterOk(o.rules, f.rules);
+    if (why) return `filter ${f.key} ${why}`;
   }
   return undefined;
+}
+
+/** Why a changed plan with the same FilterTooLarge count is not just "fewer rules", or undefined. */
+function notFewerRules(before: DumpedPlan, after: DumpedPlan): string | undefined {
+  return notSamePlanBut(before, after, (o, f) =>
+    JSON.stringify(o) !== JSON.stringify(f) && f.length >= o.length
+      ? `changed without fewer rules (${o.length} → ${f.length})`
+      : undefined,
+  );
 }
 
 interface Rule {
@@ -83,18 +99,7 @@ function notRenumbered(before: Rule[], after: Rule[]): string | undefined {
 
 /** Why a changed plan is not the old one with filter rules renumbered, or undefined. */
 function notRenumberedPlan(before: DumpedPlan, after: DumpedPlan): string | undefined {
-  if (JSON.stringify(before.desired.sessions) !== JSON.stringify(after.desired.sessions))
-    return "sessions differ";
-  if (JSON.stringify(before.policies) !== JSON.stringify(after.policies)) return "reports differ";
-  const old = new Map(before.desired.filters.map((f) => [f.key, f]));
-  if (old.size !== after.desired.filters.length) return "other filters";
-  for (const f of after.desired.filters) {
-    const o = old.get(f.key);
-    if (!o) return `filter ${f.key} is new`;
-    const why = notRenumbered(o.rules as Rule[], f.rules as Rule[]);
-    if (why) return `filter ${f.key}: ${why}`;
-  }
-  return undefined;
+  return notSamePlanBut(before, after, (o, f) => notRenumbered(o as Rule[], f as Rule[]));
 }
 
 const [oldDir, newDir] = process.argv.slice(2);
