@@ -7,7 +7,7 @@
 //        [restartPods=3000] [restartPerSecond=20] [idleSeconds=300] [convergeMaxSeconds=7200]
 // SCALE_OUT=file writes the figures and a 1 s series of the operator's RSS, CPU and calls as JSON;
 // SCALE_KEEP=1 keeps the state directory with the operator's log, SCALE_LOG_LEVEL its level.
-// SCALE_TRACE=file writes the restart's pod events and calls, with times, for offline analysis.
+// SCALE_TRACE=file writes the restart's pod events and calls, with times: `bench/scale/trace.ts` reads it.
 import { spawn } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
