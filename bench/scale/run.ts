@@ -21,6 +21,7 @@ import { rulesOf } from "../../src/plan/diff.ts";
 import { planRuleEdits } from "../../src/plan/rule-edits.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { contains, parseCidr, parseIp, type Block } from "../../src/plan/ipv4.ts";
+import { mirrorsInboundTo } from "../../test/ec2-sim/dataplane.ts";
 import { seed, startEc2Sim } from "../../test/ec2-sim/server.ts";
 import { freePorts, REPO_ROOT, startControlPlane } from "../../test/harness/controlplane.ts";
 import { installCrds } from "../../test/harness/crds.ts";
@@ -442,8 +443,6 @@ figure("idle operator heap used max", Math.max(...idleHeap), "MiB");
 // ---- 3. a rolling restart: each pod's replacement created on its node, then the pod deleted
 const restartFrom = sim.calls.length;
 const ownedBefore = ownedState();
-const filterEniBefore: Record<string, string> = {};
-for (const x of sim.state.sessions.values()) filterEniBefore[x.trafficMirrorFilterId] = x.networkInterfaceId;
 const restartCpu0 = procStat(pid).cpuS;
 const plan0 = await planSeconds().catch(() => new Map());
 const victims = initial.filter((_, k) => k % Math.max(1, Math.floor(PODS / RESTART)) === 0).slice(0, RESTART);
@@ -545,22 +544,19 @@ function ownedState(): {
   for (const x of sim.state.sessions.values()) {
     if (!isOwnedBy(x.tags, CLUSTER)) continue;
     sessions.add(x.trafficMirrorSessionId);
-    filtersOn.set(x.networkInterfaceId, [
-      ...(filtersOn.get(x.networkInterfaceId) ?? []),
-      x.trafficMirrorFilterId,
-    ]);
+    const on = filtersOn.get(x.networkInterfaceId) ?? [];
+    on.push(x.trafficMirrorFilterId);
+    filtersOn.set(x.networkInterfaceId, on);
   }
   return { filters, sessions, filtersOn };
 }
 
-/** How many of the owned sessions on the ENI holding `ip` mirror it inbound (first match, in order). */
+/** How many of the owned sessions on the ENI holding `ip` mirror its inbound traffic. */
 function sessionsMirroring(state: ReturnType<typeof ownedState>, ip: string): number {
-  const a = parseIp(ip)!;
-  return (state.filtersOn.get(heldBy.get(a) ?? "") ?? []).filter((id) => {
-    const rules = [...(state.filters.get(id)?.ingressRules ?? [])].sort(
-      (x, y) => x.ruleNumber - y.ruleNumber,
-    );
-    return rules.find((r) => contains(parseCidr(r.destinationCidrBlock)!, a))?.action === "accept";
+  const on = state.filtersOn.get(heldBy.get(parseIp(ip)!) ?? "") ?? [];
+  return on.filter((id) => {
+    const f = state.filters.get(id);
+    return f !== undefined && mirrorsInboundTo(f, ip);
   }).length;
 }
 
@@ -669,8 +665,9 @@ function restartBreakdown(
 // SCALE_TRACE=<file> writes the restart's pod events and successful calls (with times), and the
 // ENI of each filter, for taking the restart apart offline.
 if (process.env["SCALE_TRACE"]) {
-  const eniOfFilter: Record<string, string> = { ...filterEniBefore };
-  for (const x of sim.state.sessions.values()) eniOfFilter[x.trafficMirrorFilterId] = x.networkInterfaceId;
+  const eniOfFilter: Record<string, string> = {};
+  for (const s of [ownedBefore, ownedAfter])
+    for (const [eni, ids] of s.filtersOn) for (const id of ids) eniOfFilter[id] = eni;
   const pod = (p: PodRec, deletedAt?: number) => ({
     ...p,
     eni: p.ip ? heldBy.get(parseIp(p.ip)!) : undefined,
@@ -687,7 +684,7 @@ if (process.env["SCALE_TRACE"]) {
       fresh: fresh.map((p) => pod(p)),
       eniOfFilter,
       before: rulesBy(ownedBefore),
-      after: rulesBy(ownedState()),
+      after: rulesBy(ownedAfter),
     }),
   );
 }

@@ -6,8 +6,8 @@
 // `=` the replacement took the old address, `s` another on the same ENI, `x` another ENI.
 // Run: node bench/scale/trace.ts FILE [-v: list the events and calls of ENIs over the estimate]
 import { readFileSync } from "node:fs";
-import type { FilterRule } from "../../src/api/inventory.ts";
-import { contains, parseCidr, parseIp } from "../../src/plan/ipv4.ts";
+import type { FilterRule, MirrorFilter } from "../../src/api/inventory.ts";
+import { mirrorsInboundTo } from "../../test/ec2-sim/dataplane.ts";
 
 interface TracedPod {
   ip?: string;
@@ -35,16 +35,26 @@ const [file, flag] = process.argv.slice(2);
 if (!file) throw new Error("usage: trace.ts FILE [-v]");
 const t = JSON.parse(readFileSync(file, "utf8")) as Trace;
 const filtersOn = new Map<string, string[]>();
-for (const [f, eni] of Object.entries(t.eniOfFilter)) filtersOn.set(eni, [...(filtersOn.get(eni) ?? []), f]);
+for (const [f, eni] of Object.entries(t.eniOfFilter)) {
+  const on = filtersOn.get(eni) ?? [];
+  on.push(f);
+  filtersOn.set(eni, on);
+}
 
-/** How many filters on the pod's ENI mirror its address inbound (first match, in number order). */
+/** How many filters on the pod's ENI mirror its inbound traffic. */
 function filtersWith(rules: Trace["before"], p: TracedPod): number {
-  const a = parseIp(p.ip ?? "");
-  if (a === undefined || !p.eni) return 0;
-  return (filtersOn.get(p.eni) ?? []).filter((f) => {
-    const inbound = (rules[f] ?? []).filter((r) => r.direction === "ingress");
-    inbound.sort((x, y) => x.ruleNumber - y.ruleNumber);
-    return inbound.find((r) => contains(parseCidr(r.destinationCidrBlock)!, a))?.action === "accept";
+  if (!p.ip || !p.eni) return 0;
+  const ip = p.ip;
+  return (filtersOn.get(p.eni) ?? []).filter((id) => {
+    const all = rules[id] ?? [];
+    const f: MirrorFilter = {
+      trafficMirrorFilterId: id,
+      ingressRules: all.filter((r) => r.direction === "ingress"),
+      egressRules: all.filter((r) => r.direction === "egress"),
+      networkServices: [],
+      tags: {},
+    };
+    return mirrorsInboundTo(f, ip);
   }).length;
 }
 
@@ -52,7 +62,9 @@ const events = new Map<string, Event[]>();
 const need = new Map<string, number>();
 const add = (eni: string | undefined, e: Event, calls = 0): void => {
   if (!eni) return;
-  events.set(eni, [...(events.get(eni) ?? []), e]);
+  const list = events.get(eni) ?? [];
+  list.push(e);
+  events.set(eni, list);
   need.set(eni, (need.get(eni) ?? 0) + calls);
 };
 t.victims.forEach((v, k) => {

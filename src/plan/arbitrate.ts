@@ -111,6 +111,9 @@ function currentLocals(g: Group, idx: InventoryIndex): Set<string> {
 function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRule[] | undefined {
   sortMembers(g);
   const held = g.eniWide ? [] : idx.heldRanges(g.eni.networkInterfaceId);
+  // Read once, and only if a table is built.
+  let locals: Set<string> | undefined;
+  const current = (): Set<string> => (locals ??= currentLocals(g, idx));
   while (g.members.length > 0) {
     const ips: number[] = [];
     for (const m of g.members) if (typeof m.ip === "number") ips.push(m.ip);
@@ -123,7 +126,7 @@ function fitFilter(g: Group, idx: InventoryIndex, dropped: Member[]): DesiredRul
     };
     const v6 = ipv6Request(g, idx);
     if (v6) req.ipv6 = v6;
-    if (!g.eniWide) req.current = () => currentLocals(g, idx);
+    if (!g.eniWide) req.current = current;
     const rules = buildFilterRules(req);
     if (rules) return rules;
     dropped.push(g.members.pop()!);

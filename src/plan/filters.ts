@@ -417,20 +417,17 @@ function tableRules(
   for (const { direction, table } of tables) {
     for (const { entry, height, depth } of byNesting(table.entries, width)) {
       const local = space.format(entry.block);
-      const place = (i: number): void => {
-        const tier = depth === 0 ? i : nestedTier(depth, i);
+      // The rule of `r` at `place` among the policy's rules, with its tier by depth and by height.
+      const add = (r: PolicyFilterRule, place: number): void => {
+        const tier = depth === 0 ? place : nestedTier(depth, place);
         if (tier === undefined) narrow = true;
-        out.tiers[out.rules.length - 1] = tier ?? 0;
-        byHeight.push(height * rules.length + i);
+        byHeight.push(height * rules.length + place);
+        expandOne(r, { direction, local, tier: tier ?? 0 }, out);
       };
-      if (!entry.accept) {
-        expandOne(REJECT_ALL, { direction, local, tier: 0 }, out);
-        place(1);
-      } else
+      if (!entry.accept) add(REJECT_ALL, 1);
+      else
         rules.forEach((r, i) => {
-          if (!appliesTo(r, direction) || !inFamily(r, fam)) return;
-          expandOne(r, { direction, local, tier: 0 }, out);
-          place(i + 1);
+          if (appliesTo(r, direction) && inFamily(r, fam)) add(r, i + 1);
         });
     }
   }

@@ -87,6 +87,12 @@ export function filterAccepts(
   return f !== undefined && mirrorFilterAccepts(f, p, direction);
 }
 
+/** Whether the filter mirrors a TCP packet from a remote address to `ip` (an IPv4 address of its ENI). */
+export function mirrorsInboundTo(f: MirrorFilter, ip: string): boolean {
+  const probe = { src: "198.51.100.7", dst: ip, protocol: 6, srcPort: 40_000, dstPort: 80 };
+  return mirrorFilterAccepts(f, probe, "ingress");
+}
+
 /** Whether a filter accepts a packet crossing its session's ENI in a direction (AWS's rule order). */
 export function mirrorFilterAccepts(
   f: MirrorFilter,
